@@ -1,0 +1,222 @@
+"""The loss or gradient norm became NaN/inf, or the loss exploded by orders of magnitude and stayed there.
+
+Detects:
+A run whose training loss (or unclipped gradient norm) became NaN or
+infinite on an applied update, or whose smoothed loss rose to at least
+10x its starting value and 100x the best value reached before, and ended
+there. A run whose ``run.json`` says ``diverged`` is reported too.
+
+Why:
+Any workload diverges when the learning rate is too large (Deep Learning
+Tuning Playbook, "Identifying unstable workloads"). A diverged run wastes the
+rest of its compute; a sweep that hides one misleads lr* selection.
+
+Algorithm:
+Steps that an AMP GradScaler skipped (``skipped`` = 1) are left out: the
+scaler found inf/nan gradients and did not apply them, which is its normal
+work, not divergence. A non-finite loss or grad norm on an applied update is
+an error, unless the loss is finite again over the last 10% of the run, which
+is a warning (transient). Explosion: the loss is smoothed by a centered
+rolling median over 1% of the points (at least 3), in log space; it has
+exploded where the smoothed loss exceeds ``start_factor`` (10) times the
+median of the first 2% of points and ``best_factor`` (100) times the best
+smoothed value before it, and it is divergence when the last smoothed value
+is still above ``start_factor`` times the start (a rise that comes back is a
+loss spike, not divergence). Only positive losses are tested for explosion.
+
+Example:
+SGD at lr 3.0 on a small MLP: loss 2.3 at step 0, 0.9 at step 40, 1e4 at
+step 60 and inf from step 63 on: one error, steps [63, 199].
+
+Recommends:
+Divergence in the first 10% of the run: warmup (Playbook "Learning rate
+warmup"), ``warmup_steps`` the smallest of 10, 100, 1000, ... at least twice
+the divergence step and at most 10% of the run, ``base_lr`` the run's lr.
+Later, with grad norms logged: clipping at the 90th percentile of the grad
+norms before divergence. Otherwise: a 3x lower lr (the last resort).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import signal
+from ..findings import Finding, Recommendation, Severity, round_sig
+from ..model import Run
+from .registry import Check, Scope
+
+
+@dataclass(frozen=True)
+class Config:
+    start_factor: float = 10.0
+    best_factor: float = 100.0
+    recovered_fraction: float = 0.1
+    early_fraction: float = 0.1
+
+
+def detect(run: Run, config: Config) -> list[Finding]:
+    updates = run.updates()
+    if updates.empty:
+        return _from_status(run) if run.status == "diverged" else []
+    steps = updates["step"].to_numpy()
+    loss = updates["loss"].to_numpy(dtype=float)
+
+    bad = _nonfinite(run, updates, "loss")
+    if run.has("grad_norm"):
+        bad |= _nonfinite(run, updates, "grad_norm")
+    if bad.any():
+        return [_nonfinite_finding(run, steps, loss, bad, config)]
+
+    exploded = _explosion(run, steps, loss, config)
+    if exploded:
+        return [exploded]
+    return _from_status(run) if run.status == "diverged" else []
+
+
+def _nonfinite(run: Run, updates, column: str) -> np.ndarray:
+    values = updates[column].to_numpy(dtype=float)
+    literal_nan = np.isin(updates["step"].to_numpy(), run.nan_steps.get(column, []))
+    return np.isinf(values) | literal_nan
+
+
+def _nonfinite_finding(run: Run, steps, loss, bad, config: Config) -> Finding:
+    first = int(steps[np.argmax(bad)])
+    tail = max(1, int(len(steps) * config.recovered_fraction))
+    recovered = not bad[-tail:].any() and np.isfinite(loss[-tail:]).all()
+    count = int(bad.sum())
+    finite_before = loss[:np.argmax(bad)]
+    finite_before = finite_before[np.isfinite(finite_before)]
+    evidence = {
+        "first_nonfinite_step": first,
+        "nonfinite_steps": count,
+        "last_finite_loss": float(finite_before[-1]) if finite_before.size else None,
+        "recovered": recovered,
+    }
+    if recovered:
+        return Finding(
+            check="divergence",
+            severity=Severity.WARNING,
+            study=run.study,
+            runs=(run.name,),
+            steps=(first, int(steps[np.flatnonzero(bad)[-1]])),
+            title=f"{run.name}: loss or grad norm non-finite on {count} updates from step {first}, then recovered",
+            detail=(
+                f"{count} applied updates had a NaN/inf loss or gradient norm, the first at step {first}; "
+                f"the last {tail} logged steps are finite again. If a GradScaler skipped these steps, log "
+                "`skipped` so they are not counted."
+            ),
+            evidence=evidence,
+            recommendation=_recommend(run, first, steps, config),
+        )
+    return Finding(
+        check="divergence",
+        severity=Severity.ERROR,
+        study=run.study,
+        runs=(run.name,),
+        steps=(first, int(steps[-1])),
+        title=f"{run.name}: diverged at step {first} (loss or grad norm became NaN/inf)",
+        detail=(
+            f"From step {first} on, {count} of {len(steps)} logged updates have a non-finite loss or "
+            f"gradient norm"
+            + (f"; the last finite loss was {finite_before[-1]:.4g}." if finite_before.size else ".")
+        ),
+        evidence=evidence,
+        recommendation=_recommend(run, first, steps, config),
+    )
+
+
+def _explosion(run: Run, steps, loss, config: Config) -> Finding | None:
+    logs = signal.log10_positive(loss)
+    if logs is None or len(logs) < 3:
+        return None
+    finite = np.isfinite(logs)
+    steps, logs = steps[finite], logs[finite]
+    level = signal.smooth(logs, signal.window(len(logs), 0.01))
+    start = float(np.median(logs[: max(1, int(len(logs) * 0.02))]))
+    best_before = np.minimum.accumulate(level)
+    above = (level > start + np.log10(config.start_factor)) & (
+        level > best_before + np.log10(config.best_factor)
+    )
+    if not above.any() or level[-1] <= start + np.log10(config.start_factor):
+        return None
+    first_index = int(np.argmax(above))
+    first = int(steps[first_index])
+    peak = float(10 ** level.max())
+    best = float(10 ** best_before[first_index])
+    start_loss = float(10**start)
+    return Finding(
+        check="divergence",
+        severity=Severity.ERROR,
+        study=run.study,
+        runs=(run.name,),
+        steps=(first, int(steps[-1])),
+        title=f"{run.name}: loss exploded at step {first} ({peak / best:.3g}x its best) and did not come back",
+        detail=(
+            f"The smoothed loss started at {start_loss:.4g}, reached {best:.4g}, rose above "
+            f"{config.best_factor:g}x that from step {first} to a peak of {peak:.4g}, and ends at "
+            f"{10 ** level[-1]:.4g} ({10 ** level[-1] / start_loss:.3g}x its start)."
+        ),
+        evidence={
+            "start_loss": start_loss,
+            "best_loss": best,
+            "peak_loss": peak,
+            "final_loss": float(10 ** level[-1]),
+            "explosion_step": first,
+        },
+        recommendation=_recommend(run, first, steps, config),
+    )
+
+
+def _from_status(run: Run) -> list[Finding]:
+    return [
+        Finding(
+            check="divergence",
+            severity=Severity.ERROR,
+            study=run.study,
+            runs=(run.name,),
+            title=f"{run.name}: the run was stopped as diverged",
+            detail="run.json says status \"diverged\"; the logged steps do not show a NaN/inf or an explosion "
+            "(the run was probably stopped before the loss was written).",
+        )
+    ]
+
+
+def _recommend(run: Run, first: int, steps, config: Config) -> Recommendation:
+    span = run.max_steps or int(steps[-1]) + 1
+    if first <= config.early_fraction * span:
+        warmup = next(
+            (w for w in (10, 100, 1_000, 10_000, 100_000) if w >= 2 * max(first, 1) and w <= 0.1 * span),
+            None,
+        )
+        if warmup is not None:
+            return Recommendation(
+                action="warmup",
+                values={"warmup_steps": warmup, "base_lr": run.lr},
+                why=(
+                    f"the run diverged early (step {first} of {span}): ramp the lr up from 0 over "
+                    f"{warmup} steps to the same base lr (Tuning Playbook, learning rate warmup)"
+                ),
+            )
+    if run.has("grad_norm"):
+        before = run.updates()
+        before = before.loc[before["step"] < first, "grad_norm"].to_numpy(dtype=float)
+        before = before[np.isfinite(before)]
+        if before.size >= 10:
+            threshold = float(np.percentile(before, 90))
+            return Recommendation(
+                action="clip",
+                values={"threshold": round_sig(threshold)},
+                why="clip the global gradient norm at the 90th percentile of the norms before divergence",
+            )
+    lower = round_sig(run.lr / 3) if run.lr else None
+    return Recommendation(
+        action="lr",
+        values={"value": lower},
+        why="lower the learning rate about 3x (the Tuning Playbook's last resort; try warmup or clipping first)",
+    )
+
+
+CHECK = Check(id="divergence", scope=Scope.RUN, detect=detect, config=Config(), module=sys.modules[__name__])

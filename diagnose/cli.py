@@ -1,0 +1,209 @@
+"""The ``diagnose`` command: parse, call, print, exit code. Nothing is decided here."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .analyze import Analysis, analyze
+from .checks import BY_ID, CHECKS
+from .errors import LogError
+from .findings import Severity
+from .readers import LogRoot, read_root
+
+EXIT_OK, EXIT_FINDINGS, EXIT_UNREADABLE = 0, 1, 2
+
+
+class _Progress:
+    """``read N/M runs`` on stderr, only once reading takes more than a moment."""
+
+    def __init__(self, after_seconds: float = 1.0):
+        self.start = time.monotonic()
+        self.after = after_seconds
+        self.last = 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        elapsed = time.monotonic() - self.start
+        if elapsed < self.after or (elapsed - self.last < 1.0 and done < total):
+            return
+        self.last = elapsed
+        click.echo(f"read {done}/{total} runs", err=True)
+
+
+def _load(logroot: Path) -> LogRoot:
+    try:
+        return read_root(logroot, on_progress=_Progress())
+    except LogError as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(EXIT_UNREADABLE)
+
+
+def _checks(settings: tuple[str, ...]):
+    """The registered checks with ``--set check.threshold=value`` applied."""
+    overrides: dict[str, dict[str, str]] = {}
+    for setting in settings:
+        name, _, value = setting.partition("=")
+        check_id, _, field = name.partition(".")
+        if not value or not field or check_id not in BY_ID:
+            raise click.BadParameter(
+                f"{setting!r}: expected CHECK.THRESHOLD=VALUE with CHECK one of {', '.join(BY_ID)}",
+                param_hint="--set",
+            )
+        overrides.setdefault(check_id, {})[field] = value
+    try:
+        return tuple(check.configured(overrides.get(check.id, {})) for check in CHECKS)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--set") from None
+
+
+def _analyze(logroot: Path, settings: tuple[str, ...]) -> tuple[LogRoot, Analysis]:
+    checks = _checks(settings)
+    root = _load(logroot)
+    for unreadable in root.unreadable:
+        click.echo(f"unreadable: {unreadable.error}", err=True)
+    return root, analyze(root, checks)
+
+
+_LOGROOT = click.argument("logroot", type=click.Path(exists=True, file_okay=False, path_type=Path))
+_SET = click.option(
+    "--set",
+    "settings",
+    multiple=True,
+    metavar="CHECK.THRESHOLD=VALUE",
+    help="Tune a check's threshold, e.g. --set divergence.start_factor=100 (see `diagnose explain CHECK`).",
+)
+_JSON = click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the findings document (diagnose.findings/1) to this file.",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="diagnose")
+def main():
+    """Check the health of PyTorch training runs from their logs.
+
+    Point it at a log root: a folder holding runs (diagnose run directories,
+    and more formats as they are added). Every folder below it with a log is
+    one run; runs in the same parent folder form a study (an lr sweep, a seed
+    swarm) and are compared with each other.
+    """
+
+
+@main.command()
+@_LOGROOT
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where to write the HTML report. Default: reports/<logroot name>.html",
+)
+@_JSON
+@_SET
+def report(logroot: Path, output: Path | None, json_path: Path | None, settings):
+    """Write one self-contained HTML report for LOGROOT (opens offline, attach it to a review)."""
+    from .render import html
+
+    root, analysis = _analyze(logroot, settings)
+    if not root.runs:
+        click.echo(f"error: no readable run under {logroot}", err=True)
+        sys.exit(EXIT_UNREADABLE)
+    output = output or Path("reports") / f"{logroot.resolve().name}.html"
+    html.write(analysis, output)
+    click.echo(f"wrote {output}")
+    if json_path:
+        analysis.document.write_json(json_path)
+        click.echo(f"wrote {json_path}")
+    _print_summary(analysis)
+
+
+@main.command()
+@_LOGROOT
+@click.option(
+    "--fail-on",
+    type=click.Choice([s.value for s in Severity]),
+    default="error",
+    show_default=True,
+    help="Exit 1 when a finding is at least this severe.",
+)
+@click.option("--strict", is_flag=True, help="Exit 2 when any run cannot be read, not only when none can.")
+@_JSON
+@_SET
+def check(logroot: Path, fail_on: str, strict: bool, json_path: Path | None, settings):
+    """CI gate: print the findings for LOGROOT and set the exit code.
+
+    \b
+    Exit codes:
+      0  no finding reaches --fail-on
+      1  a finding reaches --fail-on
+      2  the logs could not be read (no run at all; with --strict, any run)
+    """
+    root, analysis = _analyze(logroot, settings)
+    if json_path:
+        analysis.document.write_json(json_path)
+    _print_summary(analysis)
+    if not root.runs:
+        click.echo(f"error: no readable run under {logroot}", err=True)
+        sys.exit(EXIT_UNREADABLE)
+    if strict and root.unreadable:
+        sys.exit(EXIT_UNREADABLE)
+    threshold = Severity(fail_on).rank
+    failing = [f for f in analysis.document.findings if f.severity.rank >= threshold]
+    sys.exit(EXIT_FINDINGS if failing else EXIT_OK)
+
+
+@main.command()
+@_LOGROOT
+def runs(logroot: Path):
+    """List the runs found under LOGROOT and what was understood from each."""
+    root = _load(logroot)
+    rows = [("STUDY", "RUN", "ROLE", "STEPS", "STATUS", "FORMAT", "COLUMNS")]
+    for run in sorted(root.runs, key=lambda r: (r.study, r.name)):
+        columns = ",".join(c for c in run.steps.columns if c != "step" and run.has(c))
+        rows.append(
+            (run.study, run.name, run.role, str(run.n_steps), run.status or "-", run.format, columns or "-")
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1])
+    for run in root.runs:
+        for note in run.notes:
+            click.echo(f"note: {run.key}: {note}", err=True)
+    for unreadable in root.unreadable:
+        click.echo(f"unreadable: {unreadable.error}", err=True)
+    if not root.runs:
+        sys.exit(EXIT_UNREADABLE)
+
+
+@main.command()
+@click.argument("check_id", required=False, metavar="CHECK")
+def explain(check_id: str | None):
+    """Print what CHECK detects, why, how, and what it recommends (no CHECK: list them)."""
+    if check_id is None:
+        for check in CHECKS:
+            click.echo(f"{check.id:26} {check.doc.splitlines()[0]}")
+        return
+    if check_id not in BY_ID:
+        raise click.BadParameter(f"unknown check {check_id!r}; known: {', '.join(BY_ID)}", param_hint="CHECK")
+    check = BY_ID[check_id]
+    click.echo(f"{check.id} ({check.scope.value} check)\n")
+    click.echo(check.doc)
+    thresholds = ", ".join(f"{k}={v}" for k, v in vars(check.config).items())
+    if thresholds:
+        click.echo(f"\nThresholds (--set {check.id}.NAME=VALUE): {thresholds}")
+
+
+def _print_summary(analysis: Analysis) -> None:
+    document = analysis.document
+    for finding in document.findings:
+        click.echo(f"{finding.severity.value:7} {finding.check}: {finding.title}")
+    click.echo(
+        f"{document.verdict}: {len(document.findings)} findings in {len(document.runs)} runs"
+        + (f", {len(document.unreadable)} unreadable" if document.unreadable else "")
+    )

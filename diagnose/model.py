@@ -1,0 +1,160 @@
+"""What one training run and one study are, in memory.
+
+Every reader (the native run directory, Hugging Face, Lightning, TensorBoard,
+plain CSV and text logs) produces these, so the checks never know which file a
+number came from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+VALID_SPLITS = frozenset({"valid", "val", "validation", "eval", "dev", "test"})
+TRAIN_SPLITS = frozenset({"train", "training"})
+
+ROLES = ("train", "short", "lr_range")
+STATUSES = ("running", "finished", "diverged", "crashed", "interrupted")
+
+
+def empty_steps() -> pd.DataFrame:
+    return pd.DataFrame({"step": pd.Series(dtype="int64"), "loss": pd.Series(dtype="float64")})
+
+
+def empty_evals() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "step": pd.Series(dtype="int64"),
+            "split": pd.Series(dtype="object"),
+            "loss": pd.Series(dtype="float64"),
+        }
+    )
+
+
+@dataclass(eq=False)
+class Run:
+    """One training run.
+
+    ``steps`` has one row per logged optimizer step, sorted by ``step`` (int64)
+    with float64 columns ``loss`` and, where logged, ``grad_norm``, ``lr``,
+    ``momentum``, ``time``, ``clip_norm``, ``clipped``, ``skipped`` and any
+    extra numeric column. A missing value is NaN; a value that the log itself
+    wrote as ``nan`` is NaN too and its step is listed in ``nan_steps`` (so a
+    NaN loss is told apart from a loss that was not logged).
+    ``evals`` has one row per evaluation: ``step``, ``split``, ``loss`` and
+    further metrics.
+    """
+
+    name: str
+    study: str
+    source: Path
+    steps: pd.DataFrame = field(default_factory=empty_steps)
+    evals: pd.DataFrame = field(default_factory=empty_evals)
+    role: str = "train"
+    config: dict = field(default_factory=dict)
+    status: str | None = None
+    format: str = "diagnose.run/1"
+    notes: list[str] = field(default_factory=list)
+    nan_steps: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        """Unique within a log root: ``study/name``."""
+        return f"{self.study}/{self.name}"
+
+    @property
+    def n_steps(self) -> int:
+        return len(self.steps)
+
+    @property
+    def last_step(self) -> int | None:
+        return int(self.steps["step"].iloc[-1]) if len(self.steps) else None
+
+    def has(self, column: str) -> bool:
+        """True when the column exists and holds at least one value."""
+        return column in self.steps.columns and bool(self.steps[column].notna().any())
+
+    @cached_property
+    def lr(self) -> float | None:
+        """The base (peak) learning rate: ``config.lr``, else the largest logged lr."""
+        return self._hyper("lr", reduce=np.nanmax)
+
+    @cached_property
+    def momentum(self) -> float | None:
+        """``config.momentum``, else the median logged momentum."""
+        return self._hyper("momentum", reduce=np.nanmedian)
+
+    @property
+    def seed(self):
+        return self.config.get("seed")
+
+    @property
+    def max_steps(self) -> int | None:
+        value = self.config.get("max_steps")
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+            return int(value)
+        return None
+
+    def evals_for(self, splits: frozenset[str]) -> pd.DataFrame:
+        """Eval rows whose split is one of ``splits`` (case-insensitive), by step."""
+        if self.evals.empty:
+            return self.evals
+        mask = self.evals["split"].astype(str).str.lower().isin(splits)
+        return self.evals[mask].sort_values("step", kind="stable")
+
+    def valid_evals(self) -> pd.DataFrame:
+        return self.evals_for(VALID_SPLITS)
+
+    def train_evals(self) -> pd.DataFrame:
+        return self.evals_for(TRAIN_SPLITS)
+
+    def updates(self) -> pd.DataFrame:
+        """Steps whose update was applied (AMP-skipped steps left out)."""
+        if "skipped" in self.steps.columns:
+            return self.steps[self.steps["skipped"].fillna(0) == 0]
+        return self.steps
+
+    def _hyper(self, key: str, reduce) -> float | None:
+        value = self.config.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value):
+            return float(value)
+        if self.has(key):
+            return float(reduce(self.steps[key].to_numpy()))
+        return None
+
+
+@dataclass(eq=False)
+class Study:
+    """Runs that are compared with each other: an lr sweep, a seed swarm, ..."""
+
+    name: str
+    runs: list[Run]
+
+    @cached_property
+    def varying(self) -> dict[str, list]:
+        """Config keys whose values differ between the runs, with their sorted values."""
+        keys = {key for run in self.runs for key in run.config}
+        varying = {}
+        for key in sorted(keys):
+            values = {_hashable(run.config.get(key)) for run in self.runs}
+            if len(values) > 1:
+                varying[key] = sorted(values, key=_order)
+        return varying
+
+    def by_role(self, role: str) -> list[Run]:
+        return [run for run in self.runs if run.role == role]
+
+
+def _order(value):
+    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return (value is None, not is_number, value if is_number else 0, str(value))
+
+
+def _hashable(value):
+    if isinstance(value, (list, dict)):
+        return repr(value)
+    return value

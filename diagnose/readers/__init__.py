@@ -1,0 +1,91 @@
+"""Find every run under a log root and read it, whatever wrote it.
+
+Each reader module has ``sniff(folder) -> bool`` (does this folder hold a log
+of mine?) and ``read(folder, study) -> Run``, raising ``LogError``. The first
+reader that claims a folder reads it, and the walk does not go below it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import LogError
+from ..model import Run
+from . import rundir
+
+READERS = (rundir,)
+
+
+@dataclass
+class Unreadable:
+    path: str
+    error: str
+
+    def to_dict(self) -> dict:
+        return {"path": self.path, "error": self.error}
+
+
+@dataclass
+class LogRoot:
+    path: Path
+    runs: list[Run] = field(default_factory=list)
+    unreadable: list[Unreadable] = field(default_factory=list)
+
+
+def discover(root: Path) -> list[tuple[Path, object]]:
+    """Every folder at any depth below ``root`` (itself included) that a reader claims."""
+    found = []
+    for folder, subfolders, _ in os.walk(root):
+        folder = Path(folder)
+        subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))
+        reader = next((r for r in READERS if r.sniff(folder)), None)
+        if reader is not None:
+            found.append((folder, reader))
+            subfolders[:] = []
+    return found
+
+
+def default_study(root: Path, folder: Path) -> str:
+    """The parent folder's path relative to the root; the root's own name at the top."""
+    parent = folder.parent.relative_to(root) if folder != root else Path(".")
+    if parent == Path(".") or folder == root:
+        return root.resolve().name
+    return parent.as_posix()
+
+
+def read_root(root: Path, on_progress: Callable[[int, int], None] | None = None) -> LogRoot:
+    """Read every run below ``root``; a run that cannot be read is listed, never fatal."""
+    root = Path(root)
+    if not root.is_dir():
+        raise LogError(root, "not a folder: give the folder that holds your runs")
+    result = LogRoot(path=root)
+    folders = discover(root)
+    for done, (folder, reader) in enumerate(folders, start=1):
+        try:
+            result.runs.append(reader.read(folder, default_study(root, folder)))
+        except LogError as error:
+            result.unreadable.append(Unreadable(str(error.path), str(error)))
+        except OSError as error:
+            result.unreadable.append(Unreadable(str(folder), f"{folder}: {error.strerror or error}"))
+        except Exception as error:  # a reader bug must cost one run, not the report
+            message = f"{folder}: could not be read ({type(error).__name__}: {error}); please report this"
+            result.unreadable.append(Unreadable(str(folder), message))
+        if on_progress is not None:
+            on_progress(done, len(folders))
+    _disambiguate(root, result.runs)
+    return result
+
+
+def _disambiguate(root: Path, runs: list[Run]) -> None:
+    """Two runs with the same study and name (e.g. copied folders) get their paths as names."""
+    seen: dict[str, list[Run]] = {}
+    for run in runs:
+        seen.setdefault(run.key, []).append(run)
+    for same in seen.values():
+        if len(same) > 1:
+            for run in same:
+                run.notes.append(f"another run is also named {run.name!r} in study {run.study!r}: named by its folder")
+                run.name = run.source.relative_to(root).as_posix()

@@ -1,0 +1,132 @@
+"""The native run directory ``diagnose.run/1`` (CONTRACT §1).
+
+A folder holding ``run.json``, ``steps.csv`` (one row per optimizer step) and
+optionally ``evals.csv``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from ..errors import LogError
+from ..model import STATUSES, Run, empty_evals
+from .table import check_steps, order_steps, read_table
+
+FORMAT = "diagnose.run/1"
+RUN_FILE = "run.json"
+STEPS_FILE = "steps.csv"
+EVALS_FILE = "evals.csv"
+
+STEP_COLUMNS = ("grad_norm", "lr", "momentum", "time", "clip_norm", "clipped", "skipped")
+
+# A run.json that says `running` while no file changed for this long is shown as interrupted.
+STALE_AFTER_SECONDS = 30 * 60
+
+
+def sniff(folder: Path) -> bool:
+    return (folder / RUN_FILE).is_file()
+
+
+def read(folder: Path, study: str, now: float | None = None) -> Run:
+    meta_path = folder / RUN_FILE
+    meta = _read_meta(meta_path)
+    run = Run(
+        name=_string(meta_path, meta, "name", folder.name),
+        study=_string(meta_path, meta, "study", study),
+        source=folder,
+        role=_string(meta_path, meta, "role", "train"),
+        config=_config(meta_path, meta),
+        status=_status(meta_path, meta),
+        format=FORMAT,
+    )
+
+    steps_path = folder / STEPS_FILE
+    if steps_path.is_file():
+        table = read_table(steps_path, required=("step", "loss"), numeric=STEP_COLUMNS)
+        run.steps, run.nan_steps = order_steps(steps_path, table)
+        run.notes.extend(table.notes)
+        if run.steps.empty:
+            run.notes.append(f"{STEPS_FILE}: no steps logged yet")
+    elif run.status == "running":
+        run.notes.append(f"{STEPS_FILE}: not written yet")
+    else:
+        raise LogError(steps_path, f"missing: every run needs one ({RUN_FILE} says status {run.status!r})")
+
+    evals_path = folder / EVALS_FILE
+    if evals_path.is_file():
+        table = read_table(evals_path, required=("step", "split"), numeric=("loss",), text=("split",))
+        evals = table.frame.assign(step=check_steps(evals_path, table.frame))
+        if "loss" not in evals.columns:
+            evals = evals.assign(loss=float("nan"))
+        run.evals = evals.sort_values("step", kind="stable").reset_index(drop=True)
+        run.notes.extend(table.notes)
+    else:
+        run.evals = empty_evals()
+
+    if run.status == "running" and _stale(folder, now):
+        run.status = "interrupted"
+        run.notes.append(
+            f"{RUN_FILE} says running, but no file changed for over {STALE_AFTER_SECONDS // 60} minutes: "
+            "shown as interrupted"
+        )
+    return run
+
+
+def _read_meta(path: Path) -> dict:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise LogError(path, "not UTF-8 text") from None
+    if not text.strip():
+        raise LogError(path, "file is empty: expected a JSON object with \"format\": \"diagnose.run/1\"")
+    try:
+        meta = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise LogError(path, f"invalid JSON: {error.msg} (column {error.colno})", line=error.lineno) from None
+    if not isinstance(meta, dict):
+        raise LogError(path, f"expected a JSON object, found {type(meta).__name__}")
+    if "format" not in meta:
+        raise LogError(path, f"missing required key \"format\" (expected \"{FORMAT}\")")
+    if meta["format"] != FORMAT:
+        raise LogError(path, f"unsupported format {meta['format']!r} (this version reads \"{FORMAT}\")")
+    return meta
+
+
+def _string(path: Path, meta: dict, key: str, default: str) -> str:
+    value = meta.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, str) or not value.strip():
+        raise LogError(path, f"\"{key}\" must be a non-empty string, found {json.dumps(value)}")
+    return value
+
+
+def _config(path: Path, meta: dict) -> dict:
+    config = meta.get("config")
+    if config is None:
+        return {}
+    if not isinstance(config, dict):
+        raise LogError(path, f"\"config\" must be an object, found {type(config).__name__}")
+    for key in ("lr", "momentum", "clip_norm", "max_steps", "warmup_steps", "batch_size"):
+        value = config.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise LogError(path, f"config \"{key}\" must be a number, found {json.dumps(value)}")
+    return config
+
+
+def _status(path: Path, meta: dict) -> str | None:
+    status = meta.get("status")
+    if status is None:
+        return None
+    if status not in STATUSES[:-1]:
+        allowed = ", ".join(STATUSES[:-1])
+        raise LogError(path, f"\"status\" must be one of {allowed}; found {json.dumps(status)}")
+    return status
+
+
+def _stale(folder: Path, now: float | None) -> bool:
+    now = time.time() if now is None else now
+    newest = max(path.stat().st_mtime for path in folder.iterdir() if path.is_file())
+    return now - newest > STALE_AFTER_SECONDS

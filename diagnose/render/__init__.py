@@ -1,0 +1,1 @@
+"""Renderers: read the findings document and the series, draw, never decide."""

@@ -1,0 +1,55 @@
+"""Robust, scale-free series primitives the checks share.
+
+Losses range from 1e-4 to 1e4 and are logged every step or every few hundred,
+so everything here works on ratios (log space) and on windows sized as a
+fraction of the run, never on absolute numbers or fixed step counts.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+# MAD of a normal sample times this is its standard deviation.
+MAD_TO_SIGMA = 1.4826
+
+
+def window(n: int, fraction: float = 0.02, minimum: int = 3, maximum: int | None = None) -> int:
+    """An odd window of ``fraction`` of ``n`` points, at least ``minimum``."""
+    size = max(minimum, int(round(n * fraction)))
+    if maximum is not None:
+        size = min(size, maximum)
+    return size | 1
+
+
+def smooth(values: np.ndarray, size: int) -> np.ndarray:
+    """Centered rolling median: follows the trend, ignores single-step spikes."""
+    return pd.Series(values).rolling(size, center=True, min_periods=1).median().to_numpy()
+
+
+def robust_scale(values: np.ndarray) -> float:
+    """Standard deviation estimated from the median absolute deviation."""
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return float("nan")
+    return float(MAD_TO_SIGMA * np.median(np.abs(values - np.median(values))))
+
+
+def segments(mask: np.ndarray, gap: int = 0) -> list[tuple[int, int]]:
+    """``[start, end]`` index pairs of the runs of True in ``mask``; runs ``gap`` apart merge."""
+    indices = np.flatnonzero(mask)
+    if indices.size == 0:
+        return []
+    breaks = np.flatnonzero(np.diff(indices) > gap + 1)
+    starts = np.concatenate(([indices[0]], indices[breaks + 1]))
+    ends = np.concatenate((indices[breaks], [indices[-1]]))
+    return [(int(s), int(e)) for s, e in zip(starts, ends)]
+
+
+def log10_positive(values: np.ndarray) -> np.ndarray | None:
+    """log10 of a series whose finite values are all > 0, else None (ratios make no sense)."""
+    finite = values[np.isfinite(values)]
+    if finite.size == 0 or (finite <= 0).any():
+        return None
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.log10(values)
