@@ -1,0 +1,153 @@
+"""The diagnose command end to end: files written, exit codes, messages."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+
+import jsonschema
+import pytest
+from click.testing import CliRunner
+
+from diagnose.cli import main
+
+HEALTHY = "step,loss,grad_norm\n" + "".join(f"{i},{1 / (1 + i / 20)!r},1.0\n" for i in range(100))
+DIVERGED = "step,loss\n" + "".join(f"{i},{'nan' if i > 50 else 1.0}\n" for i in range(100))
+NAN_ONCE = "step,loss\n" + "".join(f"{i},{'nan' if i == 20 else 1.0}\n" for i in range(100))
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+@pytest.fixture
+def logs(tmp_path, make_run):
+    make_run(tmp_path / "logs" / "sweep" / "lr0.1", steps=HEALTHY, config={"lr": 0.1})
+    make_run(tmp_path / "logs" / "sweep" / "lr1.0", steps=DIVERGED, config={"lr": 1.0})
+    return tmp_path / "logs"
+
+
+def findings_schema():
+    return json.loads(resources.files("diagnose.schemas").joinpath("findings.schema.json").read_text())
+
+
+def test_report_writes_html_and_a_findings_document_that_follows_the_contract(logs, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = invoke("report", logs, "--json", "out/findings.json")
+    assert result.exit_code == 0, result.output
+    assert "wrote reports/logs.html" in result.output
+    html = (tmp_path / "reports" / "logs.html").read_text()
+    assert "<svg" in html and "lr1.0" in html
+    document = json.loads((tmp_path / "out" / "findings.json").read_text())
+    jsonschema.validate(document, findings_schema())
+    assert document["format"] == "diagnose.findings/1"
+    assert [f["check"] for f in document["findings"]] == ["divergence"]
+    assert document["findings"][0]["runs"] == ["lr1.0"]
+    assert document["studies"][0]["runs"] == ["lr0.1", "lr1.0"]
+
+
+def test_report_goes_where_asked(logs, tmp_path):
+    result = invoke("report", logs, "-o", tmp_path / "x" / "r.html")
+    assert result.exit_code == 0 and (tmp_path / "x" / "r.html").is_file()
+
+
+def test_check_exits_1_on_an_error_finding_and_0_on_a_healthy_root(logs, tmp_path, make_run):
+    assert invoke("check", logs).exit_code == 1
+    make_run(tmp_path / "ok" / "a", steps=HEALTHY)
+    result = invoke("check", tmp_path / "ok")
+    assert result.exit_code == 0, result.output
+    assert "healthy: 0 findings in 1 runs" in result.output
+
+
+def test_fail_on_sets_the_bar(tmp_path, make_run):
+    make_run(tmp_path / "w" / "a", steps=NAN_ONCE)
+    assert invoke("check", tmp_path / "w").exit_code == 0
+    assert invoke("check", tmp_path / "w", "--fail-on", "warning").exit_code == 1
+    assert invoke("check", tmp_path / "w", "--fail-on", "info").exit_code == 1
+
+
+def test_check_exits_2_when_nothing_can_be_read(tmp_path, make_run):
+    (tmp_path / "empty").mkdir()
+    result = invoke("check", tmp_path / "empty")
+    assert result.exit_code == 2 and "no readable run" in result.output
+    make_run(tmp_path / "bad" / "a", steps="step,loss\n0,x\n")
+    result = invoke("check", tmp_path / "bad")
+    assert result.exit_code == 2
+    assert f"unreadable: {tmp_path}/bad/a/steps.csv:2: column 'loss': 'x' is not a number" in result.output
+
+
+def test_one_unreadable_run_fails_check_only_when_strict(tmp_path, make_run):
+    make_run(tmp_path / "l" / "good", steps=HEALTHY)
+    make_run(tmp_path / "l" / "bad", steps="")
+    assert invoke("check", tmp_path / "l").exit_code == 0
+    assert invoke("check", tmp_path / "l", "--strict").exit_code == 2
+    out = tmp_path / "f.json"
+    invoke("check", tmp_path / "l", "--json", out)
+    document = json.loads(out.read_text())
+    jsonschema.validate(document, findings_schema())
+    assert document["unreadable"] == [
+        {"path": f"{tmp_path}/l/bad/steps.csv", "error": f"{tmp_path}/l/bad/steps.csv:1: file is empty: expected a header row naming step, loss"}
+    ]
+
+
+def test_report_lists_unreadable_runs(tmp_path, make_run):
+    make_run(tmp_path / "l" / "good", steps=HEALTHY)
+    make_run(tmp_path / "l" / "bad", steps="step,loss\n0,1\n1,2,3\n")
+    result = invoke("report", tmp_path / "l", "-o", tmp_path / "r.html")
+    assert result.exit_code == 0
+    html = (tmp_path / "r.html").read_text()
+    assert "steps.csv:3: expected 2 fields (step,loss), found 3" in html
+
+
+def test_report_on_a_root_without_runs_is_an_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = invoke("report", tmp_path / "empty")
+    assert result.exit_code == 2 and "no readable run" in result.output
+
+
+def test_a_missing_log_root_is_a_usage_error(tmp_path):
+    result = invoke("check", tmp_path / "nope")
+    assert result.exit_code == 2 and "does not exist" in result.output
+
+
+def test_runs_lists_what_was_found(logs):
+    result = invoke("runs", logs)
+    assert result.exit_code == 0
+    lines = result.output.splitlines()
+    assert lines[0].split() == ["STUDY", "RUN", "ROLE", "STEPS", "STATUS", "FORMAT", "COLUMNS"]
+    assert lines[1].split() == ["sweep", "lr0.1", "train", "100", "-", "diagnose.run/1", "loss,grad_norm"]
+
+
+def test_explain_prints_a_checks_documentation(tmp_path):
+    result = invoke("explain", "divergence")
+    assert result.exit_code == 0
+    for section in ("Detects:", "Why:", "Algorithm:", "Example:", "Recommends:", "Thresholds"):
+        assert section in result.output
+    assert "divergence" in invoke("explain").output
+    assert invoke("explain", "nope").exit_code == 2
+
+
+def test_set_tunes_a_threshold_and_rejects_unknown_ones(logs):
+    assert invoke("check", logs, "--set", "divergence.start_factor=100").exit_code == 1
+    result = invoke("check", logs, "--set", "divergence.nope=1")
+    assert result.exit_code == 2 and "divergence has no threshold 'nope'" in result.output
+    assert invoke("check", logs, "--set", "garbage").exit_code == 2
+
+
+def test_version():
+    result = invoke("--version")
+    assert result.exit_code == 0 and result.output.startswith("diagnose, version ")
+
+
+def test_reading_and_reporting_never_import_torch(logs, tmp_path):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from diagnose.cli import main\n"
+        f"main(['report', {str(logs)!r}, '-o', {str(tmp_path / 'r.html')!r}], standalone_mode=False)\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
