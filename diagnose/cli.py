@@ -207,3 +207,7 @@ def _print_summary(analysis: Analysis) -> None:
         f"{document.verdict}: {len(document.findings)} findings in {len(document.runs)} runs"
         + (f", {len(document.unreadable)} unreadable" if document.unreadable else "")
     )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,133 @@
+"""How the analyzer scales: `diagnose report` against a bare pyarrow parse of the same files.
+
+Generates log roots of realistic runs (a decaying noisy loss, grad norms, lr,
+periodic evals, and a few pathologies: spikes, a divergence), then measures in
+fresh processes the wall time and peak RSS of
+
+  * the bare parse: pyarrow's CSV reader on every steps.csv and evals.csv;
+  * `diagnose report` (cold: no cache) and again (warm: the run cache);
+  * the warm report after a few runs changed.
+
+Run by hand (not a test):
+
+    python benchmarks/analyzer_scale.py                 # 1M and 10M rows, 10k small runs
+    python benchmarks/analyzer_scale.py --sizes 1M      # just one size
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+SIZES = {
+    # name: (runs, steps per run)
+    "1M": (10, 100_000),
+    "10M": (100, 100_000),
+    "10k-runs": (10_000, 1_000),
+}
+
+BARE_PARSE = """
+import sys
+from pathlib import Path
+import pyarrow.csv as c
+rows = 0
+for path in sorted(Path(sys.argv[1]).rglob("*.csv")):
+    rows += c.read_csv(path).num_rows
+print(rows)
+"""
+
+
+def write_root(root: Path, runs: int, steps: int, seed: int = 0) -> int:
+    """A log root of ``runs`` runs in studies of 10; returns the number of step rows."""
+    rng = np.random.default_rng(seed)
+    step = np.arange(steps)
+    for index in range(runs):
+        folder = root / f"study{index // 10:04d}" / f"run{index:05d}"
+        folder.mkdir(parents=True)
+        lr = 0.01 * 3 ** (index % 10 / 3)
+        loss = 2.3 * np.exp(-step / (steps / 5)) + 0.2
+        loss *= np.exp(rng.normal(0, 0.05, steps))
+        if index % 10 == 7:
+            at = steps // 2
+            loss[at:at + max(1, steps // 200)] *= 8
+        if index % 10 == 9:
+            loss[int(steps * 0.8):] = np.inf
+        grad = np.abs(rng.normal(1, 0.2, steps))
+        columns = np.column_stack([step, loss, grad, np.full(steps, lr)])
+        with open(folder / "steps.csv", "w") as handle:
+            handle.write("step,loss,grad_norm,lr\n")
+            np.savetxt(handle, columns, fmt=["%d", "%.6g", "%.5g", "%.4g"], delimiter=",")
+        every = max(1, steps // 20)
+        with open(folder / "evals.csv", "w") as handle:
+            handle.write("step,split,loss\n")
+            for s in range(0, steps, every):
+                handle.write(f"{s},valid,{loss[s] * 1.1:.6g}\n")
+        run = {"format": "diagnose.run/1", "config": {"lr": lr, "seed": index % 2, "max_steps": steps}, "status": "finished"}
+        (folder / "run.json").write_text(json.dumps(run))
+    return runs * steps
+
+
+def measure(command: list[str], env: dict | None = None) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MB) of a fresh process running ``command``."""
+    script = (
+        "import resource, subprocess, sys, time\n"
+        "start = time.perf_counter()\n"
+        "code = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL).returncode\n"
+        "wall = time.perf_counter() - start\n"
+        "rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024\n"
+        "print(wall, rss, code)\n"
+    )
+    output = subprocess.run([sys.executable, "-c", script, *command], capture_output=True, text=True, env=env, check=True)
+    wall, rss, code = output.stdout.split()
+    if code not in ("0", "1"):
+        raise SystemExit(f"{' '.join(command)} exited {code}")
+    return float(wall), float(rss)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
+    parser.add_argument("--keep", type=Path, help="generate the roots here and keep them")
+    args = parser.parse_args()
+    diagnose = [sys.executable, "-m", "diagnose.cli"]
+    base = args.keep or Path(tempfile.mkdtemp(prefix="diagnose-scale-"))
+    print(f"machine: {os.cpu_count()} cores; python {sys.version.split()[0]}")
+    print(f"{'root':10} {'rows':>11} {'parse s':>8} {'report s':>9} {'ratio':>6} {'RSS MB':>7} {'warm s':>7} {'changed s':>9}")
+    try:
+        for name in args.sizes:
+            runs, steps = SIZES[name]
+            root = base / name
+            if not root.exists():
+                rows = write_root(root, runs, steps)
+            else:
+                rows = runs * steps
+            cache = base / f"cache-{name}"
+            shutil.rmtree(cache, ignore_errors=True)
+            env = {**os.environ, "DIAGNOSE_CACHE_DIR": str(cache)}
+            parse_s, _ = measure([sys.executable, "-c", BARE_PARSE, str(root)])
+            report = [*diagnose, "report", str(root), "-o", str(base / f"{name}.html")]
+            cold_s, cold_rss = measure(report, env)
+            warm_s, _ = measure(report, env)
+            for touched in sorted(root.glob("*/*"))[:3]:
+                with open(touched / "steps.csv", "a") as handle:
+                    handle.write(f"{steps},0.5,1.0,0.01\n")
+            changed_s, _ = measure(report, env)
+            print(
+                f"{name:10} {rows:>11,} {parse_s:8.2f} {cold_s:9.2f} {cold_s / parse_s:6.2f} {cold_rss:7.0f} "
+                f"{warm_s:7.2f} {changed_s:9.2f}"
+            )
+    finally:
+        if not args.keep:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
