@@ -56,31 +56,41 @@ def default_study(root: Path, folder: Path) -> str:
     return parent.as_posix()
 
 
+def read_run(root: Path, folder: Path, reader) -> Run | Unreadable:
+    """One run, or why it cannot be read: never an exception."""
+    try:
+        return reader.read(folder, default_study(root, folder))
+    except LogError as error:
+        return Unreadable(str(error.path), str(error))
+    except OSError as error:
+        return Unreadable(str(folder), f"{folder}: {error.strerror or error}")
+    except Exception as error:  # a reader bug must cost one run, not the report
+        return Unreadable(str(folder), f"{folder}: could not be read ({type(error).__name__}: {error}); please report this")
+
+
 def read_root(root: Path, on_progress: Callable[[int, int], None] | None = None) -> LogRoot:
     """Read every run below ``root``; a run that cannot be read is listed, never fatal."""
-    root = Path(root)
-    if not root.is_dir():
-        raise LogError(root, "not a folder: give the folder that holds your runs")
+    root = check_root(root)
     result = LogRoot(path=root)
     folders = discover(root)
     for done, (folder, reader) in enumerate(folders, start=1):
-        try:
-            result.runs.append(reader.read(folder, default_study(root, folder)))
-        except LogError as error:
-            result.unreadable.append(Unreadable(str(error.path), str(error)))
-        except OSError as error:
-            result.unreadable.append(Unreadable(str(folder), f"{folder}: {error.strerror or error}"))
-        except Exception as error:  # a reader bug must cost one run, not the report
-            message = f"{folder}: could not be read ({type(error).__name__}: {error}); please report this"
-            result.unreadable.append(Unreadable(str(folder), message))
+        outcome = read_run(root, folder, reader)
+        (result.unreadable if isinstance(outcome, Unreadable) else result.runs).append(outcome)
         if on_progress is not None:
             on_progress(done, len(folders))
-    _disambiguate(root, result.runs)
+    disambiguate(root, result.runs)
     return result
 
 
-def _disambiguate(root: Path, runs: list[Run]) -> None:
-    """Two runs with the same study and name (e.g. copied folders) get their paths as names."""
+def check_root(root: Path) -> Path:
+    root = Path(root)
+    if not root.is_dir():
+        raise LogError(root, "not a folder: give the folder that holds your runs")
+    return root
+
+
+def disambiguate(root: Path, runs: list[Run]) -> list[Run]:
+    """Two runs with the same study and name (e.g. copied folders) get their paths as names; returns those."""
     seen: dict[str, list[Run]] = {}
     for run in runs:
         seen.setdefault(run.key, []).append(run)
@@ -89,3 +99,4 @@ def _disambiguate(root: Path, runs: list[Run]) -> None:
             for run in same:
                 run.notes.append(f"another run is also named {run.name!r} in study {run.study!r}: named by its folder")
                 run.name = run.source.relative_to(root).as_posix()
+    return [run for same in seen.values() if len(same) > 1 for run in same]
