@@ -34,33 +34,60 @@ def group_studies(runs: list[Run]) -> list[Study]:
     return [Study(name, sorted(members, key=_run_order)) for name, members in sorted(by_name.items())]
 
 
-def analyze(root: LogRoot, checks: tuple[Check, ...] = CHECKS) -> Analysis:
-    studies = group_studies(root.runs)
+# What a check could not look at, and why: (check id, reason, run key or study name).
+Skip = tuple[str, str, str]
+
+
+def check_target(target: Run | Study, checks: tuple[Check, ...]) -> tuple[list[Finding], list[Skip]]:
+    """Every check of ``target``'s scope on it; a check that cannot run says why, once."""
+    scope = Scope.STUDY if isinstance(target, Study) else Scope.RUN
+    label = target.name if isinstance(target, Study) else target.key
     findings: list[Finding] = []
-    skipped: dict[tuple[str, str], list[str]] = defaultdict(list)
+    skipped: list[Skip] = []
     for check in checks:
-        targets = studies if check.scope is Scope.STUDY else [r for s in studies for r in s.runs]
-        for target in targets:
-            label = target.name if isinstance(target, Study) else target.key
-            reason = check.why_skipped(target)
-            if reason is not None:
-                skipped[(check.id, reason)].append(label)
-                continue
-            try:
-                findings.extend(check.detect(target, check.config))
-            except Exception as error:  # a check bug must cost one finding, not the report
-                skipped[(check.id, f"internal error ({type(error).__name__}: {error}); please report this")].append(label)
+        if check.scope is not scope:
+            continue
+        reason = check.why_skipped(target)
+        if reason is not None:
+            skipped.append((check.id, reason, label))
+            continue
+        try:
+            findings.extend(check.detect(target, check.config))
+        except Exception as error:  # a check bug must cost one finding, not the report
+            skipped.append((check.id, f"internal error ({type(error).__name__}: {error}); please report this", label))
+    return findings, skipped
+
+
+def analyze(root: LogRoot, checks: tuple[Check, ...] = CHECKS) -> Analysis:
+    """Run every check on runs already read (in this process)."""
+    checked = [(run, *check_target(run, checks)) for run in root.runs]
+    return assemble(root.path, checked, [u.to_dict() for u in root.unreadable], checks)
+
+
+def assemble(root_path, checked: list[tuple[Run, list[Finding], list[Skip]]], unreadable: list[dict],
+             checks: tuple[Check, ...]) -> Analysis:
+    """Studies, study-level checks, ranking: the findings document from checked runs."""
+    studies = group_studies([run for run, _, _ in checked])
+    findings = [f for _, run_findings, _ in checked for f in run_findings]
+    skipped = [s for _, _, run_skipped in checked for s in run_skipped]
+    for study in studies:
+        study_findings, study_skipped = check_target(study, checks)
+        findings.extend(study_findings)
+        skipped.extend(study_skipped)
 
     order = {check.id: i for i, check in enumerate(checks)}
     findings.sort(key=lambda f: (-f.severity.rank, order.get(f.check, len(order)), f.study, f.runs, f.steps or (0, 0)))
+    grouped: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for check_id, reason, label in skipped:
+        grouped[(check_id, reason)].append(label)
     document = FindingsDocument(
-        root=str(root.path),
+        root=str(root_path),
         studies=[_study_summary(study) for study in studies],
         findings=findings,
-        unreadable=[u.to_dict() for u in root.unreadable],
+        unreadable=unreadable,
         skipped=[
             {"check": check_id, "reason": reason, "count": len(labels), "targets": labels[:5]}
-            for (check_id, reason), labels in skipped.items()
+            for (check_id, reason), labels in grouped.items()
         ],
         runs=[run_summary(run) for study in studies for run in study.runs],
         generated=datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -9,10 +9,12 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .analyze import Analysis, analyze
+from .analyze import Analysis
+from .cache import CACHE_ENV, RunCache, default_directory
 from .checks import BY_ID, CHECKS
 from .errors import LogError
 from .findings import Severity
+from .pipeline import analyze_root
 from .readers import LogRoot, read_root
 
 EXIT_OK, EXIT_FINDINGS, EXIT_UNREADABLE = 0, 1, 2
@@ -60,12 +62,21 @@ def _checks(settings: tuple[str, ...]):
         raise click.BadParameter(str(error), param_hint="--set") from None
 
 
-def _analyze(logroot: Path, settings: tuple[str, ...]) -> tuple[LogRoot, Analysis]:
+def _analyze(logroot: Path, settings: tuple[str, ...], use_cache: bool = True) -> Analysis:
     checks = _checks(settings)
-    root = _load(logroot)
-    for unreadable in root.unreadable:
-        click.echo(f"unreadable: {unreadable.error}", err=True)
-    return root, analyze(root, checks)
+    try:
+        analysis = analyze_root(
+            logroot,
+            checks,
+            cache=RunCache(default_directory()) if use_cache else None,
+            on_progress=_Progress(),
+        )
+    except LogError as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(EXIT_UNREADABLE)
+    for unreadable in analysis.document.unreadable:
+        click.echo(f"unreadable: {unreadable['error']}", err=True)
+    return analysis
 
 
 _LOGROOT = click.argument("logroot", type=click.Path(exists=True, file_okay=False, path_type=Path))
@@ -75,6 +86,11 @@ _SET = click.option(
     multiple=True,
     metavar="CHECK.THRESHOLD=VALUE",
     help="Tune a check's threshold, e.g. --set divergence.start_factor=100 (see `diagnose explain CHECK`).",
+)
+_NO_CACHE = click.option(
+    "--no-cache",
+    is_flag=True,
+    help=f"Read every run again instead of reusing earlier work (cache: ${CACHE_ENV} or ~/.cache/diagnose).",
 )
 _JSON = click.option(
     "--json",
@@ -106,12 +122,13 @@ def main():
 )
 @_JSON
 @_SET
-def report(logroot: Path, output: Path | None, json_path: Path | None, settings):
+@_NO_CACHE
+def report(logroot: Path, output: Path | None, json_path: Path | None, settings, no_cache: bool):
     """Write one self-contained HTML report for LOGROOT (opens offline, attach it to a review)."""
     from .render import html
 
-    root, analysis = _analyze(logroot, settings)
-    if not root.runs:
+    analysis = _analyze(logroot, settings, use_cache=not no_cache)
+    if not analysis.document.runs:
         click.echo(f"error: no readable run under {logroot}", err=True)
         sys.exit(EXIT_UNREADABLE)
     output = output or Path("reports") / f"{logroot.resolve().name}.html"
@@ -135,7 +152,8 @@ def report(logroot: Path, output: Path | None, json_path: Path | None, settings)
 @click.option("--strict", is_flag=True, help="Exit 2 when any run cannot be read, not only when none can.")
 @_JSON
 @_SET
-def check(logroot: Path, fail_on: str, strict: bool, json_path: Path | None, settings):
+@_NO_CACHE
+def check(logroot: Path, fail_on: str, strict: bool, json_path: Path | None, settings, no_cache: bool):
     """CI gate: print the findings for LOGROOT and set the exit code.
 
     \b
@@ -144,14 +162,14 @@ def check(logroot: Path, fail_on: str, strict: bool, json_path: Path | None, set
       1  a finding reaches --fail-on
       2  the logs could not be read (no run at all; with --strict, any run)
     """
-    root, analysis = _analyze(logroot, settings)
+    analysis = _analyze(logroot, settings, use_cache=not no_cache)
     if json_path:
         analysis.document.write_json(json_path)
     _print_summary(analysis)
-    if not root.runs:
+    if not analysis.document.runs:
         click.echo(f"error: no readable run under {logroot}", err=True)
         sys.exit(EXIT_UNREADABLE)
-    if strict and root.unreadable:
+    if strict and analysis.document.unreadable:
         sys.exit(EXIT_UNREADABLE)
     threshold = Severity(fail_on).rank
     failing = [f for f in analysis.document.findings if f.severity.rank >= threshold]

@@ -34,3 +34,9 @@ def shared() -> Path:
 def make_run():
     """``make_run(folder, steps=..., evals=..., **run_json)`` writes a run directory."""
     return write_run
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path_factory, monkeypatch):
+    """Each test gets its own run cache, never the user's."""
+    monkeypatch.setenv("DIAGNOSE_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))

@@ -37,7 +37,7 @@ def test_report_writes_html_and_a_findings_document_that_follows_the_contract(lo
     assert result.exit_code == 0, result.output
     assert "wrote reports/logs.html" in result.output
     html = (tmp_path / "reports" / "logs.html").read_text()
-    assert "<svg" in html and "lr1.0" in html
+    assert "lr1.0: diverged at step 51" in html
     document = json.loads((tmp_path / "out" / "findings.json").read_text())
     jsonschema.validate(document, findings_schema())
     assert document["format"] == "diagnose.findings/1"

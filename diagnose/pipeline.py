@@ -1,0 +1,112 @@
+"""Read and check a whole log root: both cores, and a cache for re-runs.
+
+Each worker process reads a share of the run folders and runs the run-level
+checks on them right there, so a run's series cross a process boundary once
+(back, for the study checks and the plots). Small roots are done in this
+process: forking costs more than it saves there.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib
+import os
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+from . import __version__
+from .analyze import Analysis, Skip, assemble, check_target
+from .cache import RunCache
+from .checks import BY_ID, CHECKS, Check, Scope
+from .findings import Finding
+from .model import Run
+from .readers import Unreadable, check_root, default_study, disambiguate, discover, read_run
+
+# Below this many bytes of logs one process is faster than a pool.
+PARALLEL_MIN_BYTES = 32 << 20
+
+Checked = tuple[Run | Unreadable, list[Finding], list[Skip]]
+
+
+def analyze_root(
+    path: Path,
+    checks: tuple[Check, ...] = CHECKS,
+    jobs: int | None = None,
+    cache: RunCache | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> Analysis:
+    """Read every run under ``path``, check it, and assemble the findings document."""
+    root = check_root(path)
+    folders = [(folder, reader.__name__) for folder, reader in discover(root)]
+    jobs = jobs or min(os.cpu_count() or 1, 8)
+    run_checks = tuple(c for c in checks if c.scope is Scope.RUN)
+    specs = [(c.id, c.config) for c in run_checks]
+    cache_dir = cache.directory if cache else None
+
+    outcomes: list[Checked] = []
+    if jobs > 1 and len(folders) > 1 and _total_bytes(folders) >= PARALLEL_MIN_BYTES:
+        chunks = _chunks(folders, jobs * 4)
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            done = 0
+            for result in pool.map(_check_folders, [root] * len(chunks), chunks, [specs] * len(chunks),
+                                   [cache_dir] * len(chunks)):
+                outcomes.extend(result)
+                done += len(result)
+                if on_progress:
+                    on_progress(done, len(folders))
+    else:
+        for done, item in enumerate(folders, start=1):
+            outcomes.extend(_check_folders(root, [item], specs, cache_dir))
+            if on_progress:
+                on_progress(done, len(folders))
+
+    runs = [run for run, _, _ in outcomes if isinstance(run, Run)]
+    renamed = set(map(id, disambiguate(root, runs)))
+    checked = [
+        (run, *check_target(run, run_checks)) if id(run) in renamed else (run, findings, skipped)
+        for run, findings, skipped in outcomes
+        if isinstance(run, Run)
+    ]
+    unreadable = sorted((run.to_dict() for run, _, _ in outcomes if isinstance(run, Unreadable)), key=lambda u: u["path"])
+    return assemble(root, checked, unreadable, checks)
+
+
+def _check_folders(root: Path, items: list[tuple[Path, str]], specs, cache_dir: Path | None) -> list[Checked]:
+    """Worker: read each folder (or take it from the cache) and run the run-level checks."""
+    checks = tuple(dataclasses.replace(BY_ID[check_id], config=config) for check_id, config in specs)
+    cache = RunCache(cache_dir) if cache_dir else None
+    checks_key = hashlib.sha256(repr([__version__, specs]).encode()).hexdigest()[:16]
+    results: list[Checked] = []
+    for folder, reader_name in items:
+        reader = importlib.import_module(reader_name)
+        key = cache.key(folder, reader_name, default_study(root, folder)) if cache else None
+        hit = cache.load(key, checks_key) if cache else None
+        if hit and hit[1] is not None:
+            results.append(hit)
+            continue
+        run = hit[0] if hit else read_run(root, folder, reader)
+        if isinstance(run, Unreadable):
+            results.append((run, [], []))
+            continue
+        findings, skipped = check_target(run, checks)
+        if cache:
+            cache.store(key, run, checks_key, findings, skipped)
+        results.append((run, findings, skipped))
+    return results
+
+
+def _total_bytes(folders) -> int:
+    total = 0
+    for folder, _ in folders:
+        total += sum(entry.stat().st_size for entry in os.scandir(folder) if entry.is_file())
+        if total >= PARALLEL_MIN_BYTES:
+            break
+    return total
+
+
+def _chunks(items: list, count: int) -> list[list]:
+    """``count`` interleaved shares, so that big and small runs spread over the workers."""
+    count = max(1, min(count, len(items)))
+    return [items[i::count] for i in range(count)]

@@ -1,0 +1,80 @@
+"""Reading and checking a whole root: in worker processes, and again from the cache."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from diagnose import pipeline
+from diagnose.cache import RunCache
+from diagnose.pipeline import analyze_root
+
+DIVERGED = "step,loss,grad_norm\n" + "".join(f"{i},{'inf' if i > 50 else 1.0},1\n" for i in range(100))
+HEALTHY = "step,loss,grad_norm\n" + "".join(f"{i},{1 / (1 + i)!r},1\n" for i in range(100))
+
+
+@pytest.fixture
+def root(tmp_path, make_run):
+    for i in range(12):
+        make_run(tmp_path / "logs" / f"s{i % 3}" / f"r{i}", steps=DIVERGED if i % 4 == 0 else HEALTHY,
+                 config={"lr": 0.1 * (i + 1)}, status="finished")
+    make_run(tmp_path / "logs" / "s0" / "broken", steps="step,loss\n0,x\n")
+    return tmp_path / "logs"
+
+
+def summary(analysis):
+    document = analysis.document.to_dict()
+    return (
+        [(f["check"], f["study"], f["runs"], f["steps"], f["title"]) for f in document["findings"]],
+        document["unreadable"],
+        [(r["study"], r["name"], r["steps"]) for r in document["runs"]],
+    )
+
+
+def test_worker_processes_give_the_same_document_as_one_process(root, monkeypatch):
+    serial = summary(analyze_root(root, jobs=1))
+    monkeypatch.setattr(pipeline, "PARALLEL_MIN_BYTES", 0)
+    parallel = summary(analyze_root(root, jobs=2))
+    assert parallel == serial
+    assert len(serial[0]) == 3 and len(serial[1]) == 1 and len(serial[2]) == 12
+
+
+def test_a_rerun_takes_runs_from_the_cache_and_sees_a_changed_file(root, tmp_path):
+    cache = RunCache(tmp_path / "cache")
+    first = summary(analyze_root(root, jobs=1, cache=cache))
+    entries = list((tmp_path / "cache").glob("*/*/meta.json"))
+    assert len(entries) == 12
+    assert summary(analyze_root(root, jobs=1, cache=cache)) == first
+
+    (root / "s1" / "r1" / "steps.csv").write_text(DIVERGED)
+    os.utime(root / "s1" / "r1" / "steps.csv", (1, 1))
+    changed = summary(analyze_root(root, jobs=1, cache=cache))
+    assert len(changed[0]) == len(first[0]) + 1
+    assert ("divergence", "s1", ["r1"]) in [f[:3] for f in changed[0]]
+
+
+def test_a_corrupt_cache_entry_is_dropped_and_the_run_read_again(root, tmp_path):
+    cache = RunCache(tmp_path / "cache")
+    first = summary(analyze_root(root, jobs=1, cache=cache))
+    for meta in (tmp_path / "cache").glob("*/*/meta.json"):
+        meta.write_text("{not json")
+    for table in (tmp_path / "cache").glob("*/*/steps.arrow"):
+        table.write_bytes(b"garbage")
+    assert summary(analyze_root(root, jobs=1, cache=cache)) == first
+    meta = next((tmp_path / "cache").glob("*/*/meta.json"))
+    assert json.loads(meta.read_text())["format"] == "diagnose.run/1"
+
+
+def test_a_running_run_is_never_cached(tmp_path, make_run):
+    make_run(tmp_path / "logs" / "s" / "live", steps=HEALTHY, status="running")
+    cache = RunCache(tmp_path / "cache")
+    analyze_root(tmp_path / "logs", jobs=1, cache=cache)
+    assert not list((tmp_path / "cache").glob("*/*/meta.json"))
+
+
+def test_an_unwritable_cache_costs_nothing_but_speed(root, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    assert summary(analyze_root(root, jobs=1, cache=RunCache(blocker / "cache"))) == summary(analyze_root(root, jobs=1))
