@@ -1,0 +1,74 @@
+"""The files of one run directory (CONTRACT §1 ``diagnose.run/1``), written so that a crash leaves them readable.
+
+``run.json`` is replaced atomically; CSV rows are appended one window at a
+time with a single ``write``, so a killed process leaves at most a cut last
+line, which the reader ignores.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+FORMAT = "diagnose.run/1"
+
+
+def write_run_json(folder: Path, meta: dict) -> None:
+    """Write ``run.json`` atomically (a temporary file, then a rename)."""
+    temporary = folder / ".run.json.tmp"
+    temporary.write_text(json.dumps({"format": FORMAT, **meta}, indent=1, default=_jsonable) + "\n", encoding="utf-8")
+    os.replace(temporary, folder / "run.json")
+
+
+def _jsonable(value):
+    # Config values such as tensors, numpy numbers or paths: keep what they say.
+    if hasattr(value, "item") and callable(value.item):
+        try:
+            return value.item()
+        except (TypeError, ValueError, RuntimeError):
+            pass
+    return str(value)
+
+
+def cell(value) -> str:
+    """A CSV cell: ``''`` for missing, integers as such, floats to 9 significant digits (float32-exact)."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return '"' + value.replace('"', '""') + '"' if any(c in value for c in ',"\n\r') else value
+    value = float(value)
+    if math.isnan(value):
+        return "nan"
+    return format(value, ".9g")
+
+
+class CsvAppender:
+    """Appends rows (dicts) to a CSV whose columns may widen: a new column rewrites the header once."""
+
+    def __init__(self, path: Path, columns: list[str]):
+        self.path = path
+        self.columns = list(columns)
+        path.write_text(",".join(self.columns) + "\n", encoding="utf-8")
+
+    def append(self, rows: list[dict]) -> None:
+        new = [name for row in rows for name in row if name not in self.columns]
+        if new:
+            self._widen(list(dict.fromkeys(new)))
+        text = "".join(",".join(cell(row.get(name)) for name in self.columns) + "\n" for row in rows)
+        with open(self.path, "a", encoding="utf-8") as stream:
+            stream.write(text)
+
+    def _widen(self, new: list[str]) -> None:
+        lines = self.path.read_text(encoding="utf-8").splitlines()
+        padding = "," * len(new)
+        lines = [",".join(self.columns + new)] + [line + padding for line in lines[1:]]
+        temporary = self.path.with_name("." + self.path.name + ".tmp")
+        temporary.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        os.replace(temporary, self.path)
+        self.columns += new

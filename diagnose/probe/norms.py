@@ -1,0 +1,134 @@
+"""The unclipped global gradient norm of one update, measured without a host-device sync.
+
+The norm is kept in two parts so that sharded gradients cost one collective
+per flush instead of one per step:
+
+- ``replicated``: the L2 norm of the gradients this rank holds in full
+  (a single process, DDP, FSDP ``NO_SHARD``, parameters outside FSDP);
+- ``sharded_sumsq``: this rank's share of the sum of squares of sharded
+  gradients (FSDP2/DTensor shards, FSDP1 flat parameters). Summed over all
+  ranks at flush time, it gives the sharded gradients' sum of squares.
+
+The global norm is ``sqrt(replicated**2 + sum over ranks of sharded_sumsq)``.
+A DTensor gradient that is replicated along some mesh dimensions is divided
+by that replication factor before the sum, so HSDP and 2-D meshes count
+every element once.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch.amp.grad_scaler import OptState
+from torch.distributed.tensor import DTensor
+from torch.distributed.tensor.placement_types import Replicate
+from torch.nn.utils import get_total_norm
+
+
+@dataclass
+class Norm:
+    """One update's gradient norm in parts; tensors stay on the device."""
+
+    replicated: torch.Tensor | float | None
+    sharded_sumsq: torch.Tensor | float | None
+
+
+def sharded_params_of(model: torch.nn.Module | None) -> set[int]:
+    """Ids of the parameters an FSDP1 root ``model`` shards (empty for anything else).
+
+    FSDP1 keeps no mark on a sharded parameter itself, so the handles are asked,
+    as ``FullyShardedDataParallel.clip_grad_norm_`` does.
+    """
+    handles = getattr(model, "_all_handles", None)
+    if not handles:
+        return set()
+    sharded: set[int] = set()
+    for handle in handles:
+        if not handle.uses_sharded_strategy:
+            continue
+        params = handle.flat_param._params if handle._use_orig_params else [handle.flat_param]
+        sharded.update(id(p) for p in params)
+    return sharded
+
+
+def grad_norm(params, sharded_ids: set[int] = frozenset(), of=lambda param: param.grad) -> Norm | None:
+    """The parts of the L2 norm of the ``.grad`` of ``params`` (or of ``of(param)``); ``None`` when there is none."""
+    plain: list[torch.Tensor] = []
+    shards: dict[int, list[torch.Tensor]] = {}
+    for param in params:
+        grad = of(param)
+        if grad is None:
+            continue
+        if isinstance(grad, DTensor):
+            if any(p.is_partial() for p in grad.placements):
+                # Pending reductions are rare on grads; resolve them (a collective) to stay exact.
+                grad = grad.redistribute(
+                    grad.device_mesh, [Replicate() if p.is_partial() else p for p in grad.placements]
+                )
+            factor = math.prod(
+                grad.device_mesh.size(dim) for dim, p in enumerate(grad.placements) if p.is_replicate()
+            )
+            shards.setdefault(factor, []).append(grad.to_local())
+        elif id(param) in sharded_ids:
+            shards.setdefault(1, []).append(grad)
+        else:
+            plain.append(grad)
+    if not plain and not shards:
+        return None
+    replicated = get_total_norm(plain) if plain else None
+    sharded_sumsq = None
+    for factor, locals_ in shards.items():
+        part = get_total_norm(locals_).square()
+        if factor != 1:
+            part = part / factor
+        sharded_sumsq = part if sharded_sumsq is None else sharded_sumsq + part
+    return Norm(replicated, sharded_sumsq)
+
+
+def given_norm(value) -> Norm:
+    """A norm the user computed (e.g. the return value of ``clip_grad_norm_``)."""
+    if isinstance(value, DTensor):
+        if any(p.is_partial() for p in value.placements):
+            # clip_grad_norm_ over DTensors returns a partial norm: its local value is this rank's norm.
+            return Norm(None, value.to_local().detach().square())
+        return Norm(value.to_local().detach(), None)
+    if isinstance(value, torch.Tensor):
+        return Norm(value.detach(), None)
+    return Norm(float(value), None)
+
+
+def unscale(norm: Norm, scaler, optimizer) -> Norm:
+    """The norm of the unscaled gradients, when ``scaler`` has not unscaled ``optimizer``'s grads yet."""
+    if scaler is None or not scaler.is_enabled() or getattr(scaler, "_scale", None) is None:
+        return norm
+    state = scaler._per_optimizer_states.get(id(optimizer)) if optimizer is not None else None
+    if state is not None and state["stage"] is OptState.UNSCALED:
+        return norm
+    scale = scaler._scale
+    replicated = norm.replicated / scale if norm.replicated is not None else None
+    sharded = norm.sharded_sumsq / scale.square() if norm.sharded_sumsq is not None else None
+    return Norm(replicated, sharded)
+
+
+def lr_and_momentum(optimizer) -> tuple[object, object]:
+    """Learning rate and momentum (SGD ``momentum`` or Adam ``betas[0]``) of the first parameter group."""
+    group = optimizer.param_groups[0]
+    lr = group.get("lr")
+    if "momentum" in group:
+        momentum = group["momentum"]
+    elif "betas" in group:
+        momentum = group["betas"][0]
+    else:
+        momentum = None
+    return _snapshot(lr), _snapshot(momentum)
+
+
+def _snapshot(value):
+    # A tensor lr is changed in place by schedulers: keep this step's value.
+    return value.detach().clone() if isinstance(value, torch.Tensor) else value
+
+
+def params_of(optimizer) -> list[torch.nn.Parameter]:
+    return [p for group in optimizer.param_groups for p in group["params"]]

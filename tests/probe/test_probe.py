@@ -1,0 +1,127 @@
+"""The probe's API on a plain loop: files, norm, lr/momentum, clipping, statuses, round trip through the reader."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from diagnose.probe import Probe
+from diagnose.readers.rundir import read
+
+from probe_helpers import tiny_problem
+
+
+def train(probe, steps=30, lr=0.1, clip=None, optimizer="sgd", eval_every=10, explode_at=None):
+    """Train the tiny MLP; return the reference norms from clip_grad_norm_ (before clipping)."""
+    model, x, y = tiny_problem()
+    opt = (torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9) if optimizer == "sgd"
+           else torch.optim.Adam(model.parameters(), lr=lr, betas=(0.8, 0.99)))
+    reference = []
+    for step in range(steps):
+        loss = torch.nn.functional.mse_loss(model(x), y)
+        if explode_at is not None and step >= explode_at:
+            loss = loss * float("nan")
+        loss.backward()
+        if clip is None:
+            probe.step(loss, opt)
+            reference.append(torch.nn.utils.get_total_norm([p.grad for p in model.parameters()]).item())
+        else:
+            norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+            probe.step(loss, opt, grad_norm=norm, clip_norm=clip)
+            reference.append(norm.item())
+        opt.step()
+        opt.zero_grad()
+        if eval_every and step % eval_every == 0:
+            probe.eval("valid", loss=loss.detach() * 1.5, accuracy=0.25)
+    return reference
+
+
+def test_plain_loop_writes_a_run_the_reader_reads(tmp_path):
+    probe = Probe(tmp_path, study="sweep", name="lr0.1-s0",
+                  config={"lr": 0.1, "momentum": 0.9, "seed": 0, "max_steps": 30}, flush_every=7)
+    folder = tmp_path / "sweep" / "lr0.1-s0"
+    assert json.loads((folder / "run.json").read_text())["status"] == "running"
+    assert (folder / "steps.csv").read_text() == "step,loss,grad_norm,lr,momentum,time\n"
+    with probe:
+        reference = train(probe)
+    probe.close()  # idempotent
+
+    run = read(folder, "ignored")
+    assert (run.name, run.study, run.role, run.status) == ("lr0.1-s0", "sweep", "train", "finished")
+    assert run.config == {"lr": 0.1, "momentum": 0.9, "seed": 0, "max_steps": 30}
+    steps = run.steps
+    assert steps["step"].tolist() == list(range(30))
+    np.testing.assert_allclose(steps["grad_norm"], reference, rtol=1e-6)
+    assert (steps["lr"] == 0.1).all() and (steps["momentum"] == 0.9).all()
+    assert steps["time"].is_monotonic_increasing
+    assert "clip_norm" not in steps.columns and "skipped" not in steps.columns
+    assert run.evals["step"].tolist() == [0, 10, 20]
+    assert run.evals["split"].tolist() == ["valid"] * 3
+    assert (run.evals["accuracy"] == 0.25).all()
+    assert run.notes == []
+
+
+def test_adam_beta1_is_the_momentum_and_user_steps_are_kept(tmp_path):
+    model, x, y = tiny_problem()
+    opt = torch.optim.Adam(model.parameters(), lr=0.01, betas=(0.8, 0.99))
+    with Probe(tmp_path, "s", "adam") as probe:
+        for step in (100, 102, 104):
+            torch.nn.functional.mse_loss(model(x), y).backward()
+            probe.step(torch.nn.functional.mse_loss(model(x), y), opt, step=step)
+            opt.step()
+            opt.zero_grad()
+        probe.eval("valid", 0.5)
+    run = read(tmp_path / "s" / "adam", "s")
+    assert run.steps["step"].tolist() == [100, 102, 104]
+    assert (run.steps["momentum"] == 0.8).all() and (run.steps["lr"] == 0.01).all()
+    assert run.evals["step"].tolist() == [104]
+
+
+def test_clipping_logs_the_unclipped_norm_threshold_and_clipped(tmp_path):
+    with Probe(tmp_path, "s", "clip", config={"clip_norm": 0.5}, flush_every=4) as probe:
+        reference = train(probe, steps=20, clip=0.5)
+    steps = read(tmp_path / "s" / "clip", "s").steps
+    np.testing.assert_allclose(steps["grad_norm"], reference, rtol=1e-6)
+    assert (steps["clip_norm"] == 0.5).all()
+    assert steps["clipped"].tolist() == [float(n > 0.5) for n in reference]
+    assert 0 < steps["clipped"].sum() < 20  # both kinds of update occur in this run
+
+
+def test_clip_columns_appear_when_clipping_starts_after_the_first_rows(tmp_path):
+    model, x, y = tiny_problem()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with Probe(tmp_path, "s", "late", flush_every=2) as probe:
+        for step in range(6):
+            loss = torch.nn.functional.mse_loss(model(x), y)
+            loss.backward()
+            if step < 3:
+                probe.step(loss, opt)
+            else:
+                probe.step(loss, opt, grad_norm=torch.nn.utils.clip_grad_norm_(model.parameters(), 0.1),
+                           clip_norm=0.1)
+            opt.step()
+            opt.zero_grad()
+    steps = read(tmp_path / "s" / "late", "s").steps
+    assert steps["clip_norm"].isna().tolist() == [True] * 3 + [False] * 3
+    assert steps["clipped"].iloc[3:].tolist() == [1.0, 1.0, 1.0]
+
+
+def test_exception_marks_crashed_and_is_reraised(tmp_path):
+    with pytest.raises(ZeroDivisionError):
+        with Probe(tmp_path, "s", "boom", flush_every=3) as probe:
+            train(probe, steps=5)
+            1 / 0
+    run = read(tmp_path / "s" / "boom", "s")
+    assert run.status == "crashed" and len(run.steps) == 5
+
+
+def test_nan_loss_marks_diverged(tmp_path):
+    with Probe(tmp_path, "s", "nan", flush_every=4) as probe:
+        train(probe, steps=12, explode_at=8)
+    run = read(tmp_path / "s" / "nan", "s")
+    assert run.status == "diverged"
+    assert math.isnan(run.steps["loss"].iloc[-1]) or 11 in run.nan_steps.get("loss", [])
