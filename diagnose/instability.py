@@ -1,0 +1,310 @@
+"""Periods where the loss goes up instead of down, measured against the run's own noise.
+
+The one detector that every instability check shares (early_instability,
+loss_spike, unstable_above_best_lr, short_run_instability), so that they all
+agree on what an unstable period is.
+
+Public API::
+
+    find_instability(steps, loss, config=InstabilityConfig()) -> list[InstabilityEvent]
+    run_instability(run, config=InstabilityConfig()) -> list[InstabilityEvent]   # cached per run
+    noise_scale(loss) -> float        # the per-point noise of a loss series, in the detector's units
+
+``InstabilityEvent`` fields: ``start_step``, ``end_step`` (the unstable
+period to shade), ``peak_step``, ``baseline_loss`` (the best smoothed loss
+before the event), ``peak_loss`` (the smoothed loss at its peak; inf when the
+run went non-finite), ``max_loss`` (the largest raw loss in the period),
+``size_noise`` (rise in units of the per-point noise), ``ratio`` (peak /
+baseline; None when the loss is not positive), ``recovered``,
+``recovery_step`` (first step back at the baseline, or None), ``nonfinite``
+(the period ends in NaN/inf). ``to_dict()`` gives the JSON evidence.
+
+Algorithm (scale-free: works on log10 of the loss whenever every finite loss
+is positive, else on the loss itself):
+
+1. Per-point noise ``sigma``: the median absolute first difference over a
+   centered window of 5% of the points (at least 21), times 1.4826/sqrt(2)
+   (the standard deviation of white noise); first differences ignore the
+   trend, the median ignores spikes. It is floored at the logged resolution
+   (the smallest non-zero change), so a quantized or constant loss has no
+   events.
+2. At scales w = 3, 9, 27, ... points (up to 1/8 of the run) the loss is
+   smoothed by a centered rolling median. Its noise ``sigma_w`` is the larger
+   of the white-noise value 1.25 sigma / sqrt(w) and the measured spread of
+   the smoothed series (lag-w differences, which also catches correlated
+   noise). The reference is the running minimum of the loss smoothed over at
+   least 9 points (the best level reached so far): a single lucky minibatch
+   does not lower it.
+3. A point is unstable at scale w when the smoothed loss exceeds the
+   reference by more than ``z`` (8) times ``sigma_w`` and by more than
+   ``min_ratio`` (5%). z = 8 leaves room for the running minimum's downward
+   bias (about 4 sigma_w over 10^4 windows) and for heavy-tailed minibatch
+   losses: batch-size-4 runs stay quiet; no single point can trigger it (the
+   smallest scale needs 2 of 3 consecutive points up).
+4. Unstable points of all scales are merged into periods; a period starts
+   where the loss began to climb above the reference and ends at its last
+   unstable point. It has recovered when the smoothed loss comes back to the
+   reference plus max(4 sigma_w, 10% of the rise). A new period that starts
+   before the previous one recovered is the same event: one event, one
+   finding.
+"""
+
+from __future__ import annotations
+
+import math
+import weakref
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .signal import MAD_TO_SIGMA
+
+# Standard deviation of the median of w white-noise points, in sigma/sqrt(w).
+_MEDIAN_EFFICIENCY = 1.2533
+
+
+@dataclass(frozen=True)
+class InstabilityConfig:
+    """Thresholds of the detector (see the module docstring for why these defaults)."""
+
+    z: float = 8.0
+    min_ratio: float = 1.05
+    min_points: int = 8
+    noise_fraction: float = 0.05
+    reference_points: int = 9
+    recover_noise: float = 4.0
+    recover_fraction: float = 0.1
+
+
+@dataclass(frozen=True)
+class InstabilityEvent:
+    start_step: int
+    end_step: int
+    peak_step: int
+    baseline_loss: float
+    peak_loss: float
+    max_loss: float
+    size_noise: float
+    ratio: float | None
+    recovered: bool
+    recovery_step: int | None
+    nonfinite: bool
+
+    @property
+    def period(self) -> list[int]:
+        return [self.start_step, self.end_step]
+
+    def to_dict(self) -> dict:
+        return {
+            "start_step": self.start_step,
+            "end_step": self.end_step,
+            "peak_step": self.peak_step,
+            "baseline_loss": self.baseline_loss,
+            "peak_loss": self.peak_loss,
+            "max_loss": self.max_loss,
+            "size_noise": self.size_noise,
+            "ratio": self.ratio,
+            "recovered": self.recovered,
+            "recovery_step": self.recovery_step,
+            "nonfinite": self.nonfinite,
+        }
+
+    def describe(self) -> str:
+        """One phrase with the numbers: 'steps 120-180, loss 0.41 -> 1.9 (4.6x, 31 noise sigmas), recovered at 260'."""
+        if self.nonfinite:
+            size = "to NaN/inf"
+        else:
+            ratio = f"{self.ratio:.3g}x, " if self.ratio is not None else ""
+            size = f"{self.baseline_loss:.4g} -> {self.peak_loss:.4g} ({ratio}{self.size_noise:.3g} noise sigmas)"
+        outcome = f"recovered at step {self.recovery_step}" if self.recovered else "did not recover"
+        return f"steps {self.start_step}-{self.end_step}, loss {size}, {outcome}"
+
+
+DEFAULT = InstabilityConfig()
+_BROKEN = 1e300
+
+
+def find_instability(steps, loss, config: InstabilityConfig = DEFAULT) -> list[InstabilityEvent]:
+    """The unstable periods of one loss series, in step order.
+
+    ``steps`` and ``loss`` are equal-length arrays sorted by step. NaN and inf
+    losses mean the run broke (they are treated as an infinite loss); drop
+    values that were merely not logged before calling.
+    """
+    steps = np.asarray(steps, dtype=np.int64)
+    loss = np.asarray(loss, dtype=float)
+    n = len(loss)
+    finite = np.isfinite(loss)
+    if n < config.min_points or finite.sum() < config.min_points:
+        return []
+    log_space = bool((loss[finite] > 0).all())
+    # Smoothing skips broken (NaN/inf) points; afterwards they are a huge finite stand-in
+    # (pandas' rolling median would drop inf), so they always count as unstable.
+    x = np.where(finite, np.log10(np.where(finite & (loss > 0), loss, 1.0)) if log_space else loss, np.nan)
+
+    sigma = _local_noise(x, finite, config)
+    min_rise = math.log10(config.min_ratio) if log_space else 0.0
+    scales = _scales(n)
+    reference_points = max(config.reference_points, 3) | 1
+    reference = _running_min(_median(x, reference_points))
+
+    unstable = ~finite
+    for w in scales:
+        level = _median(x, w)
+        # The best level so far, smoothed 3x more than the level it is compared with.
+        rise = level - _running_min(_median(x, max(3 * w, reference_points)))
+        unstable |= (rise > config.z * _level_noise(level, sigma, w, config)) & (rise > min_rise)
+    if not unstable.any():
+        return []
+
+    fine = _median(x, 3)
+    fine_sigma = _level_noise(fine, sigma, 3, config)
+    smooth_w = scales[min(1, len(scales) - 1)]
+    smooth = _median(x, smooth_w)
+    smooth_sigma = _level_noise(smooth, sigma, smooth_w, config)
+
+    events: list[InstabilityEvent] = []
+    current: list[int] | None = None  # [start, end, recovery index or -1]
+    for first, last in _segments(unstable):
+        # Aftershocks within one event-length of the recovery belong to the same event.
+        if current is not None and (current[2] < 0 or first <= current[2] + current[1] - current[0] + 1):
+            current[1] = last
+            current[2] = _recovery(smooth, smooth_sigma, reference[current[0]], fine, current[0], last, config)
+            continue
+        if current is not None:
+            events.append(_event(steps, loss, x, fine, sigma, reference, current, log_space))
+        start = first
+        # Walk back to where the climb began: points still clearly above the best level.
+        while start > 0 and min(fine[start - 1], x[start - 1]) - reference[start - 1] > 2 * fine_sigma[start - 1]:
+            if events and start - 1 <= np.searchsorted(steps, events[-1].end_step):
+                break
+            start -= 1
+        current = [start, last, _recovery(smooth, smooth_sigma, reference[start], fine, start, last, config)]
+    events.append(_event(steps, loss, x, fine, sigma, reference, current, log_space))
+    return events
+
+
+_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def run_instability(run, config: InstabilityConfig = DEFAULT) -> list[InstabilityEvent]:
+    """``find_instability`` on a run's training loss (applied updates; unlogged values dropped), cached."""
+    per_run = _CACHE.setdefault(run, {})
+    if config not in per_run:
+        steps, loss = run_loss(run)
+        per_run[config] = find_instability(steps, loss, config)
+    return per_run[config]
+
+
+def run_loss(run) -> tuple[np.ndarray, np.ndarray]:
+    """Steps and training losses of the applied updates; a NaN the log wrote stays, a missing value goes."""
+    updates = run.updates()
+    steps = updates["step"].to_numpy(dtype=np.int64)
+    loss = updates["loss"].to_numpy(dtype=float)
+    written_nan = np.isin(steps, run.nan_steps.get("loss", []))
+    keep = ~np.isnan(loss) | written_nan
+    return steps[keep], loss[keep]
+
+
+def noise_scale(loss) -> float:
+    """Median per-point noise of a loss series (log10 units when positive), as the detector measures it."""
+    loss = np.asarray(loss, dtype=float)
+    finite = np.isfinite(loss)
+    if finite.sum() < 3:
+        return float("nan")
+    values = loss[finite]
+    x = np.log10(values) if (values > 0).all() else values
+    return float(MAD_TO_SIGMA * np.median(np.abs(np.diff(x))) / math.sqrt(2))
+
+
+def _local_noise(x: np.ndarray, finite: np.ndarray, config: InstabilityConfig) -> np.ndarray:
+    n = len(x)
+    both = finite[1:] & finite[:-1]
+    diffs = np.full(n, np.nan)
+    diffs[1:][both] = np.abs(np.diff(np.where(finite, x, 0.0)))[both]
+    size = max(21, int(n * config.noise_fraction)) | 1
+    local = pd.Series(diffs).rolling(size, center=True, min_periods=1).median().to_numpy()
+    local = pd.Series(local).ffill().bfill().to_numpy() * MAD_TO_SIGMA / math.sqrt(2)
+    changes = diffs[np.isfinite(diffs) & (diffs > 0)]
+    x = x[finite]
+    resolution = float(changes.min()) if changes.size else 0.0
+    scale = float(np.median(np.abs(x))) if x.size else 0.0
+    floor = max(resolution, 1e-9 * max(scale, 1e-12), 1e-12)
+    return np.maximum(np.nan_to_num(local, nan=floor), floor)
+
+
+def _level_noise(level: np.ndarray, sigma: np.ndarray, w: int, config: InstabilityConfig) -> np.ndarray:
+    theory = _MEDIAN_EFFICIENCY * sigma / math.sqrt(w)
+    if w <= 3:
+        return theory
+    n = len(level)
+    lagged = np.full(n, np.nan)
+    with np.errstate(invalid="ignore"):
+        lagged[w:] = np.abs(level[w:] - level[:-w])
+    lagged[~(lagged < _BROKEN / 2)] = np.nan
+    size = max(21, int(n * config.noise_fraction), 8 * w) | 1
+    measured = pd.Series(lagged).rolling(size, center=True, min_periods=1).median().to_numpy()
+    measured = measured * MAD_TO_SIGMA / math.sqrt(2)
+    return np.fmax(theory, measured)
+
+
+def _scales(n: int) -> list[int]:
+    scales = [3]
+    while scales[-1] * 3 <= n // 8:
+        scales.append(scales[-1] * 3)
+    return scales
+
+
+def _median(x: np.ndarray, w: int) -> np.ndarray:
+    level = pd.Series(x).rolling(w, center=True, min_periods=1).median().ffill().bfill().to_numpy(copy=True)
+    level[np.isnan(x)] = _BROKEN
+    return level
+
+
+def _running_min(level: np.ndarray) -> np.ndarray:
+    return np.minimum.accumulate(np.where(level >= _BROKEN, np.inf, level))
+
+
+def _segments(mask: np.ndarray) -> list[tuple[int, int]]:
+    indices = np.flatnonzero(mask)
+    breaks = np.flatnonzero(np.diff(indices) > 1)
+    starts = np.concatenate(([indices[0]], indices[breaks + 1]))
+    ends = np.concatenate((indices[breaks], [indices[-1]]))
+    return list(zip(starts.tolist(), ends.tolist()))
+
+
+def _recovery(smooth, smooth_sigma, baseline: float, fine, start: int, last: int, config) -> int:
+    """Index where the smoothed loss is back near the baseline after the peak, or -1."""
+    peak = start + int(np.argmax(fine[start : last + 1]))
+    margin = config.recover_noise * smooth_sigma
+    if fine[peak] < _BROKEN:
+        margin = np.maximum(margin, config.recover_fraction * (fine[peak] - baseline))
+    after = smooth[last + 1 :]
+    back = np.flatnonzero((after < _BROKEN) & (after <= baseline + margin[last + 1 :]))
+    return last + 1 + int(back[0]) if back.size else -1
+
+
+def _event(steps, loss, x, fine, sigma, reference, current, log_space: bool) -> InstabilityEvent:
+    start, end, recovery = current
+    peak = start + int(np.argmax(fine[start : end + 1]))
+    baseline = float(reference[start])
+    peak_level = float(fine[peak]) if fine[peak] < _BROKEN else float("inf")
+    period = loss[start : end + 1]
+    nonfinite = not np.isfinite(period).all() or not np.isfinite(peak_level)
+    rise = peak_level - baseline if np.isfinite(baseline) else float("inf")
+    to_loss = (lambda v: float(10**v) if np.isfinite(v) else float("nan")) if log_space else float
+    finite_period = period[np.isfinite(period)]
+    return InstabilityEvent(
+        start_step=int(steps[start]),
+        end_step=int(steps[end]),
+        peak_step=int(steps[peak]),
+        baseline_loss=to_loss(baseline),
+        peak_loss=to_loss(peak_level) if np.isfinite(peak_level) else float("inf"),
+        max_loss=float("inf") if nonfinite else float(finite_period.max()),
+        size_noise=float(rise / sigma[peak]) if np.isfinite(rise) else float("inf"),
+        ratio=(float(10**rise) if np.isfinite(rise) else float("inf")) if log_space else None,
+        recovered=recovery >= 0,
+        recovery_step=int(steps[recovery]) if recovery >= 0 else None,
+        nonfinite=bool(nonfinite),
+    )
