@@ -1,74 +1,641 @@
-"""Evidence plots as inline SVG: matplotlib draws, nothing here decides."""
+"""Evidence plots as inline PNG: matplotlib draws what the checks found, nothing here decides.
+
+Every function takes the series of the runs plus the study summary or one
+finding's evidence, and returns a ``Plot`` (a ``data:`` URI PNG with its size
+and a caption) or None when the data it needs is absent. Evidence keys are read
+defensively (notes/evidence.md): a missing key means that mark is not drawn.
+PNG, not SVG: a sweep of 100 runs x 1600 points is 160k vertices, megabytes
+as SVG paths and a few tens of kilobytes as pixels.
+"""
 
 from __future__ import annotations
 
+import base64
 import io
+import math
+from dataclasses import dataclass
 
-import matplotlib
+import numpy as np
+from matplotlib import colormaps
+from matplotlib import colors as mcolors
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
+from PIL import Image
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from ..findings import Finding
+from ..model import Run, Study
 
-from ..model import Study  # noqa: E402
-
-# Points per curve after decimation: about two per pixel column of a figure.
+# Pixel density of the PNGs, and the CSS pixels per inch they are shown at (crisp on 1.5x screens).
+DPI = 144
+CSS_DPI = 96
+# Points per curve after decimation: two per pixel column of a full-width figure.
 MAX_POINTS = 1600
+# Lines drawn per figure: past this, a sweep's runs are thinned to the ones findings name plus a spread.
+MAX_LINES = 60
+
+BEST = "#1a7f37"
+ABOVE = "#cf222e"
+BELOW = "#6e7781"
+SHADE = "#ff8182"
+MARK = "#8250df"
+TEXT = "#1f2328"
+
+
+@dataclass(frozen=True)
+class Plot:
+    """One rendered figure: a PNG ``data:`` URI, its display size in CSS pixels, a title and a caption."""
+
+    title: str
+    caption: str
+    uri: str
+    width: int
+    height: int
 
 
 def decimate(x: np.ndarray, y: np.ndarray, buckets: int = MAX_POINTS // 2) -> tuple[np.ndarray, np.ndarray]:
-    """Keep the min and the max of each of ``buckets`` equal slices, so one-step spikes stay visible."""
+    """Keep the min and the max of each of ``buckets`` equal slices, so one-step spikes stay visible.
+
+    Non-finite values are never chosen; a slice with no finite value is dropped.
+    """
     n = len(x)
     if n <= 2 * buckets:
         return x, y
-    edges = np.linspace(0, n, buckets + 1).astype(int)
-    keep = []
-    for start, end in zip(edges[:-1], edges[1:]):
-        chunk = y[start:end]
-        finite = np.isfinite(chunk)
-        if not finite.any():
-            keep.append(start)
-            continue
-        idx = np.flatnonzero(finite)
-        low = idx[np.argmin(chunk[idx])] + start
-        high = idx[np.argmax(chunk[idx])] + start
-        keep.extend(sorted({low, high}))
-    keep = np.asarray(keep)
+    size = -(-n // buckets)
+    count = -(-n // size)
+    grid = np.full(count * size, np.nan)
+    grid[:n] = y
+    grid = grid.reshape(count, size)
+    finite = np.isfinite(grid)
+    low = np.where(finite, grid, np.inf).argmin(axis=1)
+    high = np.where(finite, grid, -np.inf).argmax(axis=1)
+    base = np.arange(count) * size
+    pairs = np.stack([np.minimum(low, high), np.maximum(low, high)], axis=1) + base[:, None]
+    keep = np.unique(pairs[finite.any(axis=1)].ravel())
     return x[keep], y[keep]
 
 
-def to_svg(fig) -> str:
-    buffer = io.StringIO()
-    fig.savefig(buffer, format="svg", bbox_inches="tight")
-    plt.close(fig)
-    svg = buffer.getvalue()
-    return svg[svg.index("<svg"):]
+def _png(fig: Figure) -> tuple[str, int, int]:
+    """The figure as a ``data:`` URI of a 64-colour PNG (a third of the bytes of full colour)."""
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    image = Image.frombuffer("RGBA", canvas.get_width_height(), canvas.buffer_rgba()).convert("RGB")
+    image = image.quantize(colors=64, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE)
+    # The octree averages the background with antialiased edges: give the page's white back.
+    palette = image.getpalette()
+    background = max(image.getcolors(), key=lambda pair: pair[0])[1]
+    palette[3 * background:3 * background + 3] = [255, 255, 255]
+    image.putpalette(palette)
+    buffer = io.BytesIO()
+    image.save(buffer, format="png")
+    scale = CSS_DPI / DPI
+    uri = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    return uri, round(image.width * scale), round(image.height * scale)
 
 
-def study_loss(study: Study) -> str | None:
-    """Training loss of every run in the study, log scale when all losses are positive."""
-    runs = [run for run in study.runs if run.has("loss")]
+def _plot(fig: Figure, title: str, caption: str) -> Plot:
+    uri, width, height = _png(fig)
+    return Plot(title=title, caption=caption, uri=uri, width=width, height=height)
+
+
+def _figure(width: float = 7.6, height: float = 3.0, ncols: int = 1, nrows: int = 1,
+            margins: tuple[float, float, float, float] = (0.7, 0.15, 0.5, 0.3), **kwargs):
+    """A figure of fixed margins in inches (left, right, bottom, top): no layout engine, drawn once."""
+    fig = Figure(figsize=(width, height), dpi=DPI)
+    left, right, bottom, top = margins
+    fig.subplots_adjust(left=left / width, right=1 - right / width, bottom=bottom / height, top=1 - top / height,
+                        wspace=0.35 if ncols > 1 else None, hspace=0.25 if nrows > 1 else None)
+    axes = fig.subplots(nrows, ncols, squeeze=False, **kwargs)
+    for ax in axes.flat:
+        ax.grid(alpha=0.25, linewidth=0.6)
+        ax.tick_params(labelsize=8)
+        for side in ("top", "right"):
+            ax.spines[side].set_visible(False)
+    return fig, axes
+
+
+def _log(ax, axis: str = "y") -> None:
+    """Log scale with labels on the decades only (minor labels overlap)."""
+    getattr(ax, f"set_{axis}scale")("log")
+    getattr(ax, f"{axis}axis").set_minor_formatter(NullFormatter())
+
+
+def _legend_above(ax, ncols: int = 4) -> None:
+    """The legend in the top margin, where it hides no data."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, loc="lower left", bbox_to_anchor=(0, 1.0), ncols=ncols, frameon=False,
+                  borderaxespad=0.2, handlelength=1.6, columnspacing=1.2)
+
+
+def _series(run: Run, column: str, start: float | None = None, end: float | None = None):
+    """``(steps, values)`` of one column, within ``[start, end]`` when given (values may be non-finite)."""
+    if column not in run.steps.columns:
+        return np.array([], dtype=np.int64), np.array([])
+    steps = run.steps["step"].to_numpy()
+    values = run.steps[column].to_numpy(dtype=float)
+    low = int(np.searchsorted(steps, start, side="left")) if start is not None else 0
+    high = int(np.searchsorted(steps, end, side="right")) if end is not None else len(steps)
+    return steps[low:high], values[low:high]
+
+
+def _nonfinite_steps(run: Run, column: str, steps: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Steps whose logged value is inf, or ``nan`` written in the log (a missing cell is not marked)."""
+    literal_nan = np.isin(steps, run.nan_steps.get(column, np.array([], dtype=np.int64)))
+    return steps[np.isinf(values) | literal_nan]
+
+
+def _loss_limits(curves: list[np.ndarray]) -> tuple[float, float, bool]:
+    """y-limits that keep every healthy curve readable: a loss that explodes leaves through the top."""
+    finite = [c[np.isfinite(c)] for c in curves]
+    finite = [c for c in finite if c.size]
+    if not finite:
+        return 0.0, 1.0, False
+    low = min(float(c.min()) for c in finite)
+    high = max(float(c.max()) for c in finite)
+    log = low > 0
+    start = max(float(np.median(c[: max(1, min(20, c.size // 20 or 1))])) for c in finite)
+    ceiling = start * 10 if log else start + 3 * (abs(start) + 1e-12)
+    high = min(high, ceiling) if high > ceiling else high
+    if log:
+        return low / 1.3, high * 1.3, True
+    pad = 0.05 * (high - low or 1.0)
+    return low - pad, high + pad, False
+
+
+def _mark_nonfinite(ax, steps: np.ndarray, color: str) -> bool:
+    if steps.size == 0:
+        return False
+    shown = steps if steps.size <= 200 else steps[np.linspace(0, steps.size - 1, 200).astype(int)]
+    ax.plot(shown, np.ones(shown.size), transform=ax.get_xaxis_transform(), linestyle="none", marker="x",
+            markersize=5, color=color, clip_on=False, zorder=5)
+    return True
+
+
+def _periods(finding: Finding, run_name: str) -> list[tuple[float, float]]:
+    periods = finding.evidence.get("periods") if isinstance(finding.evidence, dict) else None
+    if not isinstance(periods, dict):
+        return []
+    spans = []
+    for span in periods.get(run_name) or []:
+        if isinstance(span, (list, tuple)) and len(span) == 2 and all(_number(v) is not None for v in span):
+            spans.append((float(span[0]), float(span[1])))
+    return spans
+
+
+def _number(value) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _shade(ax, spans: list[tuple[float, float]], label: str | None = None) -> None:
+    for i, (start, end) in enumerate(spans):
+        ax.axvspan(start, max(end, start + 0.5), color=SHADE, alpha=0.25, linewidth=0,
+                   label=label if i == 0 else None)
+
+
+def _plain(text: str) -> str:
+    """A log's string as literal text in a figure: matplotlib would read ``$...$`` as math."""
+    return text.replace("$", r"\$")
+
+
+def _lr_text(lr: float | None) -> str:
+    return "lr ?" if lr is None else f"lr {lr:g}"
+
+
+# ---------------------------------------------------------------- study plots
+
+
+def sweep_curves(study: Study, summary: dict, findings: list[Finding]) -> Plot | None:
+    """Training loss of every train run, coloured by lr against lr*, unstable periods shaded."""
+    runs = [run for run in study.by_role("train") if run.has("loss")]
     if not runs:
         return None
-    fig, ax = plt.subplots(figsize=(8, 3.6))
-    positive = True
+    best_lr = _number(summary.get("best_lr"))
+    runs = _thin(runs, {name for f in findings for name in f.runs})
+    lrs = sorted({run.lr for run in runs if run.lr is not None})
+    fig, axes = _figure(margins=(0.7, 0.15, 0.5, 0.55))
+    ax = axes[0, 0]
+    curves, labelled, off_scale = [], set(), False
     for run in runs:
-        steps = run.steps["step"].to_numpy()
-        loss = run.steps["loss"].to_numpy(dtype=float)
+        color, width, z = _sweep_style(run.lr, best_lr, lrs)
+        steps, loss = _series(run, "loss")
         shown = np.isfinite(loss)
-        positive &= bool((loss[shown] > 0).all())
         x, y = decimate(steps[shown], loss[shown])
-        ax.plot(x, y, linewidth=1, label=_label(run))
-    if positive:
-        ax.set_yscale("log")
-    ax.set_xlabel("step")
-    ax.set_ylabel("training loss")
-    ax.grid(alpha=0.3)
-    if len(runs) <= 12:
-        ax.legend(fontsize=7, loc="best")
-    return to_svg(fig)
+        label = _lr_text(run.lr) + (" = lr*" if best_lr is not None and run.lr == best_lr else "")
+        ax.plot(x, y, color=color, linewidth=width, zorder=z, alpha=0.9,
+                label=label if label not in labelled and len(lrs) <= 12 else None)
+        labelled.add(label)
+        curves.append(loss)
+        off_scale |= _mark_nonfinite(ax, _nonfinite_steps(run, "loss", steps, loss), color)
+        for finding in findings:
+            _shade(ax, _periods(finding, run.name), "unstable period" if "unstable period" not in labelled else None)
+            if _periods(finding, run.name):
+                labelled.add("unstable period")
+    low, high, log = _loss_limits(curves)
+    if log:
+        _log(ax)
+    ax.set_ylim(low, high)
+    ax.set_xlabel("step", fontsize=9)
+    ax.set_ylabel("training loss", fontsize=9)
+    _legend_above(ax, ncols=7)
+    title = "Training loss of the lr sweep" if len(lrs) > 1 else "Training loss"
+    caption = (
+        (f"lr* = {best_lr:g} in green; runs above it in red, below it in grey. " if best_lr is not None
+         else "")
+        + "Shaded: the unstable periods the checks found. "
+        + ("x on the top edge: NaN/inf loss. " if off_scale else "")
+        + "Look for red curves that go up instead of down."
+    )
+    return _plot(fig, title, caption)
 
 
-def _label(run) -> str:
-    lr = f" lr={run.lr:g}" if run.lr is not None else ""
-    return f"{run.name}{lr}"
+def _sweep_style(lr: float | None, best_lr: float | None, lrs: list[float]) -> tuple[str, float, int]:
+    if best_lr is None or lr is None:
+        if lr is None or len(lrs) < 2:
+            return "#0969da", 1.0, 2
+        position = (math.log(lr) - math.log(lrs[0])) / (math.log(lrs[-1]) - math.log(lrs[0]))
+        return mcolors.to_hex(_VIRIDIS(0.1 + 0.8 * position)), 1.0, 2
+    if math.isclose(lr, best_lr, rel_tol=1e-9):
+        return BEST, 2.0, 4
+    if lr > best_lr:
+        above = [v for v in lrs if v > best_lr]
+        shade = (above.index(lr) + 1) / len(above) if lr in above else 1.0
+        return mcolors.to_hex(_REDS(0.45 + 0.5 * shade)), 1.2, 3
+    return BELOW, 0.9, 1
+
+
+def _thin(runs: list[Run], named: set[str]) -> list[Run]:
+    """At most MAX_LINES runs: all that findings name, then an even spread of the rest."""
+    if len(runs) <= MAX_LINES:
+        return runs
+    keep = [run for run in runs if run.name in named][:MAX_LINES]
+    rest = [run for run in runs if run.name not in named]
+    room = MAX_LINES - len(keep)
+    if room > 0 and rest:
+        keep += [rest[i] for i in np.unique(np.linspace(0, len(rest) - 1, room).astype(int))]
+    return keep
+
+
+def hyper_axis(summary: dict) -> Plot | None:
+    """Best/final loss against lr on log x: lr* marked, unstable lrs marked, seed spread as bars."""
+    points = []
+    for entry in summary.get("lrs") or []:
+        if not isinstance(entry, dict):
+            continue
+        lr, score = _number(entry.get("lr")), _number(entry.get("score"))
+        if lr is None or lr <= 0:
+            continue
+        points.append((lr, score, _number(entry.get("score_min")), _number(entry.get("score_max")),
+                       entry.get("stable", True) is not False))
+    if len(points) < 2:
+        return None
+    unstable = {v for v in (_number(u) for u in summary.get("unstable_lrs") or []) if v is not None}
+    best_lr = _number(summary.get("best_lr"))
+    metric = str(summary.get("metric") or "loss").replace("_", " ")
+    fig, axes = _figure(width=5.2, height=3.0)
+    ax = axes[0, 0]
+    lrs = np.array([p[0] for p in points])
+    scores = np.array([p[1] if p[1] is not None else np.nan for p in points])
+    ax.plot(lrs, scores, color="#57606a", linewidth=1, zorder=2)
+    for lr, score, low, high, stable in points:
+        bad = (not stable) or any(math.isclose(lr, u, rel_tol=1e-9) for u in unstable)
+        color = ABOVE if bad else "#0969da"
+        if score is None:
+            ax.plot([lr], [1], transform=ax.get_xaxis_transform(), marker="x", color=ABOVE, clip_on=False,
+                    markersize=7, zorder=5)
+            continue
+        if low is not None and high is not None and high > low:
+            ax.plot([lr, lr], [low, high], color=color, linewidth=2.5, alpha=0.35, zorder=2)
+        ax.plot([lr], [score], marker="X" if bad else "o", markersize=7 if bad else 5, color=color, zorder=4,
+                linestyle="none")
+    if best_lr is not None:
+        ax.axvline(best_lr, color=BEST, linewidth=1.2, linestyle="--", zorder=1)
+        ax.annotate(f"lr* = {best_lr:g}", (best_lr, 1), xycoords=("data", "axes fraction"), fontsize=8,
+                    color=BEST, ha="center", va="bottom")
+    _log(ax, "x")
+    finite = scores[np.isfinite(scores)]
+    if finite.size and (finite > 0).all():
+        ceiling = float(np.min(finite)) * 1e3
+        _log(ax)
+        if finite.max() > ceiling:
+            ax.set_ylim(top=ceiling)
+            off = lrs[scores > ceiling]
+            ax.plot(off, np.ones(off.size), transform=ax.get_xaxis_transform(), marker="^", color=ABOVE,
+                    linestyle="none", clip_on=False, zorder=5, label="off scale")
+    ax.set_xlabel("learning rate", fontsize=9)
+    ax.set_ylabel(metric, fontsize=9)
+    ax.plot([], [], marker="X", color=ABOVE, linestyle="none", label="unstable")
+    ax.plot([], [], marker="o", color="#0969da", linestyle="none", label="stable")
+    ax.legend(fontsize=7, loc="best")
+    caption = (
+        f"{metric.capitalize()} of each lr (bars: spread over seeds); red X: lrs whose runs were unstable. "
+        "When lr* sits right next to the first unstable lr, instability is what limits the learning rate."
+    )
+    return _plot(fig, "Hyperparameter axis: loss vs learning rate", caption)
+
+
+def swarm_grid(study: Study, summary: dict) -> Plot | None:
+    """Small multiples momentum x lr (seed 000), one line per seed, shared axes."""
+    swarm = summary.get("swarm")
+    if not isinstance(swarm, dict) or not isinstance(swarm.get("cells"), list):
+        return None
+    by_name = {run.name: run for run in study.runs}
+    cells = [c for c in swarm["cells"] if isinstance(c, dict)]
+    momenta = sorted({m for m in (_number(c.get("momentum")) for c in cells) if m is not None})
+    lrs = sorted({v for v in (_number(c.get("lr")) for c in cells) if v is not None})
+    if not momenta or not lrs or len(momenta) * len(lrs) > 64:
+        return None
+    fig, axes = _figure(width=min(7.6, 1.9 * len(lrs) + 0.6), height=1.45 * len(momenta) + 0.5,
+                        nrows=len(momenta), ncols=len(lrs), sharex=True, sharey=True)
+    curves = []
+    for cell in cells:
+        momentum, lr = _number(cell.get("momentum")), _number(cell.get("lr"))
+        if momentum is None or lr is None:
+            continue
+        ax = axes[momenta.index(momentum), lrs.index(lr)]
+        for i, name in enumerate(cell.get("runs") or []):
+            run = by_name.get(name)
+            if run is None or not run.has("loss"):
+                continue
+            steps, loss = _series(run, "loss")
+            shown = np.isfinite(loss)
+            x, y = decimate(steps[shown], loss[shown], buckets=200)
+            ax.plot(x, y, linewidth=0.8, alpha=0.8, color=_SEED_COLORS[i % len(_SEED_COLORS)])
+            curves.append(loss)
+        fit = cell.get("fit")
+        if isinstance(fit, int) and cell.get("runs"):
+            ax.text(0.97, 0.93, f"{fit}/{len(cell['runs'])} fit", transform=ax.transAxes, ha="right", va="top",
+                    fontsize=7, color=TEXT)
+    low, high, log = _loss_limits(curves)
+    for (row, col), ax in np.ndenumerate(axes):
+        if log:
+            _log(ax)
+        ax.set_ylim(low, high)
+        if row == 0:
+            ax.set_title(f"lr {lrs[col]:g}", fontsize=8)
+        if col == 0:
+            ax.set_ylabel(f"momentum {momenta[row]:g}", fontsize=8)
+        if row == len(momenta) - 1:
+            ax.set_xlabel("step", fontsize=8)
+    caption = (
+        "Training loss of each seed, rows by momentum, columns by lr (seed 000's swarm grid). "
+        "Higher lr and higher momentum both speed fitting: the effective step is lr/(1-momentum)."
+    )
+    return _plot(fig, "Swarm: momentum x learning rate", caption)
+
+
+_SEED_COLORS = ("#0969da", "#bf3989", "#1a7f37", "#9a6700", "#8250df", "#cf222e", "#57606a", "#116329")
+
+
+_VIRIDIS = colormaps["viridis"]
+_REDS = colormaps["Reds"]
+
+
+def gap_curve(run: Run, finding: Finding | None) -> Plot | None:
+    """valid - train loss over the evaluations, the overfitting onset marked."""
+    valid = run.valid_evals()
+    if valid.empty or not valid["loss"].notna().any():
+        return None
+    split_name = finding.evidence.get("split") if finding else None
+    if isinstance(split_name, str):
+        chosen = run.evals[run.evals["split"].astype(str).str.lower() == split_name.lower()]
+        valid = chosen if not chosen.empty else valid
+    valid = valid[np.isfinite(valid["loss"].to_numpy(dtype=float))].drop_duplicates("step", keep="last")
+    steps = valid["step"].to_numpy()
+    valid_loss = valid["loss"].to_numpy(dtype=float)
+    train = run.train_evals()
+    train = train[np.isfinite(train["loss"].to_numpy(dtype=float))].drop_duplicates("step", keep="last")
+    if len(train) >= 2:
+        train_loss = np.interp(steps, train["step"].to_numpy(), train["loss"].to_numpy(dtype=float))
+        source = "train evaluations"
+    elif run.has("loss"):
+        train_loss = _trend_at(run, steps)
+        source = "training loss (rolling median)"
+    else:
+        return None
+    gap = valid_loss - train_loss
+    fig, axes = _figure(ncols=2, width=7.6, height=2.8)
+    left, right = axes[0]
+    left.plot(steps, valid_loss, color="#0969da", linewidth=1.2, label="valid")
+    left.plot(steps, train_loss, color="#57606a", linewidth=1.2, label=f"train ({source})")
+    if (valid_loss > 0).all() and (train_loss > 0).all():
+        _log(left)
+    left.set_xlabel("step", fontsize=9)
+    left.set_ylabel("loss", fontsize=9)
+    left.legend(fontsize=7, loc="best")
+    right.plot(steps, gap, color=ABOVE, linewidth=1.4)
+    right.axhline(0, color="#8c959f", linewidth=0.8)
+    right.set_xlabel("step", fontsize=9)
+    right.set_ylabel("valid - train", fontsize=9)
+    onset = _number(finding.evidence.get("onset_step")) if finding else None
+    if onset is not None:
+        for ax in (left, right):
+            ax.axvline(onset, color=MARK, linestyle="--", linewidth=1.2)
+        right.annotate(f"onset {onset:g}", (onset, 1), xycoords=("data", "axes fraction"), fontsize=8,
+                       color=MARK, ha="left", va="top")
+    caption = (
+        f"{run.name}: validation and training loss (left) and the generalization gap valid - train (right)"
+        + (", the overfitting onset dashed. " if onset is not None else ". ")
+        + "A gap that widens while training loss still falls is overfitting (Smith 2018)."
+    )
+    return _plot(fig, "Generalization gap", caption)
+
+
+def _trend_at(run: Run, steps: np.ndarray) -> np.ndarray:
+    train_steps, loss = _series(run, "loss")
+    finite = np.isfinite(loss)
+    train_steps, loss = train_steps[finite], loss[finite]
+    window = max(3, len(loss) // 50) | 1
+    trend = np.convolve(loss, np.ones(window) / window, mode="same") if len(loss) > window else loss
+    return np.interp(steps, train_steps, trend)
+
+
+def lr_range(run: Run, finding: Finding | None) -> Plot | None:
+    """Loss against the growing lr of an LR range test, lr_min and lr_max marked."""
+    if not run.has("loss") or not run.has("lr"):
+        return None
+    _, loss = _series(run, "loss")
+    _, lrs = _series(run, "lr")
+    shown = np.isfinite(loss) & np.isfinite(lrs) & (lrs > 0)
+    if shown.sum() < 2:
+        return None
+    fig, axes = _figure(width=5.6, height=3.0)
+    ax = axes[0, 0]
+    order = np.argsort(lrs[shown], kind="stable")
+    x, y = decimate(lrs[shown][order], loss[shown][order])
+    ax.plot(x, y, color="#0969da", linewidth=1.1)
+    _log(ax, "x")
+    low, high, log = _loss_limits([loss[shown]])
+    if log:
+        _log(ax)
+    ax.set_ylim(low, high)
+    evidence = finding.evidence if finding else {}
+    marks = (("lr_min", "lr_min", "#0969da"), ("lr_max", "lr_max", BEST), ("blowup_lr", "blows up", ABOVE))
+    for key, label, color in marks:
+        value = _number(evidence.get(key))
+        if value is not None and value > 0:
+            ax.axvline(value, color=color, linestyle="--", linewidth=1.2)
+            ax.annotate(f"{label} {value:.2g}", (value, 1), xycoords=("data", "axes fraction"), fontsize=8,
+                        color=color, ha="center", va="bottom")
+    ax.set_xlabel("learning rate (grows every step)", fontsize=9)
+    ax.set_ylabel("training loss", fontsize=9)
+    caption = (
+        f"{run.name}: LR range test. Train between lr_min and lr_max (a cyclical or 1cycle schedule); "
+        "the loss falls fastest between them and blows up past lr_max (Smith 2018)."
+    )
+    return _plot(fig, "LR range test", caption)
+
+
+def short_run(run: Run, finding: Finding | None) -> Plot | None:
+    """The abbreviated run at ~2x lr*, every step's loss and its evaluations, unstable periods shaded."""
+    if not run.has("loss"):
+        return None
+    fig, axes = _figure(margins=(0.7, 0.15, 0.5, 0.45))
+    ax = axes[0, 0]
+    steps, loss = _series(run, "loss")
+    shown = np.isfinite(loss)
+    x, y = decimate(steps[shown], loss[shown])
+    ax.plot(x, y, color="#57606a", linewidth=0.9, label="training loss")
+    curves = [loss]
+    valid = run.valid_evals()
+    if not valid.empty and valid["loss"].notna().any():
+        vs, vl = valid["step"].to_numpy(), valid["loss"].to_numpy(dtype=float)
+        keep = np.isfinite(vl)
+        vx, vy = decimate(vs[keep], vl[keep])
+        ax.plot(vx, vy, color="#0969da", linewidth=1.2, label=f"valid ({len(vs)} evaluations)")
+        curves.append(vl)
+    if finding is not None:
+        _shade(ax, _periods(finding, run.name), "unstable period")
+        recovery = _number(finding.evidence.get("recovery_step"))
+        if recovery is not None:
+            ax.axvline(recovery, color=BEST, linestyle="--", linewidth=1.2, label=f"recovered at {recovery:g}")
+    off_scale = _mark_nonfinite(ax, _nonfinite_steps(run, "loss", steps, loss), ABOVE)
+    low, high, log = _loss_limits(curves)
+    if log:
+        _log(ax)
+    ax.set_ylim(low, high)
+    ax.set_xlabel("step", fontsize=9)
+    ax.set_ylabel("loss", fontsize=9)
+    _legend_above(ax)
+    caption = (
+        f"{run.name} ({_lr_text(run.lr)}): the short probe run, evaluated every step, that catches early "
+        "instability followed by recovery (Tuning Playbook)."
+        + (" x on the top edge: NaN/inf loss." if off_scale else "")
+    )
+    return _plot(fig, "Short run at ~2x lr*", caption)
+
+
+def grad_norms(run: Run, finding: Finding | None, threshold_label: str = "clip threshold") -> Plot | None:
+    """Grad norm vs step with the clip threshold, and the histogram of grad norms with its 90th percentile."""
+    if not run.has("grad_norm"):
+        return None
+    steps, norms = _series(run, "grad_norm")
+    finite = np.isfinite(norms) & (norms > 0)
+    if finite.sum() < 2:
+        return None
+    evidence = finding.evidence if finding else {}
+    threshold = _number(evidence.get("threshold"))
+    clip_norm = _number(evidence.get("clip_norm")) or _number(run.config.get("clip_norm"))
+    percentile = _number(evidence.get("percentile")) or 90
+    window = evidence.get("window")
+    fig, axes = _figure(ncols=2, width=7.6, height=3.0, margins=(0.7, 0.15, 0.5, 0.55),
+                        gridspec_kw={"width_ratios": [2.2, 1]})
+    left, right = axes[0]
+    x, y = decimate(steps[finite], norms[finite])
+    left.plot(x, y, color="#57606a", linewidth=0.7)
+    _log(left)
+    outliers = [s for s in (evidence.get("outlier_steps") or []) if _number(s) is not None]
+    if outliers:
+        index = np.searchsorted(steps, outliers).clip(0, len(steps) - 1)
+        left.plot(steps[index], norms[index], linestyle="none", marker="o", markersize=3.5, color=ABOVE,
+                  label="outliers", zorder=4)
+    if isinstance(window, (list, tuple)) and len(window) == 2 and all(_number(v) is not None for v in window):
+        left.axvspan(float(window[0]), float(window[1]), color="#ddf4ff", alpha=0.6, linewidth=0, zorder=0,
+                     label="window used")
+    lines = []
+    if threshold is not None and threshold > 0:
+        lines.append((threshold, f"recommended clip {threshold:.3g} (p{percentile:g})", MARK))
+    if clip_norm is not None and clip_norm > 0:
+        lines.append((clip_norm, f"current clip_norm {clip_norm:.3g}", ABOVE))
+    if not lines:
+        p90 = float(np.percentile(norms[finite], 90))
+        lines.append((p90, f"90th percentile {p90:.3g}", MARK))
+    for value, label, color in lines:
+        left.axhline(value, color=color, linestyle="--", linewidth=1.1, label=label)
+    left.set_xlabel("step", fontsize=9)
+    left.set_ylabel("grad norm (before clipping)", fontsize=9)
+    _legend_above(left, ncols=2)
+    logs = np.log10(norms[finite])
+    bins = np.logspace(logs.min(), logs.max() + 1e-9, 40)
+    right.hist(norms[finite], bins=bins, color="#8c959f")
+    _log(right, "x")
+    for value, _, color in lines:
+        right.axvline(value, color=color, linestyle="--", linewidth=1.1)
+    right.set_xlabel("grad norm", fontsize=9)
+    right.set_ylabel("updates", fontsize=9)
+    fraction = _number(evidence.get("clipped_fraction"))
+    caption = (
+        f"{run.name}: gradient norm of every update and its histogram. "
+        + (f"Clipping at the dashed line would clip {fraction:.0%} of updates. " if fraction is not None
+           else "")
+        + "Rare outliers far above the bulk cause spurious instability; clip at about the 90th percentile "
+        "(Tuning Playbook)."
+    )
+    return _plot(fig, "Gradient norms", caption)
+
+
+# ---------------------------------------------------------------- finding plots
+
+
+def finding_zoom(runs: list[Run], finding: Finding) -> Plot | None:
+    """The finding's runs on its steps (with a margin): loss, shaded periods, recovery and marks."""
+    runs = [run for run in runs if run.has("loss")][:8]
+    if not runs:
+        return None
+    start, end = _zoom_window(runs, finding)
+    fig, axes = _figure(width=6.4, height=2.7, margins=(0.7, 0.15, 0.5, 0.55))
+    ax = axes[0, 0]
+    curves, off_scale = [], False
+    for i, run in enumerate(runs):
+        steps, loss = _series(run, "loss", start, end)
+        color = _SEED_COLORS[i % len(_SEED_COLORS)]
+        shown = np.isfinite(loss)
+        x, y = decimate(steps[shown], loss[shown])
+        ax.plot(x, y, color=color, linewidth=1.1, label=f"{_plain(run.name)} ({_lr_text(run.lr)})")
+        curves.append(loss)
+        off_scale |= _mark_nonfinite(ax, _nonfinite_steps(run, "loss", steps, loss), color)
+        _shade(ax, [(max(a, start), min(b, end)) for a, b in _periods(finding, run.name) if b >= start and a <= end],
+               "unstable period" if i == 0 else None)
+    if finding.steps:
+        for step in finding.steps:
+            ax.axvline(step, color="#8c959f", linestyle=":", linewidth=1)
+    recovery = _number(finding.evidence.get("recovery_step"))
+    if recovery is not None and start <= recovery <= end:
+        ax.axvline(recovery, color=BEST, linestyle="--", linewidth=1.2, label=f"recovered at {recovery:g}")
+    onset = _number(finding.evidence.get("onset_step"))
+    if onset is not None and start <= onset <= end:
+        ax.axvline(onset, color=MARK, linestyle="--", linewidth=1.2, label=f"onset {onset:g}")
+    low, high, log = _loss_limits(curves)
+    if log:
+        _log(ax)
+    ax.set_ylim(low, high)
+    ax.set_xlim(start, end)
+    ax.set_xlabel("step", fontsize=9)
+    ax.set_ylabel("training loss", fontsize=9)
+    if len(runs) <= 6:
+        _legend_above(ax, ncols=3)
+    what = f"steps {start:g}-{end:g}" + (" (dotted: the finding's first and last step)" if finding.steps else "")
+    caption = f"Zoom on {what}." + (" x on the top edge: NaN/inf loss." if off_scale else "")
+    return _plot(fig, "Where it shows", caption)
+
+
+def _zoom_window(runs: list[Run], finding: Finding) -> tuple[float, float]:
+    first = min(int(run.steps["step"].iloc[0]) for run in runs)
+    last = max(int(run.steps["step"].iloc[-1]) for run in runs)
+    if not finding.steps:
+        return first, last
+    start, end = finding.steps
+    margin = max(10, (end - start) // 2, (last - first) // 50)
+    return max(first, start - margin), min(last, end + margin)

@@ -1,14 +1,34 @@
-"""One self-contained HTML report per log root: verdict first, then the evidence."""
+"""One self-contained HTML report per log root: verdict first, then the evidence.
+
+The page is built from the findings document and the runs' series only: which
+runs are unstable, what lr* is, where an onset lies all come from the checks
+(``Finding.evidence`` and the study summaries); this module picks which plots
+to draw and lays them out. Everything from a log is escaped by jinja2's
+autoescape; figures are inline PNGs; a Content-Security-Policy forbids every
+request, so the file opens offline and cannot fetch anything.
+"""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
+import math
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import jinja2
-from markupsafe import Markup
 
 from ..analyze import Analysis
+from ..findings import Finding, Recommendation, Severity
+from ..model import Run, Study
 from . import figures
+
+# Findings past this many get no plot of their own (their study's figures still show them).
+MAX_FINDING_PLOTS = 24
+# Findings on the first screen: the first of each distinct check, most severe first.
+TOP_FINDINGS = 3
 
 _ENV = jinja2.Environment(
     loader=jinja2.PackageLoader("diagnose.render", "templates"),
@@ -18,26 +38,275 @@ _ENV = jinja2.Environment(
     lstrip_blocks=True,
 )
 
+# Copy buttons for the config snippets; the page reads the same without it.
+_SCRIPT = """
+document.querySelectorAll("pre.snippet").forEach(function (pre) {
+  if (!navigator.clipboard) { return; }
+  var button = document.createElement("button");
+  button.type = "button";
+  button.className = "copy";
+  button.textContent = "copy";
+  button.addEventListener("click", function () {
+    navigator.clipboard.writeText(pre.textContent).then(function () {
+      button.textContent = "copied";
+    }, function () {
+      button.textContent = "select and copy";
+    });
+  });
+  pre.parentNode.appendChild(button);
+});
+""".strip()
+
+
+@dataclass
+class FindingView:
+    """A finding as the page shows it: anchor, where, the snippet to copy, its plot."""
+
+    anchor: str
+    finding: Finding
+    where: str
+    snippet: str | None
+    plot: figures.Plot | None = None
+    see: tuple[str, str] | None = None  # (anchor, title) of a study figure that shows this finding
+    note: str | None = None
+
+
+@dataclass
+class StudyView:
+    anchor: str
+    name: str
+    facts: list[str]
+    plots: list[tuple[str, figures.Plot]] = field(default_factory=list)
+    findings: list[FindingView] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
 
 def render(analysis: Analysis) -> str:
+    """The report's HTML text."""
     document = analysis.document
-    plots = {study.name: figures.study_loss(study) for study in analysis.studies}
+    summaries = {s.get("study"): s for s in document.studies if isinstance(s, dict)}
+    # Keyed by identity: a Finding holds dicts, so it is not hashable.
+    views = {id(f): FindingView(f"f{i}", f, _where(f), config_snippet(f.recommendation))
+             for i, f in enumerate(document.findings, start=1)}
+    studies = []
+    budget = MAX_FINDING_PLOTS
+    for index, study in enumerate(analysis.studies, start=1):
+        findings = [f for f in document.findings if f.study == study.name]
+        view = StudyView(f"s{index}", study.name, _facts(summaries.get(study.name, {}), study))
+        view.plots = _study_plots(view.anchor, study, summaries.get(study.name, {}), findings, view.notes)
+        for finding in findings:
+            finding_view = views[id(finding)]
+            budget = _attach_plot(finding_view, study, view, budget)
+            view.findings.append(finding_view)
+        studies.append(view)
+    orphans = [views[id(f)] for f in document.findings if f.study not in {s.name for s in analysis.studies}]
+    severities = [f.severity for f in document.findings]
     return _ENV.get_template("report.html.j2").render(
         doc=document,
         verdict=document.verdict,
-        findings=document.findings,
-        studies=document.studies,
+        findings=[views[id(f)] for f in document.findings],
+        top=_top(views, document.findings),
+        studies=studies,
+        orphans=orphans,
         runs=document.runs,
-        plots={name: Markup(svg) for name, svg in plots.items() if svg},
         counts={
             "studies": len(document.studies),
             "runs": len(document.runs),
-            "steps": sum(run["steps"] for run in document.runs),
+            "steps": sum(int(run.get("steps") or 0) for run in document.runs),
             "unreadable": len(document.unreadable),
+            "errors": severities.count(Severity.ERROR),
+            "warnings": severities.count(Severity.WARNING),
+            "infos": severities.count(Severity.INFO),
         },
+        script=_SCRIPT,
+        csp=_csp(_SCRIPT),
+        generated=_date(document.generated),
     )
 
 
 def write(analysis: Analysis, path: Path) -> None:
+    """Write the report to ``path`` (folders created)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(render(analysis), encoding="utf-8")
+
+
+def config_snippet(recommendation: Recommendation | None) -> str | None:
+    """The recommendation's numbers as YAML lines to paste into a config, e.g. ``warmup_steps: 100``.
+
+    Keys are the run config keys of CONTRACT §1: ``value`` is named after the
+    action (``momentum: 0.8``), a clip ``threshold`` is ``clip_norm``.
+    """
+    if recommendation is None or not recommendation.values:
+        return None
+    lines = []
+    for key, value in recommendation.values.items():
+        lines.append(f"{_config_key(recommendation.action, str(key))}: {_yaml(value)}")
+    return "\n".join(lines)
+
+
+def _config_key(action: str, key: str) -> str:
+    if key == "value":
+        return {"more_steps": "max_steps", "regularization": "weight_decay"}.get(action, action)
+    if action == "clip" and key == "threshold":
+        return "clip_norm"
+    return key
+
+
+def _yaml(value) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return ".nan" if math.isnan(value) else (".inf" if value > 0 else "-.inf")
+        text = f"{value:.6g}"
+        mantissa, _, exponent = text.partition("e")
+        if exponent and "." not in mantissa:
+            text = f"{mantissa}.0e{exponent}"  # YAML reads 1e-05 as a string, 1.0e-05 as a number
+        return text
+    if isinstance(value, str):
+        return value if re.fullmatch(r"[A-Za-z_][\w.\-]*", value) and value not in _YAML_WORDS else json.dumps(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_yaml(v) for v in value) + "]"
+    return json.dumps(value, default=str)
+
+
+_YAML_WORDS = {"null", "true", "false", "yes", "no", "on", "off", "Null", "True", "False", "Yes", "No"}
+
+
+def _where(finding: Finding) -> str:
+    runs = list(finding.runs)
+    shown = ", ".join(runs[:3]) + (f" and {len(runs) - 3} more" if len(runs) > 3 else "")
+    return f"{finding.study} / {shown}" if shown else finding.study
+
+
+def _top(views: dict[int, FindingView], findings: list[Finding]) -> list[FindingView]:
+    seen, top = set(), []
+    for finding in findings:
+        if finding.severity is Severity.INFO or finding.check in seen:
+            continue
+        seen.add(finding.check)
+        top.append(views[id(finding)])
+        if len(top) == TOP_FINDINGS:
+            break
+    return top
+
+
+def _facts(summary: dict, study: Study) -> list[str]:
+    facts = [f"{len(study.runs)} run{'s' if len(study.runs) != 1 else ''}"]
+    roles = sorted({run.role for run in study.runs} - {"train"})
+    if roles:
+        facts.append("with " + ", ".join(f"{len(study.by_role(r))} {r.replace('_', ' ')}" for r in roles))
+    best = summary.get("best_lr")
+    if isinstance(best, (int, float)) and not isinstance(best, bool):
+        metric = str(summary.get("metric") or "").replace("_", " ")
+        facts.append(f"best lr {best:g}" + (f" (by {metric})" if metric else ""))
+    unstable = [u for u in summary.get("unstable_lrs") or [] if isinstance(u, (int, float))]
+    if unstable:
+        facts.append("unstable at lr " + ", ".join(f"{u:g}" for u in unstable))
+    for key, values in (summary.get("varying") or {}).items():
+        if key in ("seed", "name"):
+            continue
+        shown = ", ".join(str(v) for v in values[:8]) + (", ..." if len(values) > 8 else "")
+        facts.append(f"{key}: {shown}")
+    return facts
+
+
+def _first(findings: list[Finding], check: str, run: str | None = None) -> Finding | None:
+    return next((f for f in findings if f.check == check and (run is None or run in f.runs)), None)
+
+
+def _default_run(study: Study, summary: dict, needs) -> Run | None:
+    """The run a study's descriptive plot shows: the best-lr run, else the first that has the data."""
+    best = summary.get("best_lr")
+    candidates = [r for r in study.by_role("train") if needs(r)]
+    if isinstance(best, (int, float)):
+        at_best = [r for r in candidates if r.lr is not None and math.isclose(r.lr, best, rel_tol=1e-9)]
+        if at_best:
+            return at_best[0]
+    return candidates[0] if candidates else None
+
+
+def _safe(draw, notes: list[str], what: str):
+    """Draw one figure; a drawing bug costs that figure (said in the report), never the report."""
+    try:
+        return draw()
+    except Exception as error:  # noqa: BLE001
+        notes.append(f"The {what} could not be drawn ({type(error).__name__}: {error}); please report this.")
+        return None
+
+
+def _study_plots(anchor: str, study: Study, summary: dict, findings: list[Finding], notes: list[str]):
+    plots = []
+
+    def add(key: str, draw, what: str):
+        plot = _safe(draw, notes, what)
+        if plot is not None:
+            plots.append((f"{anchor}-{key}", plot))
+
+    add("swarm", lambda: figures.swarm_grid(study, summary), "swarm grid")
+    if not plots:  # the swarm grid already shows every run's loss
+        add("sweep", lambda: figures.sweep_curves(study, summary, findings), "training-loss plot")
+    add("axis", lambda: figures.hyper_axis(summary), "hyperparameter-axis plot")
+    for run in study.by_role("lr_range"):
+        add(f"range-{run.name}", lambda run=run: figures.lr_range(run, _first(findings, "lr_range", run.name)),
+            "LR range plot")
+    for run in study.by_role("short"):
+        add(f"short-{run.name}",
+            lambda run=run: figures.short_run(run, _first(findings, "short_run_instability", run.name)),
+            "short-run plot")
+    if not _first(findings, "overfitting"):
+        run = _default_run(study, summary, lambda r: not r.valid_evals().empty)
+        if run is not None:
+            add("gap", lambda: figures.gap_curve(run, None), "generalization-gap plot")
+    if not (_first(findings, "grad_norm_outliers") or _first(findings, "clipping_too_aggressive")):
+        run = _default_run(study, summary, lambda r: r.has("grad_norm"))
+        if run is not None:
+            add("grad", lambda: figures.grad_norms(run, None), "grad-norm plot")
+    return plots
+
+
+def _attach_plot(view: FindingView, study: Study, study_view: StudyView, budget: int) -> int:
+    """Give the finding its own zoomed plot, or point at the study figure that already shows it."""
+    finding = view.finding
+    by_key = dict(study_view.plots)
+    references = {
+        "lr_range": [f"{study_view.anchor}-range-{name}" for name in finding.runs],
+        "short_run_instability": [f"{study_view.anchor}-short-{name}" for name in finding.runs],
+        "best_lr_at_edge": [f"{study_view.anchor}-axis", f"{study_view.anchor}-sweep"],
+    }
+    for key in references.get(finding.check, []):
+        if key in by_key:
+            view.see = (key, by_key[key].title)
+            return budget
+    if budget <= 0:
+        view.note = f"No plot: only the first {MAX_FINDING_PLOTS} findings get one; the study's figures show the rest."
+        return budget
+    runs = [run for run in (next((r for r in study.runs if r.name == name), None) for name in finding.runs) if run]
+    if not runs:
+        return budget
+    if finding.check in ("grad_norm_outliers", "clipping_too_aggressive"):
+        draw = lambda: figures.grad_norms(runs[0], finding)  # noqa: E731
+    elif finding.check == "overfitting":
+        draw = lambda: figures.gap_curve(runs[0], finding)  # noqa: E731
+    else:
+        draw = lambda: figures.finding_zoom(runs, finding)  # noqa: E731
+    notes: list[str] = []
+    view.plot = _safe(draw, notes, "plot of this finding")
+    view.note = notes[0] if notes else None
+    return budget - 1 if view.plot is not None else budget
+
+
+def _csp(script: str) -> str:
+    digest = base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode("ascii")
+    return (
+        "default-src 'none'; img-src data:; style-src 'unsafe-inline'; "
+        f"script-src 'sha256-{digest}'; base-uri 'none'; form-action 'none'"
+    )
+
+
+def _date(iso: str) -> str:
+    return iso.replace("T", " ").replace("+00:00", " UTC") if iso else ""
