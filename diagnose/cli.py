@@ -121,11 +121,18 @@ def main():
     help="Where to write the HTML report. Default: reports/<logroot name>.html",
 )
 @_JSON
+@click.option(
+    "--markdown",
+    "markdown_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write a short Markdown summary to this file (a PR comment, or $GITHUB_STEP_SUMMARY in CI).",
+)
 @_SET
 @_NO_CACHE
-def report(logroot: Path, output: Path | None, json_path: Path | None, settings, no_cache: bool):
+def report(logroot: Path, output: Path | None, json_path: Path | None, markdown_path: Path | None, settings,
+           no_cache: bool):
     """Write one self-contained HTML report for LOGROOT (opens offline, attach it to a review)."""
-    from .render import html
+    from .render import html, markdown
 
     analysis = _analyze(logroot, settings, use_cache=not no_cache)
     if not analysis.document.runs:
@@ -137,6 +144,9 @@ def report(logroot: Path, output: Path | None, json_path: Path | None, settings,
     if json_path:
         analysis.document.write_json(json_path)
         click.echo(f"wrote {json_path}")
+    if markdown_path:
+        markdown.write(analysis.document, markdown_path)
+        click.echo(f"wrote {markdown_path}")
     _print_summary(analysis)
 
 

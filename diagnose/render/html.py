@@ -86,7 +86,7 @@ def render(analysis: Analysis) -> str:
     document = analysis.document
     summaries = {s.get("study"): s for s in document.studies if isinstance(s, dict)}
     # Keyed by identity: a Finding holds dicts, so it is not hashable.
-    views = {id(f): FindingView(f"f{i}", f, _where(f), config_snippet(f.recommendation))
+    views = {id(f): FindingView(f"f{i}", f, where(f), config_snippet(f.recommendation))
              for i, f in enumerate(document.findings, start=1)}
     studies = []
     budget = MAX_FINDING_PLOTS
@@ -177,7 +177,8 @@ def _yaml(value) -> str:
 _YAML_WORDS = {"null", "true", "false", "yes", "no", "on", "off", "Null", "True", "False", "Yes", "No"}
 
 
-def _where(finding: Finding) -> str:
+def where(finding: Finding) -> str:
+    """``study / run, run, run and N more``: where a finding is, in one short line."""
     runs = list(finding.runs)
     shown = ", ".join(runs[:3]) + (f" and {len(runs) - 3} more" if len(runs) > 3 else "")
     return f"{finding.study} / {shown}" if shown else finding.study
