@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import atexit
 import math
+import numbers
 import threading
 import time
 import warnings
@@ -181,8 +182,8 @@ class Probe:
             return
         try:
             number = int(step) if step is not None else (self._last_step if self._last_step is not None else 0)
-            row = {"step": number, "split": str(split), "loss": _detached(loss)}
-            row.update({key: _detached(value) for key, value in metrics.items()})
+            row = {"step": number, "split": str(split), "loss": _number(loss, "loss")}
+            row.update({key: _number(value, key) for key, value in metrics.items()})
             self._evals.append(row)
         except Exception as error:  # noqa: BLE001
             self._break(error)
@@ -196,8 +197,7 @@ class Probe:
             if self._update_hooks is not None:
                 for handle in self._update_hooks:
                     handle.remove()
-            if not self._broken:
-                self._flush(final=True, crashed=status == "crashed")
+            self._flush(final=True, crashed=status == "crashed")
             self._writer.finish(status)
             self._writer.join(timeout=30)
             if self._writer.is_alive():
@@ -261,13 +261,13 @@ class Probe:
         self._last_step = number
         row = {
             "step": number,
-            "loss": _detached(loss),
+            "loss": _number(loss, "loss"),
             "norm": measured["norm"],
             "lr": measured["lr"],
             "momentum": measured["momentum"],
             "time": now - self._start,
             "scaled": measured["scaled"],
-            "clip_norm": _detached(clip_norm),
+            "clip_norm": _number(clip_norm, "clip_norm"),
         }
         row.update(measured["extras"])
         self._rows.append(row)
@@ -319,8 +319,13 @@ class Probe:
             return None
 
 
-def _detached(value):
-    return value.detach() if isinstance(value, torch.Tensor) else value
+def _number(value, what: str):
+    """A tensor (detached, left on its device), a real number, or None; anything else is a TypeError."""
+    if isinstance(value, torch.Tensor):
+        return value.detach()
+    if value is None or isinstance(value, numbers.Real):
+        return value
+    raise TypeError(f"{what} must be a tensor or a number, got {type(value).__name__}")
 
 
 def _layers(model: torch.nn.Module):
