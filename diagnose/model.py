@@ -60,6 +60,8 @@ class Run:
     format: str = "diagnose.run/1"
     notes: list[str] = field(default_factory=list)
     nan_steps: dict[str, np.ndarray] = field(default_factory=dict)
+    # Which logged key each column was read from, for logs in other formats: {"loss": "train/loss", ...}
+    sources: dict[str, str] = field(default_factory=dict)
 
     @property
     def key(self) -> str:

@@ -2,7 +2,10 @@
 
 Each reader module has ``sniff(folder) -> bool`` (does this folder hold a log
 of mine?) and ``read(folder, study) -> Run``, raising ``LogError``. The first
-reader that claims a folder reads it, and the walk does not go below it.
+reader that claims a folder reads it, and the walk does not go below it (so the
+``checkpoint-N`` copies of a Trainer's state, or the several event files of
+one TensorBoard run, are one run). Readers of other tools' logs also take
+``keys``: a ``KeyMap`` naming unusual keys (``--loss-key`` ...).
 """
 
 from __future__ import annotations
@@ -14,9 +17,11 @@ from pathlib import Path
 
 from ..errors import LogError
 from ..model import Run
-from . import rundir
+from . import hf, lightning, rundir, tensorboard, textlog
+from .keys import DEFAULT_KEYS, KeyMap
 
-READERS = (rundir,)
+# Sniffing order: the native format first, then the most specific file names.
+READERS = (rundir, hf, lightning, tensorboard, textlog)
 
 
 @dataclass
@@ -56,10 +61,12 @@ def default_study(root: Path, folder: Path) -> str:
     return parent.as_posix()
 
 
-def read_run(root: Path, folder: Path, reader) -> Run | Unreadable:
+def read_run(root: Path, folder: Path, reader, keys: KeyMap = DEFAULT_KEYS) -> Run | Unreadable:
     """One run, or why it cannot be read: never an exception."""
     try:
-        return reader.read(folder, default_study(root, folder))
+        if reader is rundir:
+            return reader.read(folder, default_study(root, folder))
+        return reader.read(folder, default_study(root, folder), keys=keys)
     except LogError as error:
         return Unreadable(str(error.path), str(error))
     except OSError as error:
@@ -68,13 +75,21 @@ def read_run(root: Path, folder: Path, reader) -> Run | Unreadable:
         return Unreadable(str(folder), f"{folder}: could not be read ({type(error).__name__}: {error}); please report this")
 
 
-def read_root(root: Path, on_progress: Callable[[int, int], None] | None = None) -> LogRoot:
-    """Read every run below ``root``; a run that cannot be read is listed, never fatal."""
+def read_root(
+    root: Path,
+    on_progress: Callable[[int, int], None] | None = None,
+    keys: KeyMap = DEFAULT_KEYS,
+) -> LogRoot:
+    """Read every run below ``root``; a run that cannot be read is listed, never fatal.
+
+    ``keys`` names the logged keys that hold the loss, valid loss, grad norm,
+    lr, momentum or step where the readers do not know the names.
+    """
     root = check_root(root)
     result = LogRoot(path=root)
     folders = discover(root)
     for done, (folder, reader) in enumerate(folders, start=1):
-        outcome = read_run(root, folder, reader)
+        outcome = read_run(root, folder, reader, keys)
         (result.unreadable if isinstance(outcome, Unreadable) else result.runs).append(outcome)
         if on_progress is not None:
             on_progress(done, len(folders))

@@ -221,3 +221,15 @@ def order_steps(path: Path, table: Table) -> tuple[pd.DataFrame, dict[str, np.nd
             frame = frame[~duplicated]
         frame = frame.sort_values("step", kind="stable")
     return frame.reset_index(drop=True), nan_steps
+
+
+def select_rows(table: Table, mask: np.ndarray) -> Table:
+    """The rows where ``mask`` holds, renumbered, with the literal-NaN rows moved along."""
+    mask = np.asarray(mask, dtype=bool)
+    new_index = np.cumsum(mask) - 1
+    nan_rows = {}
+    for name, rows in table.nan_rows.items():
+        kept = rows[mask[rows]]
+        if len(kept):
+            nan_rows[name] = new_index[kept]
+    return Table(frame=table.frame[mask].reset_index(drop=True), nan_rows=nan_rows, notes=table.notes)

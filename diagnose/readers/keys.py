@@ -1,0 +1,356 @@
+"""What each logged metric name means, and how raw records become a Run's tables.
+
+Loggers name one quantity many ways (``loss``, ``train/loss``,
+``train_loss_step``, ``trl``; ``eval_loss``, ``val/loss``, ``val_loss_epoch``).
+Every non-native reader turns its file into *records* (a ``Table``: one row
+per log record, a ``step`` column, NaN where a key was not logged, literal
+NaNs listed in ``nan_rows``) and calls ``assemble``, which maps the names onto
+the Run's ``steps`` columns (``loss``, ``grad_norm``, ``lr``, ``momentum``,
+extras kept under their own names) and ``evals`` (``step``, ``split``,
+``loss``, further metrics). A user's ``KeyMap`` names unusual keys and wins
+over the known names.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import LogError
+from ..model import empty_evals
+from .table import Table, order_steps, select_rows
+
+STEP_ROLES = ("loss", "grad_norm", "lr", "momentum")
+
+# Known names, normalized (lower case, runs of non-alphanumerics as "_"), best first.
+STEP_NAMES = ("step", "global_step", "trainer_global_step", "iteration", "iter", "it", "s", "steps")
+KNOWN = {
+    "loss": ("train_loss_step", "train_loss", "training_loss", "loss_train", "train_loss_iter", "loss_step",
+             "loss", "trl", "train_total_loss", "total_loss"),
+    "grad_norm": ("grad_norm", "train_grad_norm", "gradient_norm", "train_gradient_norm", "grad_norm_step",
+                  "train_grad_norm_step", "gnorm", "total_grad_norm", "grad_norm_total"),
+    "lr": ("lr", "learning_rate", "train_lr", "train_learning_rate", "lr_step", "lr_0", "lr_pg0"),
+    "momentum": ("momentum", "train_momentum", "beta1", "train_beta1"),
+}
+# Lightning's LearningRateMonitor: ``lr-Adam``, ``lr-SGD/pg1``, ``lr-SGD-momentum``.
+LR_MONITOR = re.compile(r"lr_([a-z0-9]+?)(?:_pg(\d+))?")
+MOMENTUM_MONITOR = re.compile(r"lr_([a-z0-9]+?)(?:_pg(\d+))?_momentum")
+
+EVAL_PREFIXES = ("eval", "val", "valid", "validation", "test", "dev")
+EVAL_ALIASES = {"tel": ("val", "loss"), "vl": ("val", "loss")}  # llm.c's `tel`: the validation loss
+# Names that describe the run, not a step: kept out of the steps table.
+SUMMARY_NAMES = frozenset({"train_runtime", "train_samples_per_second", "train_steps_per_second", "total_flos",
+                           "train_train_loss", "train_total_flos", "train_train_runtime",
+                           "train_train_samples_per_second", "train_train_steps_per_second"})
+
+
+def normalize(name: str) -> str:
+    """``Train/Loss-Step`` -> ``train_loss_step``: the form names are matched in."""
+    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+
+
+@dataclass(frozen=True)
+class KeyMap:
+    """Names of logged keys that the user says hold a quantity (CLI ``--loss-key`` ...)."""
+
+    loss: str | None = None
+    valid: str | None = None
+    grad_norm: str | None = None
+    lr: str | None = None
+    momentum: str | None = None
+    step: str | None = None
+
+    def user_key(self, role: str) -> str | None:
+        return getattr(self, role)
+
+
+DEFAULT_KEYS = KeyMap()
+
+
+@dataclass
+class Roles:
+    """Which raw column plays which part."""
+
+    step: dict[str, str] = field(default_factory=dict)  # role -> raw column
+    evals: dict[tuple[str, str], str] = field(default_factory=dict)  # (split, metric) -> raw column
+    extras: list[str] = field(default_factory=list)
+    summary: list[str] = field(default_factory=list)
+
+    def describe(self) -> dict[str, str]:
+        """``{"loss": "train/loss", "eval:loss": "eval/loss", ...}``: what ``diagnose runs`` shows."""
+        described = dict(self.step)
+        described.update({f"{split}:loss": raw for (split, metric), raw in self.evals.items() if metric == "loss"})
+        return described
+
+
+def find_step_column(columns: list[str], keys: KeyMap = DEFAULT_KEYS) -> str | None:
+    """The column that numbers the steps: the user's ``--step-key``, else a known name."""
+    if keys.step is not None:
+        return keys.step if keys.step in columns else None
+    by_norm = {}
+    for column in columns:
+        by_norm.setdefault(normalize(column), column)
+    return next((by_norm[name] for name in STEP_NAMES if name in by_norm), None)
+
+
+def classify(columns: list[str], keys: KeyMap = DEFAULT_KEYS, step_column: str = "step") -> Roles:
+    """Decide what every column is; a user's key wins over every known name."""
+    roles = Roles()
+    remaining = [c for c in columns if c != step_column]
+    norms = {c: normalize(c) for c in remaining}
+    taken: set[str] = set()
+
+    for role in STEP_ROLES:
+        user = keys.user_key(role)
+        if user is not None and user in norms:
+            roles.step[role] = user
+            taken.add(user)
+    if keys.valid is not None and keys.valid in norms:
+        roles.evals[("valid", "loss")] = keys.valid
+        taken.add(keys.valid)
+
+    for role in STEP_ROLES:
+        if role in roles.step:
+            continue
+        rank = {name: i for i, name in enumerate(KNOWN[role])}
+        candidates = [c for c in remaining if c not in taken and norms[c] in rank]
+        candidates.sort(key=lambda c: rank[norms[c]])
+        if not candidates and role in ("lr", "momentum"):
+            candidates = _monitor_candidates(remaining, norms, taken, role)
+        if candidates:
+            roles.step[role] = candidates[0]
+            taken.add(candidates[0])
+
+    _classify_evals(remaining, norms, taken, roles)
+    for column in remaining:
+        if column in taken:
+            continue
+        if norms[column] in SUMMARY_NAMES:
+            roles.summary.append(column)
+        elif norms[column] not in STEP_ROLES and column not in ("split",):
+            roles.extras.append(column)
+    return roles
+
+
+def _monitor_candidates(remaining, norms, taken, role) -> list[str]:
+    pattern = LR_MONITOR if role == "lr" else MOMENTUM_MONITOR
+    found = []
+    for column in remaining:
+        match = pattern.fullmatch(norms[column])
+        if column not in taken and match and not (role == "lr" and norms[column].endswith("_momentum")):
+            found.append((int(match.group(2) or 0), column))
+    return [column for _, column in sorted(found)]
+
+
+def _classify_evals(remaining, norms, taken, roles: Roles) -> None:
+    """``eval_loss``, ``val/acc``, ``val_loss_epoch``, ``loss_val``, HF groups ``eval_<g>_loss``."""
+    groups = {m.group(1) for c in remaining if (m := re.fullmatch(r"eval_(.+)_loss", norms[c]))}
+    choices: dict[tuple[str, str], list[tuple[int, str]]] = {}
+    for column in remaining:
+        if column in taken:
+            continue
+        parsed = _eval_name(norms[column], groups)
+        if parsed is not None:
+            split, metric, rank = parsed
+            choices.setdefault((split, metric), []).append((rank, column))
+    for (split, metric), ranked in choices.items():
+        if (split, metric) in roles.evals:
+            continue
+        column = min(ranked)[1]
+        roles.evals[(split, metric)] = column
+        taken.update(c for _, c in ranked)
+
+
+def _eval_name(norm: str, groups: set[str]) -> tuple[str, str, int] | None:
+    """(split, metric, rank) of an evaluation key; lower rank wins when names collide."""
+    if norm in EVAL_ALIASES:
+        return (*EVAL_ALIASES[norm], 0)
+    for group in sorted(groups, key=len, reverse=True):
+        prefix = f"eval_{group}_"
+        if norm.startswith(prefix) and len(norm) > len(prefix):
+            return group, norm[len(prefix):], 0
+    rank = 0
+    base = norm
+    if base.endswith("_epoch"):
+        base, rank = base[: -len("_epoch")], 1
+    elif base.endswith("_step"):
+        base, rank = base[: -len("_step")], 2  # per-batch values of an evaluation: the last resort
+    for prefix in EVAL_PREFIXES:
+        if base.startswith(prefix + "_") and len(base) > len(prefix) + 1:
+            return prefix, base[len(prefix) + 1:], rank
+        if base.endswith("_" + prefix) and len(base) > len(prefix) + 1:
+            return prefix, base[: -len(prefix) - 1], rank
+    if rank == 1 and base.startswith("train_"):  # Lightning's per-epoch training mean
+        return "train", base[len("train_"):], rank
+    return None
+
+
+@dataclass
+class Assembled:
+    steps: pd.DataFrame
+    nan_steps: dict[str, np.ndarray]
+    evals: pd.DataFrame
+    sources: dict[str, str]
+    notes: list[str]
+
+
+def assemble(path: Path, records: Table, keys: KeyMap = DEFAULT_KEYS, what: str = "keys") -> Assembled:
+    """Map raw records (a ``step`` column plus logged keys) onto a Run's ``steps`` and ``evals``.
+
+    ``records.frame["step"]`` must already be checked (whole numbers >= 0).
+    Rows that carry the training loss become steps; other step-level values
+    (an lr logged on its own row) join them at the same step.
+    """
+    frame = records.frame
+    columns = [c for c in frame.columns if c != "step"]
+    roles = classify(columns, keys)
+    loss = roles.step.get("loss")
+    if loss is None:
+        shown = ", ".join(columns[:12]) + (" ..." if len(columns) > 12 else "") or "none"
+        hint = f"--loss-key {keys.loss!r} is not among them" if keys.loss else "name it with --loss-key"
+        raise LogError(path, f"no training loss among the {what} ({shown}): {hint}")
+
+    present = {c: _present(records, c) for c in columns}
+    step_columns = [roles.step[r] for r in STEP_ROLES if r in roles.step] + roles.extras
+    renamed = {roles.step[r]: r for r in STEP_ROLES if r in roles.step}
+    kept = ["step"] + step_columns
+    kept_nan = {name: rows for name, rows in records.nan_rows.items() if name in kept}
+    loss_rows = select_rows(Table(frame[kept], kept_nan, records.notes), present[loss])
+    steps_table = Table(loss_rows.frame.rename(columns=renamed), _rename_keys(loss_rows.nan_rows, renamed),
+                        loss_rows.notes)
+    steps, nan_steps = order_steps(path, steps_table)
+    steps = _fill_from_other_rows(steps, frame, present, step_columns, renamed, loss)
+
+    evals = _evals(frame, records, present, roles)
+    notes = list(records.notes)
+    return Assembled(steps=steps, nan_steps=nan_steps, evals=evals, sources=roles.describe(), notes=notes)
+
+
+def _present(records: Table, column: str) -> np.ndarray:
+    mask = records.frame[column].notna().to_numpy()
+    rows = records.nan_rows.get(column)
+    if rows is not None and len(rows):
+        mask = mask.copy()
+        mask[rows] = True
+    return mask
+
+
+def _rename_keys(nan_rows: dict, renamed: dict) -> dict:
+    return {renamed.get(name, name): rows for name, rows in nan_rows.items()}
+
+
+def _fill_from_other_rows(steps, frame, present, step_columns, renamed, loss) -> pd.DataFrame:
+    """An lr or grad norm logged on a row of its own joins the loss row of the same step."""
+    other = ~present[loss]
+    if not other.any() or steps.empty:
+        return steps
+    for column in step_columns:
+        rows = other & present[column]
+        if not rows.any():
+            continue
+        values = pd.Series(frame[column].to_numpy()[rows], index=frame["step"].to_numpy()[rows])
+        values = values[~values.index.duplicated(keep="last")]
+        target = renamed.get(column, column)
+        fill = steps["step"].map(values)
+        steps[target] = steps[target].where(steps[target].notna(), fill)
+    return steps
+
+
+def _evals(frame, records, present, roles: Roles) -> pd.DataFrame:
+    if not roles.evals:
+        return empty_evals()
+    parts = []
+    steps = frame["step"].to_numpy()
+    for (split, metric), column in roles.evals.items():
+        rows = present[column]
+        if rows.any():
+            parts.append(pd.DataFrame({"step": steps[rows], "split": split, "metric": metric,
+                                       "value": frame[column].to_numpy()[rows]}))
+    if not parts:
+        return empty_evals()
+    long = pd.concat(parts, ignore_index=True)
+    long = long.drop_duplicates(["step", "split", "metric"], keep="last")
+    wide = long.pivot(index=["step", "split"], columns="metric", values="value").reset_index()
+    wide.columns.name = None
+    if "loss" not in wide.columns:
+        wide["loss"] = np.nan
+    ordered = ["step", "split", "loss"] + sorted(c for c in wide.columns if c not in ("step", "split", "loss"))
+    wide = wide[ordered].astype({"step": "int64", "split": object})
+    return wide.sort_values(["step", "split"], kind="stable").reset_index(drop=True)
+
+
+def number(value) -> float | None:
+    """A JSON/YAML value as a float: numbers, and strings that spell one (YAML reads ``1e-3`` as text)."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value.strip())
+        except ValueError:
+            return None
+    return None
+
+
+# Hyperparameter names that mean a Run.config key (CONTRACT §1), normalized.
+CONFIG_ALIASES = {
+    "lr": ("lr", "learning_rate", "base_lr", "max_lr", "peak_lr", "init_lr"),
+    "momentum": ("momentum", "beta1", "adam_beta1"),
+    "batch_size": ("batch_size", "train_batch_size", "per_device_train_batch_size", "bs"),
+    "max_steps": ("max_steps", "total_steps", "num_steps", "num_iterations", "max_iters", "train_steps"),
+    "warmup_steps": ("warmup_steps", "num_warmup_steps", "warmup"),
+    "weight_decay": ("weight_decay", "wd"),
+    "seed": ("seed",),
+    "max_epochs": ("max_epochs", "num_train_epochs", "num_epochs", "epochs"),
+    "clip_norm": ("clip_norm", "max_grad_norm", "gradient_clip_val", "grad_clip"),
+    "optimizer": ("optimizer", "optim", "optimizer_name"),
+}
+_TEXT_CONFIG = frozenset({"optimizer"})
+_POSITIVE = frozenset({"lr", "batch_size", "max_steps", "max_epochs"})  # HF writes max_steps=-1 for "not set"
+
+
+def config_from(hparams: dict, keep_others: bool = True) -> dict:
+    """The recognised keys found in a flat or nested hyperparameter dict, plus (``keep_others``) every other
+    scalar or list as it was."""
+    config: dict = {}
+    flat = dict(_flatten(hparams))
+    for key, value in flat.items():
+        if keep_others and (isinstance(value, (str, int, float, bool, list)) or value is None):
+            config.setdefault(key, value)
+    for target, aliases in CONFIG_ALIASES.items():
+        for alias in aliases:
+            value = next((v for k, v in flat.items() if normalize(k.rsplit(".", 1)[-1]) == alias), None)
+            if value is None:
+                continue
+            if target in _TEXT_CONFIG:
+                if isinstance(value, str):
+                    config[target] = value
+                    break
+                continue
+            if target == "momentum" and isinstance(value, (list, tuple)) and value:
+                value = value[0]
+            parsed = value if isinstance(value, int) and not isinstance(value, bool) else number(value)
+            if parsed is not None and np.isfinite(parsed) and not (target in _POSITIVE and parsed <= 0):
+                whole = target in ("batch_size", "max_steps", "warmup_steps", "max_epochs", "seed")
+                config[target] = int(parsed) if whole and float(parsed).is_integer() else parsed
+                break
+    if "momentum" not in config:
+        betas = next((v for k, v in flat.items() if normalize(k.rsplit(".", 1)[-1]) in ("betas", "momentum_betas")),
+                     None)
+        if isinstance(betas, (list, tuple)) and betas and number(betas[0]) is not None:
+            config["momentum"] = number(betas[0])
+    return config
+
+
+def _flatten(value: dict, prefix: str = ""):
+    """``{"optim": {"lr": 1}}`` -> ``("optim.lr", 1)``."""
+    for key, inner in value.items():
+        if isinstance(inner, dict):
+            yield from _flatten(inner, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", inner

@@ -1,0 +1,94 @@
+"""Lightning ``CSVLogger``: ``metrics.csv`` and ``hparams.yaml`` of one ``version_N`` folder.
+
+``metrics.csv`` has one row per ``self.log`` flush: ``epoch``, ``step`` and a
+column per logged name, empty where that row did not log it. Metrics logged
+with ``on_step`` and ``on_epoch`` get ``_step`` / ``_epoch`` suffixes; the
+per-step training loss makes the steps, ``val_*`` metrics the evaluations,
+``train_loss_epoch`` the per-epoch ``train`` split, and
+``LearningRateMonitor``'s ``lr-Adam`` (``lr-SGD-momentum``) the lr (momentum).
+``hparams.yaml`` (``save_hyperparameters``) gives the config: ``lr`` or
+``learning_rate``, ``momentum`` or ``betas``, ``batch_size``, ... so that the
+``version_N`` siblings of one ``lightning_logs`` folder form an lr study.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from ..errors import LogError
+from ..model import Run
+from .keys import DEFAULT_KEYS, KeyMap, assemble, config_from
+from .table import Table, check_steps, read_table
+
+FORMAT = "lightning.csv"
+METRICS_FILE = "metrics.csv"
+HPARAMS_FILE = "hparams.yaml"
+
+
+def sniff(folder: Path) -> bool:
+    return (folder / METRICS_FILE).is_file()
+
+
+def read(folder: Path, study: str, keys: KeyMap = DEFAULT_KEYS) -> Run:
+    """The run logged by a CSVLogger into ``folder``."""
+    path = folder / METRICS_FILE
+    step_column = keys.step or "step"
+    table = read_table(path, required=(step_column,))
+    frame = table.frame
+    if step_column != "step":
+        frame = frame.drop(columns=["step"], errors="ignore").rename(columns={step_column: "step"})
+    frame = frame.assign(step=check_steps(path, frame))
+    records = Table(frame=frame, nan_rows=table.nan_rows, notes=table.notes)
+    parts = assemble(path, records, keys, what=f"columns of {METRICS_FILE}")
+    hparams_path = folder / HPARAMS_FILE
+    config = config_from(read_hparams(hparams_path)) if hparams_path.is_file() else {}
+    return Run(
+        name=folder.name,
+        study=study,
+        source=folder,
+        steps=parts.steps,
+        evals=parts.evals,
+        config=config,
+        format=FORMAT,
+        notes=parts.notes,
+        nan_steps=parts.nan_steps,
+        sources=parts.sources,
+    )
+
+
+class _HparamsLoader(yaml.SafeLoader):
+    """Safe YAML that reads ``!!python/...`` tags as plain values instead of running code."""
+
+
+def _plain(loader: yaml.SafeLoader, suffix: str, node: yaml.Node):
+    if isinstance(node, yaml.MappingNode):
+        return loader.construct_mapping(node, deep=True)
+    if isinstance(node, yaml.SequenceNode):
+        return loader.construct_sequence(node, deep=True)
+    return loader.construct_scalar(node)
+
+
+_HparamsLoader.add_multi_constructor("", _plain)
+
+
+def read_hparams(path: Path) -> dict:
+    """``hparams.yaml`` as a dict (empty file: no hyperparameters)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise LogError(path, "not UTF-8 text (is this a YAML file?)") from None
+    try:
+        hparams = yaml.load(text, Loader=_HparamsLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
+        reason = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise LogError(path, f"invalid YAML: {reason}", line=mark.line + 1 if mark else None) from None
+    except (ValueError, TypeError, RecursionError) as error:
+        raise LogError(path, f"invalid YAML: {error}") from None
+    if hparams is None:
+        return {}
+    if not isinstance(hparams, dict):
+        raise LogError(path, f"expected a mapping of hyperparameters, found {type(hparams).__name__}", line=1)
+    return {str(key): value for key, value in hparams.items()}
