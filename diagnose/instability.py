@@ -32,9 +32,9 @@ is positive, else on the loss itself):
    smoothed by a centered rolling median. Its noise ``sigma_w`` is the larger
    of the white-noise value 1.25 sigma / sqrt(w) and the measured spread of
    the smoothed series (lag-w differences, which also catches correlated
-   noise). The reference is the running minimum of the loss smoothed over at
-   least 9 points (the best level reached so far): a single lucky minibatch
-   does not lower it.
+   noise). The reference is the running minimum of the trailing median over
+   max(3w, 9) points (the best level reached so far, never looking ahead): a
+   lucky minibatch or two does not lower it.
 3. A point is unstable at scale w when the smoothed loss exceeds the
    reference by more than ``z`` (8) times ``sigma_w`` and by more than
    ``min_ratio`` (5%). z = 8 leaves room for the running minimum's downward
@@ -147,13 +147,13 @@ def find_instability(steps, loss, config: InstabilityConfig = DEFAULT) -> list[I
     min_rise = math.log10(config.min_ratio) if log_space else 0.0
     scales = _scales(n)
     reference_points = max(config.reference_points, 3) | 1
-    reference = _running_min(_median(x, reference_points))
+    reference = _running_min(_trailing_median(x, reference_points))
 
     unstable = ~finite
     for w in scales:
         level = _median(x, w)
         # The best level so far, smoothed 3x more than the level it is compared with.
-        rise = level - _running_min(_median(x, max(3 * w, reference_points)))
+        rise = level - _running_min(_trailing_median(x, max(3 * w, reference_points)))
         unstable |= (rise > config.z * _level_noise(level, sigma, w, config)) & (rise > min_rise)
     if not unstable.any():
         return []
@@ -167,19 +167,17 @@ def find_instability(steps, loss, config: InstabilityConfig = DEFAULT) -> list[I
     events: list[InstabilityEvent] = []
     current: list[int] | None = None  # [start, end, recovery index or -1]
     for first, last in _segments(unstable):
+        # Walk back to where the climb began: points still clearly above the best level.
+        start, floor = first, (current[1] + 1 if current is not None else 0)
+        while start > floor and min(fine[start - 1], x[start - 1]) - reference[start - 1] > 2 * fine_sigma[start - 1]:
+            start -= 1
         # Aftershocks within one event-length of the recovery belong to the same event.
-        if current is not None and (current[2] < 0 or first <= current[2] + current[1] - current[0] + 1):
+        if current is not None and (current[2] < 0 or start <= current[2] + max(3, current[1] - current[0] + 1)):
             current[1] = last
             current[2] = _recovery(smooth, smooth_sigma, reference[current[0]], fine, current[0], last, config)
             continue
         if current is not None:
             events.append(_event(steps, loss, x, fine, sigma, reference, current, log_space))
-        start = first
-        # Walk back to where the climb began: points still clearly above the best level.
-        while start > 0 and min(fine[start - 1], x[start - 1]) - reference[start - 1] > 2 * fine_sigma[start - 1]:
-            if events and start - 1 <= np.searchsorted(steps, events[-1].end_step):
-                break
-            start -= 1
         current = [start, last, _recovery(smooth, smooth_sigma, reference[start], fine, start, last, config)]
     events.append(_event(steps, loss, x, fine, sigma, reference, current, log_space))
     return events
@@ -257,7 +255,14 @@ def _scales(n: int) -> list[int]:
 
 
 def _median(x: np.ndarray, w: int) -> np.ndarray:
-    level = pd.Series(x).rolling(w, center=True, min_periods=1).median().ffill().bfill().to_numpy(copy=True)
+    level = pd.Series(x).rolling(w, center=True, min_periods=w).median().ffill().bfill().to_numpy(copy=True)
+    level[np.isnan(x)] = _BROKEN
+    return level
+
+
+def _trailing_median(x: np.ndarray, w: int) -> np.ndarray:
+    """Median of the last w points: the level reached so far, without looking ahead."""
+    level = pd.Series(x).rolling(w, min_periods=min(3, w)).median().ffill().bfill().to_numpy(copy=True)
     level[np.isnan(x)] = _BROKEN
     return level
 
@@ -280,9 +285,15 @@ def _recovery(smooth, smooth_sigma, baseline: float, fine, start: int, last: int
     margin = config.recover_noise * smooth_sigma
     if fine[peak] < _BROKEN:
         margin = np.maximum(margin, config.recover_fraction * (fine[peak] - baseline))
+    # Back for good: as long as the event lasted (at least 3 points), not one lucky point.
+    hold = max(3, last - start + 1)
     after = smooth[last + 1 :]
-    back = np.flatnonzero((after < _BROKEN) & (after <= baseline + margin[last + 1 :]))
-    return last + 1 + int(back[0]) if back.size else -1
+    back = (after < _BROKEN) & (after <= baseline + margin[last + 1 :])
+    if back.size < hold:
+        return -1
+    held = np.convolve(back, np.ones(hold), mode="valid") >= hold
+    first = np.flatnonzero(held)
+    return last + 1 + int(first[0]) if first.size else -1
 
 
 def _event(steps, loss, x, fine, sigma, reference, current, log_space: bool) -> InstabilityEvent:
