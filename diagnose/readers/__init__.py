@@ -17,11 +17,11 @@ from pathlib import Path
 
 from ..errors import LogError
 from ..model import Run
-from . import hf, lightning, rundir, tensorboard, textlog
+from . import csvlog, hf, lightning, rundir, tensorboard, textlog
 from .keys import DEFAULT_KEYS, KeyMap
 
 # Sniffing order: the native format first, then the most specific file names.
-READERS = (rundir, hf, lightning, tensorboard, textlog)
+READERS = (rundir, hf, lightning, tensorboard, csvlog, textlog)
 
 
 @dataclass
@@ -40,17 +40,24 @@ class LogRoot:
     unreadable: list[Unreadable] = field(default_factory=list)
 
 
-def discover(root: Path) -> list[tuple[Path, object]]:
-    """Every folder at any depth below ``root`` (itself included) that a reader claims."""
+def discover(root: Path, keys: KeyMap = DEFAULT_KEYS) -> list[tuple[Path, object]]:
+    """Every folder at any depth below ``root`` (itself included) that a reader claims.
+
+    ``keys`` lets a CSV or text log whose loss has an unusual name be found at all.
+    """
     found = []
     for folder, subfolders, _ in os.walk(root):
         folder = Path(folder)
         subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))
-        reader = next((r for r in READERS if r.sniff(folder)), None)
+        reader = next((r for r in READERS if _sniff(r, folder, keys)), None)
         if reader is not None:
             found.append((folder, reader))
             subfolders[:] = []
     return found
+
+
+def _sniff(reader, folder: Path, keys: KeyMap) -> bool:
+    return reader.sniff(folder, keys) if reader in (csvlog, textlog) else reader.sniff(folder)
 
 
 def default_study(root: Path, folder: Path) -> str:
@@ -87,7 +94,7 @@ def read_root(
     """
     root = check_root(root)
     result = LogRoot(path=root)
-    folders = discover(root)
+    folders = discover(root, keys)
     for done, (folder, reader) in enumerate(folders, start=1):
         outcome = read_run(root, folder, reader, keys)
         (result.unreadable if isinstance(outcome, Unreadable) else result.runs).append(outcome)

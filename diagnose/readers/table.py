@@ -40,21 +40,23 @@ def read_table(
     required: tuple[str, ...],
     numeric: tuple[str, ...] = (),
     text: tuple[str, ...] = (),
+    index_column: str | None = None,
 ) -> Table:
     """Read a CSV whose header names ``required`` columns.
 
     ``required`` and ``numeric`` columns must hold numbers (or be empty);
     ``text`` columns are kept as strings; any other column is kept when it is
-    numeric and left out, with a note, when it holds text.
+    numeric and left out, with a note, when it holds text. ``index_column``
+    names an unnamed first column (the index that pandas' ``to_csv`` writes).
     """
-    header = _read_header(path, required)
+    header = _read_header(path, required, index_column)
     forced_numeric = [c for c in header if c in required or c in numeric]
     limit, notes = _complete_lines_end(path, header, forced_numeric, text)
 
     column_types = {c: pa.float64() for c in forced_numeric}
     column_types.update({c: pa.string() for c in header if c in text})
     try:
-        table = _arrow_read(path, limit, column_types)
+        table = _arrow_read(path, limit, column_types, header)
     except pa.ArrowInvalid as error:
         raise _locate_error(path, header, forced_numeric, text, limit, error) from None
 
@@ -90,7 +92,7 @@ def line_of_row(path: Path, row: int) -> int:
     return row + 2
 
 
-def _read_header(path: Path, required: tuple[str, ...]) -> list[str]:
+def _read_header(path: Path, required: tuple[str, ...], index_column: str | None = None) -> list[str]:
     with open(path, "rb") as handle:
         raw = handle.readline()
     if not raw.strip():
@@ -100,6 +102,8 @@ def _read_header(path: Path, required: tuple[str, ...]) -> list[str]:
     except UnicodeDecodeError:
         raise LogError(path, "header is not UTF-8 text (is this a CSV file?)", line=1) from None
     header = [name.strip() for name in next(csv.reader([text]))]
+    if index_column is not None and header and not header[0] and index_column not in header:
+        header[0] = index_column
     if any(not name for name in header):
         raise LogError(path, f"header has an empty column name: {text.strip()!r}", line=1)
     duplicates = sorted({name for name in header if header.count(name) > 1})
@@ -142,7 +146,9 @@ def _count_lines(path: Path, end: int) -> int:
     return count
 
 
-def _arrow_read(path: Path, limit: int, column_types: dict) -> pa.Table:
+def _arrow_read(path: Path, limit: int, column_types: dict, header: list[str]) -> pa.Table:
+    # The names as _read_header cleaned them (stripped, BOM removed, index named), not as pyarrow would.
+    read = pacsv.ReadOptions(column_names=header, skip_rows=1)
     convert = pacsv.ConvertOptions(
         null_values=[""],
         strings_can_be_null=True,
@@ -150,7 +156,7 @@ def _arrow_read(path: Path, limit: int, column_types: dict) -> pa.Table:
     )
     with pa.memory_map(str(path)) as source:
         buffer = source.read_buffer(limit)
-    return pacsv.read_csv(pa.BufferReader(buffer), convert_options=convert)
+    return pacsv.read_csv(pa.BufferReader(buffer), read_options=read, convert_options=convert)
 
 
 def _locate_error(path, header, numeric, text, limit, error) -> LogError:

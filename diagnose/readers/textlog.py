@@ -38,8 +38,8 @@ _PAIR = re.compile(
 )
 
 
-def sniff(folder: Path) -> bool:
-    return bool(log_files(folder))
+def sniff(folder: Path, keys: KeyMap = DEFAULT_KEYS) -> bool:
+    return bool(log_files(folder, keys))
 
 
 def log_files(folder: Path, keys: KeyMap = DEFAULT_KEYS) -> list[Path]:

@@ -1,0 +1,124 @@
+"""Plain CSV logs with a step and a loss column, and Weights & Biases CSV exports.
+
+A CSV whose header names a step (``step``, ``global_step``, ``iteration``,
+W&B's ``_step`` or ``Step``) and a training loss (``loss``, ``train_loss``,
+``train/loss``, ...) is one run; its other columns are mapped like every
+other log's keys (``val_loss`` an evaluation, ``lr``, ``grad_norm``). A W&B
+chart export names its columns ``<run> - <metric>`` with ``__MIN`` /
+``__MAX`` companions: the companions are left out and the run name is
+stripped. The table is parsed by pyarrow (``table.py``), so a CSV of any size
+is read at C speed with an exact line for every error.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from pathlib import Path
+
+from ..errors import LogError
+from ..model import Run
+from .keys import DEFAULT_KEYS, KeyMap, assemble, classify, find_step_column
+from .table import Table, check_steps, read_table
+
+FORMAT = "csv"
+WANDB_FORMAT = "wandb.csv"
+SUFFIXES = (".csv",)
+INDEX_COLUMN = "index"  # pandas' unnamed index column, as in a W&B run.history().to_csv()
+WANDB_COLUMN = re.compile(r"(?P<run>.+?) - (?P<metric>.+?)(?P<band>__MIN|__MAX)?")
+
+
+def sniff(folder: Path, keys: KeyMap = DEFAULT_KEYS) -> bool:
+    return bool(log_files(folder, keys))
+
+
+def log_files(folder: Path, keys: KeyMap = DEFAULT_KEYS) -> list[Path]:
+    """CSV files directly in ``folder`` whose header names a step and a training loss."""
+    try:
+        candidates = sorted(p for p in folder.iterdir() if p.suffix.lower() in SUFFIXES and p.is_file())
+    except OSError:
+        return []
+    return [path for path in candidates if _header_plan(_header(path), keys) is not None]
+
+
+def _header(path: Path) -> list[str]:
+    try:
+        with open(path, "rb") as handle:
+            line = handle.readline(1 << 20)
+        text = line.decode("utf-8-sig")
+    except (OSError, UnicodeDecodeError):
+        return []
+    if "\0" in text:
+        return []
+    try:
+        return [name.strip() for name in next(csv.reader([text]), [])]
+    except csv.Error:
+        return []
+
+
+def _header_plan(header: list[str], keys: KeyMap) -> tuple[str, dict[str, str], list[str]] | None:
+    """(step column, {raw column: metric name}, W&B runs) when the header is a loss log, else None."""
+    step = find_step_column(header, keys)
+    if step is None:
+        return None
+    names: dict[str, str] = {}
+    runs: list[str] = []
+    for column in header:
+        match = WANDB_COLUMN.fullmatch(column)
+        if column == step or not column:
+            continue
+        if match:
+            if match.group("band"):
+                continue
+            if match.group("run") not in runs:
+                runs.append(match.group("run"))
+            names[column] = match.group("metric")
+        else:
+            names[column] = column
+    if not classify(list(names.values()), keys).step.get("loss"):
+        return None
+    return step, names, runs
+
+
+def read(folder: Path, study: str, keys: KeyMap = DEFAULT_KEYS) -> Run:
+    """The run whose CSV log lies in ``folder`` (one log per folder)."""
+    files = log_files(folder, keys)
+    if len(files) > 1:
+        names = ", ".join(p.name for p in files)
+        raise LogError(folder, f"holds {len(files)} CSV logs ({names}): put each run's log in a folder of its own")
+    path = files[0]
+    step, names, wandb_runs = _header_plan(_header(path), keys)
+    if len(wandb_runs) > 1:
+        shown = ", ".join(wandb_runs[:5]) + (" ..." if len(wandb_runs) > 5 else "")
+        raise LogError(path, f"a W&B export of {len(wandb_runs)} runs ({shown}): export each run to a folder of its own",
+                       line=1)
+    roles = classify(list(names.values()), keys)
+    used = set(roles.step.values()) | set(roles.evals.values())
+    numeric = tuple(raw for raw, name in names.items() if name in used)  # an error at its line, not left out
+    table = read_table(path, required=(step,), numeric=numeric, index_column=INDEX_COLUMN)
+    frame = table.frame[[step] + [c for c in names if c in table.frame.columns]]
+    frame = frame.assign(**{step: check_steps(path, frame, step)})
+    renamed = {step: "step", **names}
+    if len(set(renamed.values())) < len(renamed):
+        raise LogError(path, "two columns map to the same metric name (" + ", ".join(names) + ")", line=1)
+    frame = frame.rename(columns=renamed)
+    nan_rows = {renamed[c]: rows for c, rows in table.nan_rows.items() if c in renamed}
+    parts = assemble(path, Table(frame=frame, nan_rows=nan_rows, notes=table.notes), keys,
+                     what=f"columns of {path.name}")
+    config = {"wandb_run": wandb_runs[0]} if wandb_runs else {}
+    return Run(
+        name=folder.name,
+        study=study,
+        source=folder,
+        steps=parts.steps,
+        evals=parts.evals,
+        config=config,
+        format=WANDB_FORMAT if wandb_runs or step == "_step" else FORMAT,
+        notes=parts.notes,
+        nan_steps=parts.nan_steps,
+        sources={role: _original(column, names) for role, column in parts.sources.items()},
+    )
+
+
+def _original(metric: str, names: dict[str, str]) -> str:
+    return next((raw for raw, name in names.items() if name == metric), metric)

@@ -1,0 +1,112 @@
+"""Plain CSV logs, W&B CSV exports and plain-text logs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from diagnose.readers import csvlog, read_root, textlog
+from diagnose.readers.keys import KeyMap
+
+
+def _one(root):
+    result = read_root(root)
+    assert result.unreadable == [], result.unreadable
+    [run] = result.runs
+    return run
+
+
+def test_pandas_to_csv_of_a_wandb_history_is_one_run(tmp_path):
+    """``run.history().to_csv()``: pandas' unnamed index column, ``_step``, ``train/loss`` ..."""
+    history = pd.DataFrame({
+        "_step": np.arange(50), "_runtime": np.linspace(0, 9, 50), "train/loss": np.linspace(3, 1, 50),
+        "train/grad_norm": np.full(50, 0.5), "train/learning_rate": np.full(50, 3e-4),
+        "eval/loss": [2.0 if s % 10 == 9 else np.nan for s in range(50)],
+    })
+    folder = tmp_path / "sweep" / "lr3e-4"
+    folder.mkdir(parents=True)
+    history.to_csv(folder / "history.csv")
+    run = _one(tmp_path)
+    assert (run.study, run.name, run.format) == ("sweep", "lr3e-4", csvlog.WANDB_FORMAT)
+    assert run.steps["step"].tolist() == list(range(50))
+    np.testing.assert_allclose(run.steps["loss"], history["train/loss"])
+    assert run.sources == {"loss": "train/loss", "grad_norm": "train/grad_norm", "lr": "train/learning_rate",
+                           "eval:loss": "eval/loss"}
+    assert run.evals["step"].tolist() == [9, 19, 29, 39, 49]
+    assert "_runtime" in run.steps.columns
+
+
+def test_wandb_chart_export_drops_min_max_and_the_run_prefix(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "export.csv").write_text(
+        'Step,"lr0.1 - train/loss","lr0.1 - train/loss__MIN","lr0.1 - train/loss__MAX","lr0.1 - val/loss"\n'
+        "0,2.3,2.2,2.4,\n10,2.0,1.9,2.1,2.1\n20,nan,,,\n"
+    )
+    run = _one(tmp_path)
+    assert run.format == csvlog.WANDB_FORMAT and run.config == {"wandb_run": "lr0.1"}
+    assert run.steps.columns.tolist() == ["step", "loss"]
+    assert run.nan_steps["loss"].tolist() == [20]
+    assert run.evals[["step", "loss"]].values.tolist() == [[10, 2.1]]
+
+
+def test_wandb_export_of_several_runs_says_so(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "export.csv").write_text("Step,a - loss,b - loss\n0,1,2\n")
+    [bad] = read_root(tmp_path).unreadable
+    assert bad.error.endswith("export.csv:1: a W&B export of 2 runs (a, b): export each run to a folder of its own")
+
+
+def test_plain_csv_with_unusual_names_and_key_options(tmp_path):
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "log.csv").write_text("iteration,objective,gn,heldout\n0,3.0,1.0,\n1,2.5,1.2,2.9\n2,2.0,1.1,\n")
+    assert read_root(tmp_path).runs == []  # no loss among the columns: not a log
+    keys = KeyMap(loss="objective", grad_norm="gn", valid="heldout")
+    run = read_root(tmp_path, keys=keys).runs[0]
+    assert run.format == csvlog.FORMAT
+    assert run.steps["loss"].tolist() == [3.0, 2.5, 2.0] and run.steps["grad_norm"].tolist() == [1.0, 1.2, 1.1]
+    assert run.evals[["step", "split", "loss"]].values.tolist() == [[1, "valid", 2.9]]
+    assert run.sources == {"loss": "objective", "grad_norm": "gn", "valid:loss": "heldout"}
+
+
+def test_several_logs_in_one_folder_are_named(tmp_path):
+    for name in ("a.csv", "b.csv"):
+        (tmp_path / name).write_text("step,loss\n0,1\n")
+    [bad] = read_root(tmp_path).unreadable
+    assert "holds 2 CSV logs (a.csv, b.csv): put each run's log in a folder of its own" in bad.error
+
+
+def test_text_log_key_value_styles(tmp_path):
+    folder = tmp_path / "study" / "run1"
+    folder.mkdir(parents=True)
+    (folder / "train.log").write_text(
+        "Namespace(lr=0.1, batch_size=32)\n"          # no step: not a record
+        "starting training\n"
+        "step=0 loss=2.5 lr=0.1 grad_norm=1.5\n"
+        "step: 1, loss: 2.25, lr: 0.1, grad_norm: 1.25\n"
+        "iter=2 | loss=nan | lr=0.1\n"
+        "step=2 val_loss=2.4 val_acc=0.5\n"
+        "step=3 loss=inf time=12ms\n"
+    )
+    run = _one(tmp_path)
+    assert (run.study, run.name, run.format) == ("study", "run1", textlog.FORMAT)
+    assert run.steps["step"].tolist() == [0, 1, 2, 3]
+    assert run.steps["loss"].tolist()[:2] == [2.5, 2.25] and np.isnan(run.steps["loss"].iloc[2])
+    assert run.steps["loss"].iloc[3] == np.inf
+    assert run.nan_steps["loss"].tolist() == [2]
+    assert run.steps["grad_norm"].tolist()[:2] == [1.5, 1.25]
+    assert run.steps["time"].iloc[3] == 12.0
+    assert run.evals[["step", "split", "loss", "acc"]].values.tolist() == [[2, "val", 2.4, 0.5]]
+
+
+def test_text_sniff_ignores_prose(tmp_path):
+    (tmp_path / "README.txt").write_text("Set step: 1 to start. The loss: 2 is typical.\nNothing else.\n")
+    (tmp_path / "notes.txt").write_text("\0\1\2binary")
+    assert not textlog.sniff(tmp_path)
+    assert read_root(tmp_path).runs == []
+
+
+def test_text_step_total_gives_max_steps(tmp_path):
+    (tmp_path / "x.txt").write_text("".join(f"step:{s}/40 train_loss:{3 - s / 20:.3f}\n" for s in range(1, 41)))
+    run = _one(tmp_path)
+    assert run.config == {"max_steps": 40} and run.n_steps == 40
