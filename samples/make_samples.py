@@ -11,7 +11,7 @@ Every run is a small real training run, logged with ``diagnose.probe.Probe``:
   Tuning Playbook's short run (role ``short``): 500 steps at 2x the best lr,
   evaluated every step.
 - ``lr_range``: Smith's LR range test on the same task (role ``lr_range``).
-- ``healthy``: the same task at a good lr with a cosine schedule.
+- ``healthy``: the same task at the best lr with warmup, cosine decay and larger batches.
 - ``clipping``: the same task with a clipping threshold below most gradient norms.
 - ``overfitting``: a wide net on 100 noisy samples, validated on fresh data.
 - ``swarm``: Morrison's swarm (width-10 ReLU net fitting sin on 61 points,
@@ -192,17 +192,18 @@ def lr_range(out: Path, quick: bool) -> None:
 
 
 def healthy(out: Path, quick: bool) -> None:
-    """A good lr with cosine decay and larger batches: a clean curve that flattens out."""
+    """The best lr reached by a short warmup, cosine decay, larger batches: a clean curve that flattens out."""
     task = Task.make()
-    lr, steps, batch_size = BEST_LR, 100 if quick else 2000, BATCH_SIZE
+    lr, steps, warmup, batch_size = BEST_LR, 100 if quick else 2000, 100, 2 * BATCH_SIZE
 
-    def cosine(step: int) -> float:
-        return lr * 0.5 * (1 + math.cos(math.pi * step / steps))
+    def warmup_cosine(step: int) -> float:
+        return min(1.0, (step + 1) / warmup) * lr * 0.5 * (1 + math.cos(math.pi * step / steps))
 
-    config = sgd_config(lr, 0.9, batch_size, steps, 0, schedule="cosine", task="teacher-student regression")
-    probe = Probe(out, study="healthy", name=f"cosine-lr{lr:g}", config=config)
+    config = sgd_config(lr, 0.9, batch_size, steps, 0, warmup_steps=warmup, schedule="cosine",
+                        task="teacher-student regression")
+    probe = Probe(out, study="healthy", name=f"warmup-cosine-lr{lr:g}", config=config)
     train(probe, mlp(STUDENT, 0), fresh_batches(task, batch_size, 0), valid_set(task),
-          lr=lr, momentum=0.9, max_steps=steps, eval_every=100 if not quick else 20, lr_at=cosine)
+          lr=lr, momentum=0.9, max_steps=steps, eval_every=100 if not quick else 20, lr_at=warmup_cosine)
 
 
 def clipping(out: Path, quick: bool) -> None:
