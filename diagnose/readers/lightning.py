@@ -19,8 +19,8 @@ import yaml
 
 from ..errors import LogError
 from ..model import Run
-from .keys import DEFAULT_KEYS, KeyMap, assemble, config_from
-from .table import Table, check_steps, read_table
+from .keys import DEFAULT_KEYS, KeyMap, assemble, classify, config_from
+from .table import Table, check_steps, read_header, read_table
 
 FORMAT = "lightning.csv"
 METRICS_FILE = "metrics.csv"
@@ -35,7 +35,9 @@ def read(folder: Path, study: str, keys: KeyMap = DEFAULT_KEYS) -> Run:
     """The run logged by a CSVLogger into ``folder``."""
     path = folder / METRICS_FILE
     step_column = keys.step or "step"
-    table = read_table(path, required=(step_column,))
+    roles = classify(read_header(path, (step_column,)), keys, step_column)
+    numeric = tuple(set(roles.step.values()) | set(roles.evals.values()))  # wrong values: an error at their line
+    table = read_table(path, required=(step_column,), numeric=numeric)
     frame = table.frame
     if step_column != "step":
         frame = frame.drop(columns=["step"], errors="ignore").rename(columns={step_column: "step"})

@@ -92,6 +92,11 @@ def line_of_row(path: Path, row: int) -> int:
     return row + 2
 
 
+def read_header(path: Path, required: tuple[str, ...] = (), index_column: str | None = None) -> list[str]:
+    """The cleaned column names of a CSV's header row; an empty, binary or malformed header is an error."""
+    return _read_header(path, required, index_column)
+
+
 def _read_header(path: Path, required: tuple[str, ...], index_column: str | None = None) -> list[str]:
     with open(path, "rb") as handle:
         raw = handle.readline()
