@@ -164,13 +164,26 @@ class Probe:
         ``clip_grad_norm_`` returned, with its ``clip_norm``). With an AMP ``scaler``
         the norm is unscaled and a step with inf/nan gradients is marked skipped.
         """
+        self.record(loss, self.measure(optimizer, grad_norm=grad_norm, scaler=scaler), clip_norm=clip_norm, step=step)
+
+    def measure(self, optimizer=None, *, grad_norm=None, scaler=None) -> dict | None:
+        """The first half of ``step``: norm, lr and momentum now, for hooks that see the loss later (integrations)."""
         if self._closed or self._broken:
+            return None
+        try:
+            return self._measure(optimizer, grad_norm, scaler)
+        except Exception as error:  # noqa: BLE001 - the training loop must go on
+            self._break(error)
+            return None
+
+    def record(self, loss, measured: dict | None, *, clip_norm=None, step: int | None = None) -> None:
+        """The second half of ``step``: log ``loss`` with what ``measure`` returned."""
+        if self._closed or self._broken or measured is None:
             return
         try:
             self._deliver_alerts()
-            measured = self._measure(optimizer, grad_norm, scaler)
-            self._record(loss, optimizer, measured, clip_norm, scaler, step)
-        except Exception as error:  # noqa: BLE001 - the training loop must go on
+            self._record(loss, measured, clip_norm, step)
+        except Exception as error:  # noqa: BLE001
             self._break(error)
         if self._stop_alert is not None:
             alert, self._stop_alert = self._stop_alert, None
@@ -251,7 +264,7 @@ class Probe:
             self._update_hooks = _watch_updates(optimizer, self)
         return extras
 
-    def _record(self, loss, optimizer, measured: dict, clip_norm, scaler, step) -> None:
+    def _record(self, loss, measured: dict, clip_norm, step) -> None:
         now = time.perf_counter()
         if self._rows and (len(self._rows) >= self.flush_every or now - self._last_flush >= self.flush_seconds):
             # Flush before appending: the newest row stays open for its update_norm.

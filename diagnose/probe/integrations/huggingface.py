@@ -1,0 +1,121 @@
+"""A Hugging Face ``TrainerCallback`` that writes the same run directory as ``Probe``.
+
+    from diagnose.probe.integrations.huggingface import DiagnoseCallback
+    trainer = Trainer(..., callbacks=[DiagnoseCallback("logs", study="sweep", name="lr3e-4")])
+
+The Trainer clips before any callback sees the gradients, so the callback
+takes the clipping over: it sets ``args.max_grad_norm`` to 0 for the run
+(restored at the end) and clips in ``on_pre_optimizer_step`` with the same
+``clip_grad_norm_`` and threshold, logging the norm it returned (before
+clipping). No callback receives the per-step loss either: a forward hook
+reads the model output's ``loss`` in training mode, averaged over the
+micro-batches of one update (summed when the Trainer normalises by the
+number of items in the whole batch). Evaluations come from
+``on_evaluate``'s metrics (``eval_loss`` -> split ``valid``).
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import torch
+from transformers import TrainerCallback
+
+from ..probe import Probe, ProbeStop
+
+_NOT_METRICS = {"epoch", "runtime", "samples_per_second", "steps_per_second", "model_preparation_time"}
+
+
+class DiagnoseCallback(TrainerCallback):
+    """Log a ``transformers.Trainer`` run to ``logdir/study/name`` (``diagnose.run/1``).
+
+    ``config`` adds to (and overrides) what is read from ``TrainingArguments``;
+    other keyword arguments go to ``Probe`` (``flush_every``, ``on_alert``, ``stop_on``, ...).
+    """
+
+    def __init__(self, logdir, study: str, name: str, config: dict | None = None, **probe_options):
+        self.logdir, self.study, self.name = logdir, study, name
+        self.config = dict(config or {})
+        self.probe_options = probe_options
+        self.probe: Probe | None = None
+        self._clip: float | None = None
+        self._hook = None
+        self._losses: list[torch.Tensor] = []
+        self._summed = False
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        config = {
+            "lr": args.learning_rate,
+            "momentum": args.adam_beta1,
+            "optimizer": str(getattr(args.optim, "value", args.optim)),
+            "batch_size": args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size,
+            "max_steps": state.max_steps,
+            "warmup_steps": args.get_warmup_steps(state.max_steps),
+            "weight_decay": args.weight_decay,
+            "clip_norm": args.max_grad_norm if args.max_grad_norm and args.max_grad_norm > 0 else None,
+            "seed": args.seed,
+            "schedule": str(getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type)),
+        }
+        config.update(self.config)
+        self.probe = Probe(self.logdir, self.study, self.name, config=config, model=model, **self.probe_options)
+        if config["clip_norm"] is not None and not args.deepspeed:
+            self._clip = args.max_grad_norm
+            args.max_grad_norm = 0.0
+        if model is not None:
+            self._hook = model.register_forward_hook(self._catch_loss, with_kwargs=True)
+
+    def _catch_loss(self, module, args, kwargs, output):
+        if not module.training:
+            return
+        loss = output.get("loss") if isinstance(output, dict) else getattr(output, "loss", None)
+        if isinstance(loss, torch.Tensor):
+            self._losses.append(loss.detach())
+            self._summed = kwargs.get("num_items_in_batch") is not None
+
+    def on_pre_optimizer_step(self, args, state, control, model=None, optimizer=None, **kwargs):
+        if self.probe is None:
+            return
+        inner = getattr(optimizer, "optimizer", optimizer)  # accelerate's AcceleratedOptimizer wraps it
+        scaler = getattr(optimizer, "scaler", None)
+        norm = None
+        if self._clip is not None:
+            clip = getattr(model, "clip_grad_norm_", None)  # FSDP1 clips (and reduces) by itself
+            if clip is not None and hasattr(model, "_all_handles"):
+                norm = clip(self._clip)
+            else:
+                norm = torch.nn.utils.clip_grad_norm_(model.parameters(), self._clip)
+        measured = self.probe.measure(inner, grad_norm=norm, scaler=scaler)
+        losses, self._losses = self._losses, []
+        if losses:
+            loss = torch.stack(losses).sum() if self._summed else torch.stack(losses).mean()
+        else:
+            loss = float("nan")
+        try:
+            self.probe.record(loss, measured, clip_norm=self._clip)
+        except ProbeStop:
+            control.should_training_stop = True
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        if self.probe is None or not metrics:
+            return
+        values = {}
+        for key, value in metrics.items():
+            short = key.removeprefix("eval_")
+            if short not in _NOT_METRICS and isinstance(value, numbers.Real) and not isinstance(value, bool):
+                values[short] = value
+        loss = values.pop("loss", None)
+        self.probe.eval("valid", loss=loss, **values)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.probe is not None and self.probe.should_stop:
+            control.should_training_stop = True
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self._hook is not None:
+            self._hook.remove()
+            self._hook = None
+        if self._clip is not None:
+            args.max_grad_norm = self._clip
+            self._clip = None
+        if self.probe is not None:
+            self.probe.close("diverged" if self.probe.should_stop else "finished")

@@ -1,0 +1,75 @@
+"""The Hugging Face TrainerCallback on a tiny GPT-2 built from a config (no download), on CPU."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+transformers = pytest.importorskip("transformers", reason="the HF integration test needs transformers")
+
+from diagnose.probe.integrations.huggingface import DiagnoseCallback  # noqa: E402
+from diagnose.readers.rundir import read  # noqa: E402
+
+STEPS = 12
+
+
+def tiny_gpt2():
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=40, n_positions=16)
+    return transformers.GPT2LMHeadModel(config)
+
+
+def dataset(n, seed):
+    generator = torch.Generator().manual_seed(seed)
+    ids = torch.randint(0, 40, (n, 12), generator=generator)
+    return [{"input_ids": row, "labels": row} for row in ids]
+
+
+def train(tmp_path, callbacks, accumulation=1):
+    args = transformers.TrainingArguments(
+        output_dir=str(tmp_path / "out"), max_steps=STEPS, per_device_train_batch_size=4,
+        gradient_accumulation_steps=accumulation, learning_rate=3e-3, max_grad_norm=0.5, warmup_steps=3,
+        logging_steps=1, eval_strategy="steps", eval_steps=4, save_strategy="no", report_to=[],
+        use_cpu=True, seed=0, disable_tqdm=True, dataloader_num_workers=0,
+    )
+    trainer = transformers.Trainer(model=tiny_gpt2(), args=args, train_dataset=dataset(64, 1),
+                                   eval_dataset=dataset(8, 2), callbacks=callbacks)
+    trainer.train()
+    return trainer
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("hf")
+    logged = train(tmp_path, [DiagnoseCallback(tmp_path / "logs", "hf", "gpt2", flush_every=5)])
+    plain = train(tmp_path, [])
+    return tmp_path, logged, plain
+
+
+def test_run_directory_matches_the_trainers_own_log(runs):
+    tmp_path, trainer, _ = runs
+    run = read(tmp_path / "logs" / "hf" / "gpt2", "hf")
+    history = [h for h in trainer.state.log_history if "grad_norm" in h]
+    assert run.status == "finished" and len(history) == STEPS
+    steps = run.steps
+    assert steps["step"].tolist() == list(range(STEPS))
+    # The Trainer logs the norm before clipping; so must we.
+    np.testing.assert_allclose(steps["grad_norm"], [h["grad_norm"] for h in history], rtol=1e-5)
+    np.testing.assert_allclose(steps["loss"], [h["loss"] for h in history], rtol=1e-3)
+    np.testing.assert_allclose(steps["lr"], [h["learning_rate"] for h in history], rtol=1e-6)
+    assert (steps["momentum"] == 0.9).all() and (steps["clip_norm"] == 0.5).all()
+    assert steps["clipped"].tolist() == [float(n > 0.5) for n in steps["grad_norm"]]
+    assert steps["clipped"].sum() > 0
+    evals = [h for h in trainer.state.log_history if "eval_loss" in h]
+    assert run.evals["split"].tolist() == ["valid"] * len(evals)
+    assert run.evals["step"].tolist() == [h["step"] - 1 for h in evals]
+    np.testing.assert_allclose(run.evals["loss"], [h["eval_loss"] for h in evals], rtol=1e-6)
+    assert run.config["lr"] == 3e-3 and run.config["clip_norm"] == 0.5 and run.config["max_steps"] == STEPS
+
+
+def test_callback_clipping_trains_exactly_like_the_trainer(runs):
+    _, logged, plain = runs
+    assert logged.args.max_grad_norm == 0.5  # restored after training
+    for mine, theirs in zip(logged.model.parameters(), plain.model.parameters()):
+        torch.testing.assert_close(mine, theirs, rtol=1e-6, atol=1e-7)
