@@ -164,8 +164,8 @@ def _yaml(value) -> str:
             return ".nan" if math.isnan(value) else (".inf" if value > 0 else "-.inf")
         text = f"{value:.6g}"
         mantissa, _, exponent = text.partition("e")
-        if exponent and "." not in mantissa:
-            text = f"{mantissa}.0e{exponent}"  # YAML reads 1e-05 as a string, 1.0e-05 as a number
+        if "." not in mantissa:  # a float stays a float; YAML reads 1e-05 as a string, 1.0e-05 as a number
+            text = f"{mantissa}.0" + (f"e{exponent}" if exponent else "")
         return text
     if isinstance(value, str):
         return value if re.fullmatch(r"[A-Za-z_][\w.\-]*", value) and value not in _YAML_WORDS else json.dumps(value)

@@ -40,7 +40,7 @@ def render(document: FindingsDocument) -> str:
     lines = [f"### {_ICON[verdict]} diagnose: {_VERDICT[verdict]}", ""]
     tally = ", ".join(f"{n} {s.value}{'s' if n != 1 else ''}" for s, n in reversed(counts.items()) if n)
     lines.append(
-        f"`{_code(document.root)}`: {len(document.studies)} studies, {len(document.runs)} runs, "
+        f"{escape(document.root)}: {len(document.studies)} studies, {len(document.runs)} runs, "
         f"{steps:,} logged steps"
         + (f", {len(document.unreadable)} unreadable" if document.unreadable else "")
         + f". Findings: {tally or 'none'}."
