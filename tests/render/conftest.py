@@ -15,6 +15,7 @@ import pytest
 from diagnose.analyze import Analysis, analyze
 from diagnose.findings import Finding, Recommendation, Severity
 from diagnose.readers import read_root
+from diagnose.render import html
 
 from . import tiny_runs as training
 
@@ -132,3 +133,9 @@ def handmade(analysis: Analysis) -> Analysis:
 @pytest.fixture(scope="session")
 def analysis(log_root) -> Analysis:
     return handmade(analyze(read_root(log_root)))
+
+
+@pytest.fixture(scope="session")
+def page(analysis) -> str:
+    """The report of ``analysis``, rendered once for the session."""
+    return html.render(analysis)

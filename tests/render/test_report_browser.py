@@ -63,10 +63,9 @@ def assert_clean(load, url: str) -> None:
     assert [r for r in load.requests if r != url and not r.startswith("data:")] == []
 
 
-def test_the_report_loads_offline_with_every_figure_drawn(browser, analysis, tmp_path):
+def test_the_report_loads_offline_with_every_figure_drawn(browser, page, tmp_path):
     path = tmp_path / "report.html"
-    html.write(analysis, path)
-    page = path.read_text()
+    path.write_text(page, encoding="utf-8")
     url = path.resolve().as_uri()
     shots = {"viewport": tmp_path / "report-first-screen.png", "full": tmp_path / "report-full.png"}
     load = browser.load(url, shots, facts_script=FACTS)
@@ -82,9 +81,9 @@ def test_the_report_loads_offline_with_every_figure_drawn(browser, analysis, tmp
         keep(path)
 
 
-def test_the_report_reads_the_same_with_javascript_off(browser, analysis, tmp_path):
+def test_the_report_reads_the_same_with_javascript_off(browser, analysis, page, tmp_path):
     path = tmp_path / "report.html"
-    html.write(analysis, path)
+    path.write_text(page, encoding="utf-8")
     url = path.resolve().as_uri()
     load = browser.load(url, javascript=False, facts_script=FACTS)
     assert_clean(load, url)
