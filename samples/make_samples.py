@@ -14,6 +14,7 @@ Every run is a small real training run, logged with ``diagnose.probe.Probe``:
 - ``healthy``: the same task at the best lr with warmup, cosine decay and larger batches.
 - ``clipping``: the same task with a clipping threshold below most gradient norms.
 - ``overfitting``: a wide net on 100 noisy samples, validated on fresh data.
+- ``spikes``: Adam fitting 512 samples full batch: mid-training loss spikes once the loss is tiny.
 - ``swarm``: Morrison's swarm (width-10 ReLU net fitting sin on 61 points,
   full batch, SGD, momentum x lr grid, four seeds per cell).
 
@@ -95,13 +96,18 @@ def train(
     lr_at=None,
     clip_norm: float | None = None,
     stop=None,
+    adam: bool = False,
 ) -> None:
-    """SGD with momentum on MSE, logged step by step; stops early when the loss is not finite.
+    """SGD with momentum (or Adam, beta1 = ``momentum``) on MSE, logged step by step.
 
-    ``lr_at(step)`` sets the lr of each step (schedules, the LR range test);
-    ``stop(losses)`` ends the run early (the range test's blow-up rule).
+    Stops early when the loss is not finite. ``lr_at(step)`` sets the lr of each
+    step (schedules, the LR range test); ``stop(losses)`` ends the run early (the
+    range test's blow-up rule).
     """
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
+    if adam:
+        optimizer = torch.optim.Adam(model.parameters(), lr=lr, betas=(momentum, 0.999))
+    else:
+        optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
     losses: list[float] = []
     with probe:
         for step in range(max_steps):
@@ -234,6 +240,22 @@ def overfitting(out: Path, quick: bool) -> None:
           lr=lr, momentum=0.9, max_steps=steps, eval_every=50 if not quick else 20)
 
 
+def spikes(out: Path, quick: bool) -> None:
+    """Adam fitting 512 samples full batch: once the loss is tiny, its second-moment estimate has
+    decayed with the gradients, an ordinary gradient makes an outsized update and the loss spikes."""
+    task = Task.make()
+    train_set = task.batch(512, torch.Generator().manual_seed(3))
+    steps = 100 if quick else 4000
+    for lr in (0.003,) if quick else (0.001, 0.003):
+        config = {"lr": lr, "momentum": 0.9, "optimizer": "adam", "betas": [0.9, 0.999], "eps": 1e-8,
+                  "batch_size": len(train_set[0]), "max_steps": steps, "seed": 0, "train_samples": len(train_set[0]),
+                  "task": "teacher-student regression"}
+        probe = Probe(out, study="spikes", name=f"adam-lr{lr:g}", config=config)
+        # No validation here: 512 samples are memorised, and the point is the training loss.
+        train(probe, mlp(STUDENT, 0), lambda: train_set, None,
+              lr=lr, momentum=0.9, max_steps=steps, eval_every=None, adam=True)
+
+
 def swarm(out: Path, quick: bool) -> None:
     """Morrison's swarm: width-10 ReLU nets fitting sin on 61 points, momentum x lr grid."""
     x = torch.linspace(-5, 5, 61).unsqueeze(1)
@@ -255,6 +277,7 @@ STUDIES = {
     "healthy": healthy,
     "clipping": clipping,
     "overfitting": overfitting,
+    "spikes": spikes,
     "swarm": swarm,
 }
 

@@ -13,7 +13,7 @@ import pytest
 from diagnose import read_root
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
-STUDIES = {"lr_sweep", "lr_range", "healthy", "clipping", "overfitting", "swarm"}
+STUDIES = {"lr_sweep", "lr_range", "healthy", "clipping", "overfitting", "spikes", "swarm"}
 SWEEP_KEYS = {"lr", "momentum", "optimizer", "batch_size", "max_steps", "seed"}
 
 
@@ -116,6 +116,18 @@ def test_overfitting_valid_loss_turns_up_while_train_loss_falls(samples):
     assert valid["loss"].iloc[-1] > 1.1 * valid["loss"].iloc[lowest]
     loss = run.steps["loss"].to_numpy()
     assert loss[-1] < loss[int(valid["step"].iloc[lowest])] / 100
+
+
+def test_adam_runs_spike_mid_training_and_recover(samples):
+    runs = runs_of(samples, "spikes")
+    assert {run.config["optimizer"] for run in runs} == {"adam"} and len(runs) == 2
+    for run in runs:
+        loss = run.steps["loss"].to_numpy()
+        best_so_far = np.minimum.accumulate(loss)
+        jump = int(np.argmax(loss / best_so_far))
+        assert loss[jump] > 1e6 * best_so_far[jump] and jump > run.n_steps // 2  # a sudden jump, late
+        assert loss[-1] < loss[jump] / 1e6  # and it recovers
+        assert run.steps["grad_norm"].iloc[jump] > 1e4 * np.median(run.steps["grad_norm"].iloc[jump - 200 : jump])
 
 
 def rises(run) -> float:
