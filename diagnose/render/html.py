@@ -138,10 +138,30 @@ def config_snippet(recommendation: Recommendation | None) -> str | None:
     """
     if recommendation is None or not recommendation.values:
         return None
-    lines = []
+    lines: list[str] = []
     for key, value in recommendation.values.items():
-        lines.append(f"{_config_key(recommendation.action, str(key))}: {_yaml(value)}")
+        _yaml_entry(lines, _config_key(recommendation.action, str(key)), value, "")
     return "\n".join(lines)
+
+
+def _yaml_entry(lines: list[str], key: str, value, indent: str) -> None:
+    """``key: value`` in block style: nested mappings indented, lists of mappings as ``- `` items."""
+    if isinstance(value, dict) and value:
+        lines.append(f"{indent}{_yaml(key)}:")
+        for inner_key, inner in value.items():
+            _yaml_entry(lines, str(inner_key), inner, indent + "  ")
+    elif isinstance(value, (list, tuple)) and any(isinstance(v, (dict, list, tuple)) for v in value):
+        lines.append(f"{indent}{_yaml(key)}:")
+        for item in value:
+            if isinstance(item, dict) and item:
+                first = len(lines)
+                for inner_key, inner in item.items():
+                    _yaml_entry(lines, str(inner_key), inner, indent + "    ")
+                lines[first] = f"{indent}  - {lines[first].lstrip()}"
+            else:
+                lines.append(f"{indent}  - {_yaml(item)}")
+    else:
+        lines.append(f"{indent}{_yaml(key)}: {_yaml(value)}")
 
 
 def _config_key(action: str, key: str) -> str:

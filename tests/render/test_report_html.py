@@ -189,6 +189,26 @@ def test_snippets_are_yaml_a_user_can_paste():
     assert snippet(Recommendation("optimizer", "", {"value": "no"})) == 'optimizer: "no"'
     assert snippet(Recommendation("schedule", "", {"value": "one cycle: 0.1"})) == 'schedule: "one cycle: 0.1"'
     assert snippet(Recommendation("lr", "only words")) is None
+    nested = Recommendation("warmup", "", {
+        "warmup_steps": [10, 30], "experiments": [{"warmup_steps": 10, "max_steps": 310},
+                                                   {"warmup_steps": 30, "note": "a: b"}],
+        "momentum": {"max": 0.95, "base": 0.85}})
+    assert snippet(nested) == (
+        "warmup_steps: [10, 30]\n"
+        "experiments:\n"
+        "  - warmup_steps: 10\n"
+        "    max_steps: 310\n"
+        "  - warmup_steps: 30\n"
+        '    note: "a: b"\n'
+        "momentum:\n"
+        "  max: 0.95\n"
+        "  base: 0.85"
+    )
+    yaml = pytest.importorskip("yaml")
+    assert yaml.safe_load(snippet(nested)) == {
+        "warmup_steps": [10, 30], "momentum": {"max": 0.95, "base": 0.85},
+        "experiments": [{"warmup_steps": 10, "max_steps": 310}, {"warmup_steps": 30, "note": "a: b"}]}
+    assert yaml.safe_load(snippet(Recommendation("lr", "", {"value": 1e-05}))) == {"lr": 1e-05}
 
 
 def big_analysis(runs: int, steps: int) -> Analysis:
