@@ -43,8 +43,10 @@ is positive, else on the loss itself):
    smallest scale needs 2 of 3 consecutive points up).
 4. Unstable points of all scales are merged into periods; a period starts
    where the loss began to climb above the reference and ends at its last
-   unstable point. It has recovered when the smoothed loss comes back to the
-   reference plus max(4 sigma_w, 10% of the rise). A new period that starts
+   unstable point. Its baseline is the median of the 9 points before it (never
+   below the best level so far); it has recovered when the loss smoothed over
+   9 points is back within max(4 sigma_9, 10% of the rise) of the baseline
+   and stays there for as long as the event lasted (3 to 27 points). A new period that starts
    before the previous one recovered is the same event: one event, one
    finding.
 """
@@ -174,12 +176,14 @@ def find_instability(steps, loss, config: InstabilityConfig = DEFAULT) -> list[I
         # Aftershocks within one event-length of the recovery belong to the same event.
         if current is not None and (current[2] < 0 or start <= current[2] + max(3, current[1] - current[0] + 1)):
             current[1] = last
-            current[2] = _recovery(smooth, smooth_sigma, reference[current[0]], fine, current[0], last, config)
+            baseline = _baseline(x, reference, current[0], reference_points)
+            current[2] = _recovery(smooth, smooth_sigma, baseline, fine, current[0], last, config)
             continue
         if current is not None:
-            events.append(_event(steps, loss, x, fine, sigma, reference, current, log_space))
-        current = [start, last, _recovery(smooth, smooth_sigma, reference[start], fine, start, last, config)]
-    events.append(_event(steps, loss, x, fine, sigma, reference, current, log_space))
+            events.append(_event(steps, loss, x, fine, sigma, reference, current, log_space, reference_points))
+        baseline = _baseline(x, reference, start, reference_points)
+        current = [start, last, _recovery(smooth, smooth_sigma, baseline, fine, start, last, config)]
+    events.append(_event(steps, loss, x, fine, sigma, reference, current, log_space, reference_points))
     return events
 
 
@@ -285,8 +289,8 @@ def _recovery(smooth, smooth_sigma, baseline: float, fine, start: int, last: int
     margin = config.recover_noise * smooth_sigma
     if fine[peak] < _BROKEN:
         margin = np.maximum(margin, config.recover_fraction * (fine[peak] - baseline))
-    # Back for good: as long as the event lasted (at least 3 points), not one lucky point.
-    hold = max(3, last - start + 1)
+    # Back for good: for as long as the event lasted (3 to 27 points), not one lucky point.
+    hold = min(max(3, last - start + 1), 27)
     after = smooth[last + 1 :]
     back = (after < _BROKEN) & (after <= baseline + margin[last + 1 :])
     if back.size < hold:
@@ -296,10 +300,19 @@ def _recovery(smooth, smooth_sigma, baseline: float, fine, start: int, last: int
     return last + 1 + int(first[0]) if first.size else -1
 
 
-def _event(steps, loss, x, fine, sigma, reference, current, log_space: bool) -> InstabilityEvent:
+def _baseline(x: np.ndarray, reference: np.ndarray, start: int, points: int) -> float:
+    """The level just before the event: the median of the points before it, never below the best level so far."""
+    before = x[max(0, start - points) : start]
+    before = before[np.isfinite(before)]
+    if before.size < 3:
+        return float(reference[start])
+    return float(max(reference[start], np.median(before)))
+
+
+def _event(steps, loss, x, fine, sigma, reference, current, log_space: bool, points: int) -> InstabilityEvent:
     start, end, recovery = current
     peak = start + int(np.argmax(fine[start : end + 1]))
-    baseline = float(reference[start])
+    baseline = _baseline(x, reference, start, points)
     peak_level = float(fine[peak]) if fine[peak] < _BROKEN else float("inf")
     period = loss[start : end + 1]
     nonfinite = not np.isfinite(period).all() or not np.isfinite(peak_level)
