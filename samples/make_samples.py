@@ -178,16 +178,22 @@ def lr_sweep(out: Path, quick: bool) -> None:
 
 
 def lr_range(out: Path, quick: bool) -> None:
-    """Smith's range test: lr grows exponentially from 1e-5 to 10; stop when the loss blows up."""
+    """Smith's range test: lr grows exponentially from 1e-5 toward 10; stop when the loss blows up."""
     task = Task.make()
     lr_min, lr_max, steps, batch_size = 1e-5, 10.0, 100 if quick else 400, BATCH_SIZE
 
     def lr_at(step: int) -> float:
         return lr_min * (lr_max / lr_min) ** (step / (steps - 1))
 
+    average, lowest = 0.0, math.inf
+
     def blown_up(losses: list[float]) -> bool:
-        # fastai's rule: stop once the loss exceeds 4x the best loss seen so far
-        return len(losses) > 10 and losses[-1] > 4 * min(losses)
+        # fastai's lr_find rule: stop once the debiased EMA (0.98) of the loss exceeds 4x its lowest value
+        nonlocal average, lowest
+        average = 0.98 * average + 0.02 * losses[-1]
+        smoothed = average / (1 - 0.98 ** len(losses))
+        lowest = min(lowest, smoothed)
+        return smoothed > 4 * lowest
 
     config = {"optimizer": "sgd", "momentum": 0.9, "batch_size": batch_size, "max_steps": steps,
               "seed": 0, "lr_start": lr_min, "lr_end": lr_max, "schedule": "exponential",
