@@ -44,11 +44,12 @@ def runs(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("hf")
     logged = train(tmp_path, [DiagnoseCallback(tmp_path / "logs", "hf", "gpt2", flush_every=5)])
     plain = train(tmp_path, [])
-    return tmp_path, logged, plain
+    accumulated = train(tmp_path, [DiagnoseCallback(tmp_path / "logs", "hf", "accumulated")], accumulation=2)
+    return tmp_path, logged, plain, accumulated
 
 
 def test_run_directory_matches_the_trainers_own_log(runs):
-    tmp_path, trainer, _ = runs
+    tmp_path, trainer, _, _ = runs
     run = read(tmp_path / "logs" / "hf" / "gpt2", "hf")
     history = [h for h in trainer.state.log_history if "grad_norm" in h]
     assert run.status == "finished" and len(history) == STEPS
@@ -69,7 +70,16 @@ def test_run_directory_matches_the_trainers_own_log(runs):
 
 
 def test_callback_clipping_trains_exactly_like_the_trainer(runs):
-    _, logged, plain = runs
+    _, logged, plain, _ = runs
     assert logged.args.max_grad_norm == 0.5  # restored after training
     for mine, theirs in zip(logged.model.parameters(), plain.model.parameters()):
         torch.testing.assert_close(mine, theirs, rtol=1e-6, atol=1e-7)
+
+
+def test_gradient_accumulation_logs_one_row_per_update_with_the_whole_batch_loss(runs):
+    tmp_path, _, _, trainer = runs
+    steps = read(tmp_path / "logs" / "hf" / "accumulated", "hf").steps
+    history = [h for h in trainer.state.log_history if "grad_norm" in h]
+    assert steps["step"].tolist() == list(range(STEPS))
+    np.testing.assert_allclose(steps["grad_norm"], [h["grad_norm"] for h in history], rtol=1e-5)
+    np.testing.assert_allclose(steps["loss"], [h["loss"] for h in history], rtol=1e-3)

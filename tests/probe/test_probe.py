@@ -125,3 +125,33 @@ def test_nan_loss_marks_diverged(tmp_path):
     run = read(tmp_path / "s" / "nan", "s")
     assert run.status == "diverged"
     assert math.isnan(run.steps["loss"].iloc[-1]) or 11 in run.nan_steps.get("loss", [])
+
+
+def test_extra_columns_match_an_independent_computation(tmp_path):
+    model, x, y = tiny_problem()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    expected = {"param_norm": [], "update_norm": [], "grad_norm:0": [], "grad_norm:2": []}
+    with Probe(tmp_path, "s", "extras", model=model, flush_every=3,
+               extra=("param_norm", "update_norm", "layer_grad_norms")) as probe:
+        for _ in range(7):
+            torch.nn.functional.mse_loss(model(x), y).backward()
+            before = [p.detach().clone() for p in model.parameters()]
+            expected["param_norm"].append(torch.cat([p.flatten() for p in before]).norm().item())
+            for layer in ("0", "2"):
+                grads = [p.grad.flatten() for p in model.get_submodule(layer).parameters()]
+                expected["grad_norm:" + layer].append(torch.cat(grads).norm().item())
+            probe.step(torch.nn.functional.mse_loss(model(x), y), opt)
+            opt.step()
+            opt.zero_grad()
+            delta = [p.detach() - b for p, b in zip(model.parameters(), before)]
+            expected["update_norm"].append(torch.cat([d.flatten() for d in delta]).norm().item())
+    steps = read(tmp_path / "s" / "extras", "s").steps
+    for column, values in expected.items():
+        np.testing.assert_allclose(steps[column], values, rtol=1e-5, err_msg=column)
+
+
+def test_no_extra_columns_by_default(tmp_path):
+    with Probe(tmp_path, "s", "plain") as probe:
+        train(probe, steps=3, eval_every=0)
+    header = (tmp_path / "s" / "plain" / "steps.csv").read_text().splitlines()[0]
+    assert header == "step,loss,grad_norm,lr,momentum,time"
