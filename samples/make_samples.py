@@ -6,7 +6,7 @@
 
 Every run is a small real training run, logged with ``diagnose.probe.Probe``:
 
-- ``lr_sweep``: SGD + momentum 0.9 on a teacher-student regression task, six
+- ``lr_sweep``: SGD + momentum 0.9 on a teacher-student regression task, seven
   lrs a factor ~3 apart, two seeds each, validation every 100 steps; plus the
   Tuning Playbook's short run (role ``short``): 500 steps at 2x the best lr,
   evaluated every step.
@@ -156,7 +156,7 @@ LABEL_NOISE = 0.5  # std of the noise added to the overfitting study's targets
 
 
 def lr_sweep(out: Path, quick: bool) -> None:
-    """Six lrs a factor ~3 apart, two seeds, validation every 100 steps; and the 2x short run."""
+    """Seven lrs a factor ~3 apart, two seeds, validation every 100 steps; and the 2x short run."""
     task = Task.make()
     valid = valid_set(task)
     lrs, seeds, steps, every = ((0.1, 3.0), (0,), 100, 20) if quick else (SWEEP_LRS, (0, 1), 1500, 100)

@@ -59,6 +59,8 @@ def test_lr_sweep_best_lr_is_interior_and_the_lrs_above_it_go_unstable(samples):
     score = {lr: np.mean([final_valid(run) for run in runs if run.lr == lr]) for lr in lrs}
     best = min(score, key=score.get)
     assert lrs[0] < best < lrs[-2]
+    (short,) = runs_of(samples, "lr_sweep", role="short")
+    assert short.config["best_lr"] == best  # the short run was made at 2x this sweep's lr*
     above = [run for run in runs if run.lr > best]
     assert {run.status for run in runs if run.lr == lrs[-1]} == {"diverged"}
     for run in above:
