@@ -150,6 +150,20 @@ def test_swarm_grid_and_the_high_momentum_cells_ring(samples):
         assert calm < 0.05 and ringing > 0.3
 
 
+def test_samples_are_read_and_analysed_without_torch(samples):
+    blocked = (
+        "import sys; sys.modules['torch'] = None\n"  # any import of torch now fails
+        "from diagnose import analyze, read_root\n"
+        f"root = read_root({str(SAMPLES)!r})\n"
+        "analysis = analyze(root)\n"
+        "print(len(root.runs), len(root.unreadable), len(analysis.document.findings))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", blocked], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    runs, unreadable, _ = map(int, done.stdout.split())
+    assert runs == len(samples[0]) and unreadable == 0
+
+
 def test_the_generator_still_writes_readable_studies(tmp_path):
     pytest.importorskip("torch")
     script = SAMPLES / "make_samples.py"
