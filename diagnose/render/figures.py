@@ -20,9 +20,10 @@ from matplotlib import colormaps
 from matplotlib import colors as mcolors
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import NullFormatter
+from matplotlib.ticker import AutoLocator, FuncFormatter, LogLocator, MaxNLocator, NullLocator
 from PIL import Image
 
+from .. import signal
 from ..findings import Finding
 from ..model import Run, Study
 
@@ -75,8 +76,31 @@ def decimate(x: np.ndarray, y: np.ndarray, buckets: int = MAX_POINTS // 2) -> tu
     return x[keep], y[keep]
 
 
+def _plain_ticks(fig: Figure) -> None:
+    """Few, plainly written ticks on log axes (``0.1``, not mathtext ``10^{-1}``, no minor ticks).
+
+    Tick objects and mathtext parsing are most of matplotlib's drawing time; a
+    log axis over less than two decades gets 1-2-5 ticks so it still has labels.
+    """
+    for ax in fig.axes:
+        for axis, limits in ((ax.xaxis, ax.get_xlim()), (ax.yaxis, ax.get_ylim())):
+            if axis.get_scale() != "log":
+                if axis.get_scale() == "linear" and isinstance(axis.get_major_locator(), AutoLocator):
+                    small = ax.get_position().width * fig.get_figwidth() < 2.5
+                    axis.set_major_locator(MaxNLocator(nbins=3 if small else 5,
+                                                       integer=axis.get_label_text() == "step"))
+                continue
+            low, high = sorted(limits)
+            decades = math.log10(high / low) if low > 0 and high > 0 else 10
+            subs = (1.0, 2.0, 5.0) if decades < 2 else (1.0,)
+            axis.set_major_locator(LogLocator(base=10, subs=subs, numticks=7))
+            axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+            axis.set_minor_locator(NullLocator())
+
+
 def _png(fig: Figure) -> tuple[str, int, int]:
     """The figure as a ``data:`` URI of a 64-colour PNG (a third of the bytes of full colour)."""
+    _plain_ticks(fig)
     canvas = FigureCanvasAgg(fig)
     canvas.draw()
     image = Image.frombuffer("RGBA", canvas.get_width_height(), canvas.buffer_rgba()).convert("RGB")
@@ -115,9 +139,7 @@ def _figure(width: float = 7.6, height: float = 3.0, ncols: int = 1, nrows: int 
 
 
 def _log(ax, axis: str = "y") -> None:
-    """Log scale with labels on the decades only (minor labels overlap)."""
     getattr(ax, f"set_{axis}scale")("log")
-    getattr(ax, f"{axis}axis").set_minor_formatter(NullFormatter())
 
 
 def _legend_above(ax, ncols: int = 4) -> None:
@@ -244,10 +266,10 @@ def sweep_curves(study: Study, summary: dict, findings: list[Finding]) -> Plot |
     caption = (
         (f"lr* = {best_lr:g} in green; runs above it in red, below it in grey. " if best_lr is not None
          else "")
-        + "Shaded: the unstable periods the checks found. "
+        + ("Shaded: the unstable periods the checks found. " if "unstable period" in labelled else "")
         + ("x on the top edge: NaN/inf loss. " if off_scale else "")
-        + "Look for red curves that go up instead of down."
-    )
+        + ("Look for red curves that go up instead of down." if best_lr is not None and len(lrs) > 1 else "")
+    ).strip() or f"{len(runs)} run{'s' if len(runs) != 1 else ''}; no unstable period was found."
     return _plot(fig, title, caption)
 
 
@@ -294,7 +316,7 @@ def hyper_axis(summary: dict) -> Plot | None:
     unstable = {v for v in (_number(u) for u in summary.get("unstable_lrs") or []) if v is not None}
     best_lr = _number(summary.get("best_lr"))
     metric = str(summary.get("metric") or "loss").replace("_", " ")
-    fig, axes = _figure(width=5.2, height=3.0)
+    fig, axes = _figure(width=5.2, height=3.2, margins=(0.7, 0.15, 0.5, 0.45))
     ax = axes[0, 0]
     lrs = np.array([p[0] for p in points])
     scores = np.array([p[1] if p[1] is not None else np.nan for p in points])
@@ -312,8 +334,8 @@ def hyper_axis(summary: dict) -> Plot | None:
                 linestyle="none")
     if best_lr is not None:
         ax.axvline(best_lr, color=BEST, linewidth=1.2, linestyle="--", zorder=1)
-        ax.annotate(f"lr* = {best_lr:g}", (best_lr, 1), xycoords=("data", "axes fraction"), fontsize=8,
-                    color=BEST, ha="center", va="bottom")
+        ax.annotate(f" lr* = {best_lr:g}", (best_lr, 0.02), xycoords=("data", "axes fraction"), fontsize=8,
+                    color=BEST, ha="left", va="bottom")
     _log(ax, "x")
     finite = scores[np.isfinite(scores)]
     if finite.size and (finite > 0).all():
@@ -328,7 +350,7 @@ def hyper_axis(summary: dict) -> Plot | None:
     ax.set_ylabel(metric, fontsize=9)
     ax.plot([], [], marker="X", color=ABOVE, linestyle="none", label="unstable")
     ax.plot([], [], marker="o", color="#0969da", linestyle="none", label="stable")
-    ax.legend(fontsize=7, loc="best")
+    _legend_above(ax, ncols=3)
     caption = (
         f"{metric.capitalize()} of each lr (bars: spread over seeds); red X: lrs whose runs were unstable. "
         "When lr* sits right next to the first unstable lr, instability is what limits the learning rate."
@@ -345,7 +367,8 @@ def swarm_grid(study: Study, summary: dict) -> Plot | None:
     cells = [c for c in swarm["cells"] if isinstance(c, dict)]
     momenta = sorted({m for m in (_number(c.get("momentum")) for c in cells) if m is not None})
     lrs = sorted({v for v in (_number(c.get("lr")) for c in cells) if v is not None})
-    if not momenta or not lrs or len(momenta) * len(lrs) > 64:
+    # One momentum is an lr sweep: its loss curves show it better than a row of small multiples.
+    if len(momenta) < 2 or not lrs or len(momenta) * len(lrs) > 64:
         return None
     fig, axes = _figure(width=min(7.6, 1.9 * len(lrs) + 0.6), height=1.45 * len(momenta) + 0.5,
                         nrows=len(momenta), ncols=len(lrs), sharex=True, sharey=True)
@@ -447,8 +470,7 @@ def _trend_at(run: Run, steps: np.ndarray) -> np.ndarray:
     train_steps, loss = _series(run, "loss")
     finite = np.isfinite(loss)
     train_steps, loss = train_steps[finite], loss[finite]
-    window = max(3, len(loss) // 50) | 1
-    trend = np.convolve(loss, np.ones(window) / window, mode="same") if len(loss) > window else loss
+    trend = signal.smooth(loss, signal.window(len(loss), 0.02)) if len(loss) else loss
     return np.interp(steps, train_steps, trend)
 
 
@@ -461,7 +483,7 @@ def lr_range(run: Run, finding: Finding | None) -> Plot | None:
     shown = np.isfinite(loss) & np.isfinite(lrs) & (lrs > 0)
     if shown.sum() < 2:
         return None
-    fig, axes = _figure(width=5.6, height=3.0)
+    fig, axes = _figure(width=5.6, height=3.2, margins=(0.7, 0.15, 0.5, 0.6))
     ax = axes[0, 0]
     order = np.argsort(lrs[shown], kind="stable")
     x, y = decimate(lrs[shown][order], loss[shown][order])
@@ -473,12 +495,14 @@ def lr_range(run: Run, finding: Finding | None) -> Plot | None:
     ax.set_ylim(low, high)
     evidence = finding.evidence if finding else {}
     marks = (("lr_min", "lr_min", "#0969da"), ("lr_max", "lr_max", BEST), ("blowup_lr", "blows up", ABOVE))
+    row = 0
     for key, label, color in marks:
         value = _number(evidence.get(key))
         if value is not None and value > 0:
             ax.axvline(value, color=color, linestyle="--", linewidth=1.2)
-            ax.annotate(f"{label} {value:.2g}", (value, 1), xycoords=("data", "axes fraction"), fontsize=8,
-                        color=color, ha="center", va="bottom")
+            ax.annotate(f"{label} {value:.2g}", (value, 1.0 + 0.07 * row), xycoords=("data", "axes fraction"),
+                        fontsize=8, color=color, ha="center", va="bottom")
+            row += 1
     ax.set_xlabel("learning rate (grows every step)", fontsize=9)
     ax.set_ylabel("training loss", fontsize=9)
     caption = (

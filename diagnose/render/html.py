@@ -26,7 +26,7 @@ from ..model import Run, Study
 from . import figures
 
 # Findings past this many get no plot of their own (their study's figures still show them).
-MAX_FINDING_PLOTS = 24
+MAX_FINDING_PLOTS = 12
 # Findings on the first screen: the first of each distinct check, most severe first.
 TOP_FINDINGS = 3
 
@@ -76,6 +76,10 @@ class StudyView:
     anchor: str
     name: str
     facts: list[str]
+    runs: int = 0
+    best_lr: str = ""
+    unstable: str = ""
+    tally: list[tuple[str, int]] = field(default_factory=list)
     plots: list[tuple[str, figures.Plot]] = field(default_factory=list)
     findings: list[FindingView] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -92,7 +96,10 @@ def render(analysis: Analysis) -> str:
     budget = MAX_FINDING_PLOTS
     for index, study in enumerate(analysis.studies, start=1):
         findings = [f for f in document.findings if f.study == study.name]
-        view = StudyView(f"s{index}", study.name, _facts(summaries.get(study.name, {}), study))
+        summary = summaries.get(study.name, {})
+        view = StudyView(f"s{index}", study.name, _facts(summary, study), runs=len(study.runs),
+                         best_lr=_lr_list([summary.get("best_lr")]), unstable=_lr_list(summary.get("unstable_lrs")),
+                         tally=_tally(findings))
         view.plots = _study_plots(view.anchor, study, summaries.get(study.name, {}), findings, view.notes)
         for finding in findings:
             finding_view = views[id(finding)]
@@ -234,6 +241,18 @@ def _facts(summary: dict, study: Study) -> list[str]:
         shown = ", ".join(str(v) for v in values[:8]) + (", ..." if len(values) > 8 else "")
         facts.append(f"{key}: {shown}")
     return facts
+
+
+def _lr_list(values) -> str:
+    numbers = [v for v in values or [] if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    return ", ".join(f"{v:g}" for v in numbers)
+
+
+def _tally(findings: list[Finding]) -> list[tuple[str, int]]:
+    """``[("error", 2), ("warning", 5)]``: the study's findings by severity, most severe first."""
+    counts = [(s.value, sum(f.severity is s for f in findings)) for s in (Severity.ERROR, Severity.WARNING,
+                                                                          Severity.INFO)]
+    return [(name, n) for name, n in counts if n]
 
 
 def _first(findings: list[Finding], check: str, run: str | None = None) -> Finding | None:

@@ -251,7 +251,7 @@ def test_a_100_run_100k_step_root_gives_at_most_3_mb():
     assert size <= 3_000_000
     assert page.count('id="f') >= 100  # every finding is listed and has its card ...
     assert len([i for i in figure_ids(page) if i.endswith("-plot")]) == html.MAX_FINDING_PLOTS  # ... the first plotted
-    assert "only the first 24 findings get one" in page
+    assert "only the first 12 findings get one" in page
 
 
 def test_the_real_checks_render_on_real_runs(log_root):
