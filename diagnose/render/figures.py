@@ -92,7 +92,7 @@ def _plain_ticks(fig: Figure) -> None:
                 continue
             low, high = sorted(limits)
             decades = math.log10(high / low) if low > 0 and high > 0 else 10
-            subs = (1.0, 2.0, 5.0) if decades < 2 else (1.0,)
+            subs = (1.0, 2.0, 3.0, 5.0) if decades < 1 else (1.0, 2.0, 5.0) if decades < 2 else (1.0,)
             axis.set_major_locator(LogLocator(base=10, subs=subs, numticks=7))
             axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
             axis.set_minor_locator(NullLocator())
@@ -142,10 +142,14 @@ def _log(ax, axis: str = "y") -> None:
     getattr(ax, f"set_{axis}scale")("log")
 
 
-def _legend_above(ax, ncols: int = 4) -> None:
-    """The legend in the top margin, where it hides no data."""
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7, loc="lower left", bbox_to_anchor=(0, 1.0), ncols=ncols, frameon=False,
+def _legend_above(ax, ncols: int = 4, order=None) -> None:
+    """The legend in the top margin, where it hides no data; entries sorted by ``order(label)`` if given."""
+    handles, labels = ax.get_legend_handles_labels()
+    if order is not None:
+        pairs = sorted(zip(handles, labels), key=lambda pair: order(pair[1]))
+        handles, labels = [h for h, _ in pairs], [label for _, label in pairs]
+    if handles:
+        ax.legend(handles, labels, fontsize=7, loc="lower left", bbox_to_anchor=(0, 1.0), ncols=ncols, frameon=False,
                   borderaxespad=0.2, handlelength=1.6, columnspacing=1.2)
 
 
@@ -166,8 +170,8 @@ def _nonfinite_steps(run: Run, column: str, steps: np.ndarray, values: np.ndarra
     return steps[np.isinf(values) | literal_nan]
 
 
-def _loss_limits(curves: list[np.ndarray]) -> tuple[float, float, bool]:
-    """y-limits that keep every healthy curve readable: a loss that explodes leaves through the top."""
+def _loss_limits(curves: list[np.ndarray], clip: bool = True) -> tuple[float, float, bool]:
+    """y-limits that keep every healthy curve readable: with ``clip``, a loss that explodes leaves through the top."""
     finite = [c[np.isfinite(c)] for c in curves]
     finite = [c for c in finite if c.size]
     if not finite:
@@ -177,7 +181,7 @@ def _loss_limits(curves: list[np.ndarray]) -> tuple[float, float, bool]:
     log = low > 0
     start = max(float(np.median(c[: max(1, min(20, c.size // 20 or 1))])) for c in finite)
     ceiling = start * 10 if log else start + 3 * (abs(start) + 1e-12)
-    high = min(high, ceiling) if high > ceiling else high
+    high = min(high, ceiling) if clip and high > ceiling else high
     if log:
         return low / 1.3, high * 1.3, True
     pad = 0.05 * (high - low or 1.0)
@@ -261,7 +265,7 @@ def sweep_curves(study: Study, summary: dict, findings: list[Finding]) -> Plot |
     ax.set_ylim(low, high)
     ax.set_xlabel("step", fontsize=9)
     ax.set_ylabel("training loss", fontsize=9)
-    _legend_above(ax, ncols=7)
+    _legend_above(ax, ncols=7, order=_by_lr)
     title = "Training loss of the lr sweep" if len(lrs) > 1 else "Training loss"
     caption = (
         (f"lr* = {best_lr:g} in green; runs above it in red, below it in grey. " if best_lr is not None
@@ -271,6 +275,15 @@ def sweep_curves(study: Study, summary: dict, findings: list[Finding]) -> Plot |
         + ("Look for red curves that go up instead of down." if best_lr is not None and len(lrs) > 1 else "")
     ).strip() or f"{len(runs)} run{'s' if len(runs) != 1 else ''}; no unstable period was found."
     return _plot(fig, title, caption)
+
+
+def _by_lr(label: str) -> tuple[float, str]:
+    """Legend order: ``lr 0.01`` before ``lr 0.1``; other entries last."""
+    parts = label.split()
+    try:
+        return float(parts[1]), label
+    except (IndexError, ValueError):
+        return math.inf, label
 
 
 def _sweep_style(lr: float | None, best_lr: float | None, lrs: list[float]) -> tuple[str, float, int]:
@@ -334,8 +347,10 @@ def hyper_axis(summary: dict) -> Plot | None:
                 linestyle="none")
     if best_lr is not None:
         ax.axvline(best_lr, color=BEST, linewidth=1.2, linestyle="--", zorder=1)
-        ax.annotate(f" lr* = {best_lr:g}", (best_lr, 0.02), xycoords=("data", "axes fraction"), fontsize=8,
-                    color=BEST, ha="left", va="bottom")
+        at_right = best_lr >= float(lrs.max())
+        ax.annotate(f"lr* = {best_lr:g}" + ("" if at_right else " "), (best_lr, 0.98),
+                    xycoords=("data", "axes fraction"), fontsize=8, color=BEST,
+                    ha="right" if at_right else "left", va="top")
     _log(ax, "x")
     finite = scores[np.isfinite(scores)]
     if finite.size and (finite > 0).all():
@@ -346,6 +361,7 @@ def hyper_axis(summary: dict) -> Plot | None:
             off = lrs[scores > ceiling]
             ax.plot(off, np.ones(off.size), transform=ax.get_xaxis_transform(), marker="^", color=ABOVE,
                     linestyle="none", clip_on=False, zorder=5, label="off scale")
+    ax.set_xlim(float(lrs.min()) / 1.4, float(lrs.max()) * 1.4)
     ax.set_xlabel("learning rate", fontsize=9)
     ax.set_ylabel(metric, fontsize=9)
     ax.plot([], [], marker="X", color=ABOVE, linestyle="none", label="unstable")
@@ -641,7 +657,7 @@ def finding_zoom(runs: list[Run], finding: Finding) -> Plot | None:
     onset = _number(finding.evidence.get("onset_step"))
     if onset is not None and start <= onset <= end:
         ax.axvline(onset, color=MARK, linestyle="--", linewidth=1.2, label=f"onset {onset:g}")
-    low, high, log = _loss_limits(curves)
+    low, high, log = _loss_limits(curves, clip=False)  # the zoom is the evidence: show its peak
     if log:
         _log(ax)
     ax.set_ylim(low, high)
