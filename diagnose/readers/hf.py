@@ -23,7 +23,7 @@ import pandas as pd
 from ..errors import LogError
 from ..model import Run
 from .keys import DEFAULT_KEYS, KeyMap, assemble, classify, config_from
-from .table import Table
+from .table import MAX_STEP, Table
 
 FORMAT = "hf.trainer_state"
 STATE_FILE = "trainer_state.json"
@@ -143,7 +143,7 @@ def _records(path: Path, text: str, history: list, keys: KeyMap) -> tuple[Table,
             continue
         step = entry.get("step")
         if isinstance(step, bool) or not isinstance(step, (int, float)) or not math.isfinite(step) \
-                or step < 0 or step != int(step):
+                or step < 0 or step != int(step) or step > MAX_STEP:
             raise LogError(path, f"log_history[{index}]: \"step\" must be a whole number >= 0, "
                                  f"found {json.dumps(step)}", line=lines.of(index))
         steps.append(int(step))

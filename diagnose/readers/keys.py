@@ -261,26 +261,42 @@ def _fill_from_other_rows(steps, frame, present, step_columns, renamed, loss) ->
 
 
 def _evals(frame, records, present, roles: Roles) -> pd.DataFrame:
-    if not roles.evals:
-        return empty_evals()
-    parts = []
+    """One row per (step, split) where any metric of that split was logged; the last value of a step wins."""
     steps = frame["step"].to_numpy()
+    by_split: dict[str, dict[str, str]] = {}
     for (split, metric), column in roles.evals.items():
-        rows = present[column]
-        if rows.any():
-            parts.append(pd.DataFrame({"step": steps[rows], "split": split, "metric": metric,
-                                       "value": frame[column].to_numpy()[rows]}))
+        by_split.setdefault(split, {})[metric] = column
+    parts = []
+    for split, metrics in by_split.items():
+        logged = np.zeros(len(steps), dtype=bool)
+        for column in metrics.values():
+            logged |= present[column]
+        if not logged.any():
+            continue
+        split_steps = np.unique(steps[logged])
+        columns = {"step": split_steps, "split": np.full(len(split_steps), split, dtype=object)}
+        for metric, column in metrics.items():
+            rows = np.flatnonzero(present[column])
+            values = np.full(len(split_steps), np.nan)
+            if len(rows):
+                last = last_per_step(steps[rows])
+                values[np.searchsorted(split_steps, steps[rows][last])] = frame[column].to_numpy()[rows][last]
+            columns[metric] = values
+        parts.append(pd.DataFrame(columns))
     if not parts:
         return empty_evals()
-    long = pd.concat(parts, ignore_index=True)
-    long = long.drop_duplicates(["step", "split", "metric"], keep="last")
-    wide = long.pivot(index=["step", "split"], columns="metric", values="value").reset_index()
-    wide.columns.name = None
-    if "loss" not in wide.columns:
-        wide["loss"] = np.nan
-    ordered = ["step", "split", "loss"] + sorted(c for c in wide.columns if c not in ("step", "split", "loss"))
-    wide = wide[ordered].astype({"step": "int64", "split": object})
-    return wide.sort_values(["step", "split"], kind="stable").reset_index(drop=True)
+    evals = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+    if "loss" not in evals.columns:
+        evals["loss"] = np.nan
+    ordered = ["step", "split", "loss"] + sorted(c for c in evals.columns if c not in ("step", "split", "loss"))
+    evals = evals[ordered].astype({"step": "int64"})
+    return evals.sort_values(["step", "split"], kind="stable").reset_index(drop=True)
+
+
+def last_per_step(steps: np.ndarray) -> np.ndarray:
+    """Indices of the last occurrence of each distinct step, in step order."""
+    _, first_from_end = np.unique(steps[::-1], return_index=True)
+    return len(steps) - 1 - first_from_end
 
 
 def number(value) -> float | None:
@@ -334,7 +350,7 @@ def config_from(hparams: dict, keep_others: bool = True) -> dict:
                 continue
             if target == "momentum" and isinstance(value, (list, tuple)) and value:
                 value = value[0]
-            parsed = value if isinstance(value, int) and not isinstance(value, bool) else number(value)
+            parsed = _whole(value) if isinstance(value, int) and not isinstance(value, bool) else number(value)
             if parsed is not None and np.isfinite(parsed) and not (target in _POSITIVE and parsed <= 0):
                 whole = target in ("batch_size", "max_steps", "warmup_steps", "max_epochs", "seed")
                 config[target] = int(parsed) if whole and float(parsed).is_integer() else parsed
@@ -345,6 +361,11 @@ def config_from(hparams: dict, keep_others: bool = True) -> dict:
         if isinstance(betas, (list, tuple)) and betas and number(betas[0]) is not None:
             config["momentum"] = number(betas[0])
     return config
+
+
+def _whole(value: int) -> int | None:
+    """An int kept exact, or None past int64 (no hyperparameter is that large)."""
+    return value if abs(value) < 2**63 else None
 
 
 def _flatten(value: dict, prefix: str = ""):

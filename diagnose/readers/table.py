@@ -26,6 +26,10 @@ from ..errors import LogError
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*([eE][+-]?\d+)?|\.\d+([eE][+-]?\d+)?|nan|inf|infinity)", re.I)
 
 
+# Steps above this are not exact in float64 (and no run takes that many): an error, not a wrapped int64.
+MAX_STEP = 2**53
+
+
 @dataclass
 class Table:
     """A parsed table: float64 columns (text columns as object), plus what was noticed."""
@@ -205,9 +209,9 @@ def _text_column_note(path: Path, column: pa.ChunkedArray, name: str) -> str:
 
 
 def check_steps(path: Path, frame: pd.DataFrame, column: str = "step") -> np.ndarray:
-    """The step column as int64; a missing, negative or fractional step is an error."""
+    """The step column as int64; a missing, negative, fractional or absurdly large step is an error."""
     values = frame[column].to_numpy(dtype=float)
-    bad = ~np.isfinite(values) | (values < 0) | (values != np.floor(values))
+    bad = ~np.isfinite(values) | (values < 0) | (values != np.floor(values)) | (values > MAX_STEP)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         shown = "empty" if np.isnan(values[row]) else repr(float(values[row]))

@@ -25,7 +25,7 @@ import pandas as pd
 
 from ..errors import LogError
 from ..model import Run
-from .keys import DEFAULT_KEYS, KeyMap, assemble, config_from
+from .keys import DEFAULT_KEYS, KeyMap, assemble, config_from, last_per_step
 from .table import Table
 
 FORMAT = "tensorboard"
@@ -181,7 +181,7 @@ def _records(scalars: dict[str, tuple[array, array]]) -> tuple[pd.DataFrame, dic
     for tag, (steps, values) in scalars.items():
         steps = np.frombuffer(steps, dtype=np.int64)
         values = np.frombuffer(values, dtype=np.float64)
-        last = len(steps) - 1 - np.unique(steps[::-1], return_index=True)[1]
+        last = last_per_step(steps)
         column = np.full(len(all_steps), np.nan)
         rows = np.searchsorted(all_steps, steps[last])
         column[rows] = values[last]

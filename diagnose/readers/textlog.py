@@ -23,7 +23,7 @@ import pandas as pd
 from ..errors import LogError
 from ..model import Run
 from .keys import DEFAULT_KEYS, STEP_NAMES, KeyMap, assemble, classify, normalize
-from .table import Table
+from .table import MAX_STEP, Table
 
 FORMAT = "text"
 SUFFIXES = (".log", ".txt", ".out")
@@ -118,7 +118,7 @@ def _records(path: Path, keys: KeyMap) -> tuple[Table, int | None]:
             if step_key is None or len(pairs) < 2:
                 continue
             step, total = pairs.pop(step_key)
-            if not math.isfinite(step) or step < 0 or step != int(step):
+            if not math.isfinite(step) or step < 0 or step != int(step) or step > MAX_STEP:
                 raise LogError(path, f"{step_key} must be a whole number >= 0, found {step!r}", line=number)
             row = len(steps)
             steps.append(int(step))
