@@ -156,7 +156,10 @@ def find_instability(steps, loss, config: InstabilityConfig = DEFAULT) -> list[I
         level = _median(x, w)
         # The best level so far, smoothed 3x more than the level it is compared with.
         rise = level - _running_min(_trailing_median(x, max(3 * w, reference_points)))
-        unstable |= (rise > config.z * _level_noise(level, sigma, w, config)) & (rise > min_rise)
+        flagged = (rise > config.z * _level_noise(level, sigma, w, config)) & (rise > min_rise)
+        # Only where the window was full: the padded ends copy a level from further in.
+        flagged[: w // 2] = flagged[len(flagged) - w // 2 :] = False
+        unstable |= flagged
     if not unstable.any():
         return []
 

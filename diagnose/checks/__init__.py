@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from . import divergence
-from . import early_instability, loss_spike  # noqa: I001  (run-level instability checks)
+from . import clipping_too_aggressive, early_instability, grad_norm_outliers, loss_spike  # noqa: I001  (run checks)
 from .registry import DOC_SECTIONS, Check, Scope
 
 CHECKS: tuple[Check, ...] = (
     divergence.CHECK,
     early_instability.CHECK,
     loss_spike.CHECK,
+    grad_norm_outliers.CHECK,
+    clipping_too_aggressive.CHECK,
 )
 
 BY_ID = {check.id: check for check in CHECKS}

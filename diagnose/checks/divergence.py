@@ -45,6 +45,7 @@ import numpy as np
 
 from .. import signal
 from ..findings import Finding, Recommendation, Severity, round_sig
+from ..instability import run_instability
 from ..model import Run
 from .registry import Check, Scope
 
@@ -82,15 +83,26 @@ def _nonfinite(run: Run, updates, column: str) -> np.ndarray:
     return np.isinf(values) | literal_nan
 
 
+def _onset(run: Run, step: int) -> int:
+    """Where the loss began to climb into ``step``: the start of the instability period holding it, else ``step``."""
+    for event in run_instability(run):
+        if event.start_step <= step <= event.end_step:
+            return min(event.start_step, step)
+    return step
+
+
 def _nonfinite_finding(run: Run, steps, loss, bad, config: Config) -> Finding:
-    first = int(steps[np.argmax(bad)])
+    first_bad = int(steps[np.argmax(bad)])
+    first = _onset(run, first_bad)
+    rose = f"the loss rose from step {first} and " if first < first_bad else ""
     tail = max(1, int(len(steps) * config.recovered_fraction))
     recovered = not bad[-tail:].any() and np.isfinite(loss[-tail:]).all()
     count = int(bad.sum())
     finite_before = loss[:np.argmax(bad)]
     finite_before = finite_before[np.isfinite(finite_before)]
     evidence = {
-        "first_nonfinite_step": first,
+        "divergence_step": first,
+        "first_nonfinite_step": first_bad,
         "nonfinite_steps": count,
         "last_finite_loss": float(finite_before[-1]) if finite_before.size else None,
         "recovered": recovered,
@@ -101,10 +113,10 @@ def _nonfinite_finding(run: Run, steps, loss, bad, config: Config) -> Finding:
             severity=Severity.WARNING,
             study=run.study,
             runs=(run.name,),
-            steps=(first, int(steps[np.flatnonzero(bad)[-1]])),
-            title=f"{run.name}: loss or grad norm non-finite on {count} updates from step {first}, then recovered",
+            steps=(first_bad, int(steps[np.flatnonzero(bad)[-1]])),
+            title=f"{run.name}: loss or grad norm non-finite on {count} updates from step {first_bad}, then recovered",
             detail=(
-                f"{count} applied updates had a NaN/inf loss or gradient norm, the first at step {first}; "
+                f"{count} applied updates had a NaN/inf loss or gradient norm, the first at step {first_bad}; "
                 f"the last {tail} logged steps are finite again. If a GradScaler skipped these steps, log "
                 "`skipped` so they are not counted."
             ),
@@ -117,9 +129,10 @@ def _nonfinite_finding(run: Run, steps, loss, bad, config: Config) -> Finding:
         study=run.study,
         runs=(run.name,),
         steps=(first, int(steps[-1])),
-        title=f"{run.name}: diverged at step {first} (loss or grad norm became NaN/inf)",
+        title=f"{run.name}: diverged at step {first} ({rose}loss or grad norm became NaN/inf at step {first_bad})",
         detail=(
-            f"From step {first} on, {count} of {len(steps)} logged updates have a non-finite loss or "
+            (f"The smoothed loss climbed above its noise from step {first}. " if first < first_bad else "")
+            + f"From step {first_bad} on, {count} of {len(steps)} logged updates have a non-finite loss or "
             f"gradient norm"
             + (f"; the last finite loss was {finite_before[-1]:.4g}." if finite_before.size else ".")
         ),
@@ -143,7 +156,7 @@ def _explosion(run: Run, steps, loss, config: Config) -> Finding | None:
     if not above.any() or level[-1] <= start + np.log10(config.start_factor):
         return None
     first_index = int(np.argmax(above))
-    first = int(steps[first_index])
+    first = _onset(run, int(steps[first_index]))
     peak = float(10 ** level.max())
     best = float(10 ** best_before[first_index])
     start_loss = float(10**start)
@@ -165,6 +178,7 @@ def _explosion(run: Run, steps, loss, config: Config) -> Finding | None:
             "peak_loss": peak,
             "final_loss": float(10 ** level[-1]),
             "explosion_step": first,
+            "divergence_step": first,
         },
         recommendation=_recommend(run, first, steps, config),
     )

@@ -21,7 +21,7 @@ class _Losses:
     def __init__(self):
         self.loss: list[float] = []
 
-    def step(self, loss, optimizer, grad_norm=None, clip_norm=None):
+    def step(self, loss, optimizer, grad_norm=None, clip_norm=None, step=None):
         self.loss.append(loss)
 
     def eval(self, split, loss):

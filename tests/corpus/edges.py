@@ -41,3 +41,8 @@ def every(run: Run, n: int) -> Run:
     """The run as if it had been logged every ``n`` steps."""
     steps = run.steps[run.steps["step"] % n == 0].reset_index(drop=True)
     return dataclasses.replace(run, steps=steps)
+
+
+def findings(check, run: Run) -> list:
+    """What a registered check reports on ``run``, as ``analyze`` runs it: nothing when it is skipped."""
+    return [] if check.why_skipped(run) is not None else check.detect(run, check.config)

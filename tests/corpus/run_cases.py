@@ -71,8 +71,8 @@ CASES: tuple[Case, ...] = (
     # early instability: the catapult of a wide net above its initial stability limit
     case("catapult_lr12", cat, expect=("early_instability",), lr=12.0, steps=300,
          why="loss 0.98 -> 10.6 at steps 6-15, back at 16: early instability that recovers"),
-    case("catapult_lr16", cat, expect=("early_instability",), lr=16.0, steps=300, seed=0,
-         why="loss 0.98 -> 88 at steps 3-7, back at 8"),
+    case("catapult_lr16", cat, expect=("early_instability", "grad_norm_outliers"), lr=16.0, steps=300, seed=0,
+         why="loss 0.98 -> 88 at steps 3-7, back at 8; the grad norm jumps 70x with it"),
     case("catapult_lr12_warmup", cat, expect=("loss_spike",), lr=12.0, warmup_steps=30, steps=300,
          why="30 warmup steps only delay the catapult: 120x at steps 56-70 once the lr is at 12, a mid-run spike"),
     case("catapult_lr4", cat, lr=4.0, steps=300, why="below the stability limit: smooth descent"),
@@ -89,7 +89,7 @@ CASES: tuple[Case, ...] = (
     case("clip_tight_regression", reg, expect=("clipping_too_aggressive",), lr=0.03, clip_norm=0.02, steps=600,
          unjudged=("underfitting",), why="clip 0.02 against grad norms of 0.1-1: every update clipped"),
     case("clip_tight_classifier", cls, expect=("clipping_too_aggressive",), lr=0.1, clip_norm=0.1, steps=600,
-         unjudged=("underfitting",), why="clip 0.1 against grad norms around 0.5"),
+         unjudged=("underfitting",), why="clip 0.1 against grad norms around 1"),
     case("clip_loose", reg, lr=0.03, clip_norm=10.0, steps=600, why="clip 10: never reached"),
     # over- and underfitting
     case("overfit_classifier_100", cls, expect=("overfitting",), lr=0.003, optimizer="adam", momentum=0.9,

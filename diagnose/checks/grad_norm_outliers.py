@@ -1,0 +1,193 @@
+"""Outlier gradient norms: single updates whose gradient is many times larger than the ones around it.
+
+Detects:
+Steps whose unclipped global gradient norm is at least ``min_ratio`` (5x)
+the typical norm around it and more than ``z`` (6) noise sigmas above it,
+on a run that logs ``grad_norm``; each is matched with the loss
+instability it came with, if any. It carries the clipping threshold the
+Tuning Playbook recommends: the 90th percentile of the unclipped norms.
+
+Why:
+Tuning Playbook (seed 002): "Log the L2 norm of the full loss gradient
+during training, since outlier values can cause spurious instability in
+the middle of training. This can inform how aggressively to clip
+gradients", and "Choose a gradient clipping threshold based on the 90th
+percentile of gradient norms". One outlier batch can throw a run back by
+hundreds of steps (see ``loss_spike``); clipping at the 90th percentile
+takes the outlier's step down to a typical size and leaves 90% of the
+updates alone.
+
+Algorithm:
+On log10 of the finite, positive grad norms of the applied updates: the
+typical level is the larger of a centered rolling median over 5% of the
+points (at least 21) and a trailing median over the same window (so the
+large norms right at initialization, with nothing before them, are not
+outliers: at least 5 earlier points are required); the noise sigma is the
+median absolute step-to-step change times 1.4826/sqrt(2), over the run. An
+outlier is >= ``min_ratio`` (5x) and > ``z`` (6) sigmas above the typical
+level: a batch-size-4 run's norms reach 4.6x at most in the corpus, a
+full-batch run's 2.4x; both criteria are needed because full-batch norms
+have almost no noise (so sigma alone flags 1.1x wiggles) and batch-4 norms
+a lot. Severity: warning when an outlier falls within 2 steps of the start
+of (or inside) a loss instability period (``diagnose.instability``), else
+info.
+
+Example:
+An MLP regressor (SGD, lr 0.01, batch 32) with one batch of 5x targets at
+step 300: the grad norm there is 31x its typical 0.3, and the loss spikes
+at the same step: one warning, outlier_steps [300, ...], threshold 0.98
+(90th percentile over steps 40-799), which clips 76 of the 760 updates.
+
+Recommends:
+``clip`` with ``threshold`` = the 90th percentile of the unclipped grad
+norms after the first ``skip_fraction`` (5%) of the run (the init
+transient) and before a divergence, the window it was computed over, and
+how many updates it would clip. If the run already clips below that: half its threshold (the
+Playbook: "try it harder").
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ..findings import Finding, Recommendation, Severity, round_sig
+from ..instability import run_instability
+from ..model import Run
+from ..signal import MAD_TO_SIGMA
+from . import divergence
+from .registry import Check, Scope
+
+
+@dataclass(frozen=True)
+class Config:
+    min_ratio: float = 5.0
+    z: float = 6.0
+    window_fraction: float = 0.05
+    skip_fraction: float = 0.05
+    percentile: float = 90.0
+
+
+def detect(run: Run, config: Config) -> list[Finding]:
+    updates = run.updates()
+    norms = updates["grad_norm"].to_numpy(dtype=float)
+    steps = updates["step"].to_numpy()
+    usable = np.isfinite(norms) & (norms > 0)
+    steps, norms = steps[usable], norms[usable]
+    if norms.size < 20:
+        return []
+    outliers, ratios, typical = _outliers(norms, config)
+    if not outliers.size:
+        return []
+
+    start = int(len(norms) * config.skip_fraction) if len(norms) * (1 - config.skip_fraction) >= 20 else 0
+    # A diverged run's last norms are not a scale for clipping: stop the window where divergence starts.
+    diverged = divergence.detect(run, divergence.CHECK.config)
+    stop = len(norms)
+    if diverged and diverged[0].steps and (steps < diverged[0].steps[0]).sum() > start + 10:
+        stop = int((steps < diverged[0].steps[0]).sum())
+    window = norms[start:stop]
+    threshold = float(np.percentile(window, config.percentile))
+    current = run.config.get("clip_norm")
+    harder = _clips(current) and current <= threshold
+    if harder:
+        threshold = current / 2
+    clipped = int((window > threshold).sum())
+    outlier_steps = [int(s) for s in steps[outliers]]
+    with_loss = _with_loss_instability(run, outlier_steps)
+    worst = int(np.argmax(ratios[outliers]))
+    worst_step, worst_ratio = outlier_steps[worst], float(ratios[outliers][worst])
+    median = float(np.median(norms))
+    span = [int(steps[start]), int(steps[stop - 1])]
+
+    title = (
+        f"{run.name}: {len(outlier_steps)} outlier gradient norm{'s' if len(outlier_steps) > 1 else ''}, "
+        f"up to {worst_ratio:.3g}x the typical norm (step {worst_step})"
+        + (f"; the loss spiked with them at step {with_loss[0]}" if with_loss else "")
+    )
+    detail = (
+        f"Grad norms at least {config.min_ratio:g}x (and {config.z:g} noise sigmas above) their running typical "
+        f"level at steps {', '.join(map(str, outlier_steps[:20]))}{' ...' if len(outlier_steps) > 20 else ''}; "
+        f"the median grad norm is {median:.3g}. "
+        + (
+            f"Loss instability starts within 2 steps of the outliers at steps {', '.join(map(str, with_loss))}."
+            if with_loss
+            else "No loss instability came with them."
+        )
+        + (f" The run clips at {current:g}: these updates were clipped." if _clips(current) else "")
+    )
+    return [
+        Finding(
+            check="grad_norm_outliers",
+            severity=Severity.WARNING if with_loss else Severity.INFO,
+            study=run.study,
+            runs=(run.name,),
+            steps=(outlier_steps[0], outlier_steps[-1]),
+            title=title,
+            detail=detail,
+            evidence={
+                "threshold": round_sig(threshold, 3),
+                "percentile": config.percentile,
+                "window": span,
+                "clipped_fraction": clipped / window.size,
+                "clipped_updates": clipped,
+                "outlier_steps": outlier_steps[:50],
+                "outlier_ratios": [round_sig(float(r), 3) for r in ratios[outliers][:50]],
+                "median": median,
+                "typical_at_worst": float(typical[outliers][worst]),
+                "loss_instability_steps": with_loss,
+            },
+            recommendation=Recommendation(
+                action="clip",
+                values={"threshold": round_sig(threshold), "percentile": config.percentile, "window": span},
+                why=(
+                    f"the run already clips at {current:g}, and outliers still get through: clip harder, at half that"
+                    if harder
+                    else f"{threshold:.3g} is the {config.percentile:g}th percentile of the unclipped grad norms over "
+                    f"steps {span[0]}-{span[1]} (Tuning Playbook, 'Gradient clipping'); it would have clipped "
+                    f"{clipped} of those {window.size} updates ({clipped / window.size:.0%}), the outliers among them"
+                ),
+            ),
+        )
+    ]
+
+
+def _clips(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < float("inf")
+
+
+def _outliers(norms: np.ndarray, config: Config):
+    x = np.log10(norms)
+    size = max(21, int(len(x) * config.window_fraction)) | 1
+    centered = pd.Series(x).rolling(size, center=True, min_periods=1).median().to_numpy()
+    trailing = pd.Series(x).shift(1).rolling(size, min_periods=5).median().to_numpy()
+    typical = np.fmax(centered, trailing)
+    sigma = max(MAD_TO_SIGMA * float(np.median(np.abs(np.diff(x)))) / math.sqrt(2), 1e-12)
+    excess = x - typical
+    outliers = np.flatnonzero(
+        np.isfinite(trailing) & (excess >= math.log10(config.min_ratio)) & (excess > config.z * sigma)
+    )
+    return outliers, 10**excess, 10**typical
+
+
+def _with_loss_instability(run: Run, outlier_steps: list[int]) -> list[int]:
+    """Steps of loss-instability starts that an outlier falls within 2 steps of (or inside)."""
+    starts = []
+    for event in run_instability(run):
+        if any(event.start_step - 2 <= s <= event.end_step for s in outlier_steps):
+            starts.append(event.start_step)
+    return starts
+
+
+CHECK = Check(
+    id="grad_norm_outliers",
+    scope=Scope.RUN,
+    detect=detect,
+    config=Config(),
+    module=sys.modules[__name__],
+    needs_columns=("grad_norm",),
+)
