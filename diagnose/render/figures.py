@@ -675,7 +675,8 @@ def _zoom_window(runs: list[Run], finding: Finding) -> tuple[float, float]:
     first = min(int(run.steps["step"].iloc[0]) for run in runs)
     last = max(int(run.steps["step"].iloc[-1]) for run in runs)
     if not finding.steps:
-        return first, last
+        return first, max(last, first + 1)
     start, end = finding.steps
     margin = max(10, (end - start) // 2, (last - first) // 50)
-    return max(first, start - margin), min(last, end + margin)
+    low, high = max(first, start - margin), min(last, end + margin)
+    return (low, high) if high > low else (low - 1, low + 1)

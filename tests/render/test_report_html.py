@@ -268,3 +268,47 @@ def test_handmade_fixture_matches_the_runs(analysis):
     sweep = next(s for s in analysis.document.studies if s["study"] == "sweep")
     assert sweep["best_lr"] < max(entry["lr"] for entry in sweep["lrs"])
     assert sweep["unstable_lrs"] and min(sweep["unstable_lrs"]) > sweep["best_lr"]
+
+
+def degenerate_runs() -> list[Run]:
+    """Runs a plot must survive: empty, one step, all-inf, negative, constant, no lr, NaN grad norms."""
+    def run(name, loss, **columns):
+        steps = np.arange(len(loss))
+        frame = pd.DataFrame({"step": steps, "loss": np.asarray(loss, dtype=float),
+                              **{k: np.asarray(v, dtype=float) for k, v in columns.items()}})
+        return Run(name=name, study="odd", source=None, steps=frame, config={"lr": columns.pop("cfg_lr", 0.1)})
+
+    return [
+        run("empty", []),
+        run("one-step", [1.0], grad_norm=[0.5]),
+        run("all-inf", [np.inf] * 50, grad_norm=[np.inf] * 50),
+        run("negative", -np.linspace(1, 5, 300), grad_norm=np.full(300, np.nan)),
+        run("constant", np.ones(300), grad_norm=np.ones(300)),
+        Run(name="no-lr", study="odd", source=None,
+            steps=pd.DataFrame({"step": np.arange(200), "loss": np.linspace(2, 1, 200),
+                                "lr": np.zeros(200), "grad_norm": np.zeros(200)}), role="lr_range"),
+    ]
+
+
+def test_degenerate_runs_still_render_every_plot_they_can():
+    runs = degenerate_runs()
+    study = Study("odd", runs)
+    findings = [
+        Finding(check=check, severity=Severity.WARNING, study="odd", runs=(run.name,), steps=steps,
+                title=f"{check} on {run.name}", detail="",
+                evidence={"periods": {run.name: [[0, 5]]}, "threshold": 0.0, "onset_step": 3,
+                          "recovery_step": 4, "outlier_steps": [0, 1, 10_000], "lr_min": 0.1})
+        for run in runs
+        for check, steps in (("loss_spike", (0, 5)), ("grad_norm_outliers", None), ("overfitting", (0, 0)))
+    ]
+    document = FindingsDocument(
+        root="odd", studies=[{"study": "odd", "best_lr": 0.1, "runs": [r.name for r in runs],
+                              "lrs": [{"lr": 0.1, "score": None}, {"lr": 0.2, "score": float("inf")}],
+                              "swarm": {"cells": [{"momentum": 0.9, "lr": 0.1, "runs": ["empty"], "fit": 0},
+                                                  {"momentum": 0.5, "lr": 0.1, "runs": ["one-step"]}]}}],
+        findings=findings, runs=[], generated="", tool_version="test")
+    page = html.render(Analysis(document, [study]))
+    assert "could not be drawn" not in page, re.findall(r"could not be drawn \([^)]*\)", page)
+    ids = set(figure_ids(page))
+    assert {"s1-swarm", "f4-plot", "f10-plot", "f13-plot"} <= ids  # one-step, negative, constant
+    assert "f1-plot" not in ids  # the empty run has nothing to show
