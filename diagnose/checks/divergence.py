@@ -23,10 +23,16 @@ median of the first 2% of points and ``best_factor`` (100) times the best
 smoothed value before it, and it is divergence when the last smoothed value
 is still above ``start_factor`` times the start (a rise that comes back is a
 loss spike, not divergence). Only positive losses are tested for explosion.
+The divergence step reported is where the climb began: the start of the
+``diagnose.instability`` period that holds the first non-finite value (or
+the explosion), so a loss that rises for 20 steps and then turns inf is
+reported where it started rising; the first non-finite step is kept in
+the evidence.
 
 Example:
-SGD at lr 3.0 on a small MLP: loss 2.3 at step 0, 0.9 at step 40, 1e4 at
-step 60 and inf from step 63 on: one error, steps [63, 199].
+SGD at lr 3.0 on a small MLP: loss 2.3 at step 0, 0.9 at step 40, rising
+from step 45, 1e4 at step 60 and inf from step 63 on: one error, steps
+[45, 199], first_nonfinite_step 63.
 
 Recommends:
 Divergence in the first 10% of the run: warmup (Playbook "Learning rate
