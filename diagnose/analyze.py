@@ -6,7 +6,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from . import __version__
+from . import __version__, sweep
 from .checks import CHECKS, Check, Scope
 from .findings import Finding, FindingsDocument
 from .model import Run, Study
@@ -118,9 +118,9 @@ def run_summary(run: Run) -> dict:
 def _study_summary(study: Study) -> dict:
     return {
         "study": study.name,
-        "best_lr": None,
         "runs": [run.name for run in study.runs],
         "varying": study.varying,
+        **sweep.summary(study),
     }
 
 

@@ -1,0 +1,200 @@
+"""A short probe run (e.g. ~500 steps at 2x lr*, evaluated every step) shows instability, even if it recovered.
+
+Detects:
+Every run with ``role: short`` whose training loss has a period where it
+goes up instead of down relative to its own noise
+(``diagnose.instability``), including early instability followed by a
+recovery whose end looks fine; when the run is evaluated densely, the
+validation loss's periods over the same steps are shown with it. The run is
+compared with the study's lr* run(s) over the same steps.
+
+Why:
+Deep Learning Tuning Playbook (seed 002): "Some models show very early
+instability followed by a recovery that results in slow but stable
+training. Common evaluation schedules can miss these issues by not
+evaluating frequently enough! To check for this, you can train for an
+abbreviated run of just ~500 steps using lr = 2 * current best, but
+evaluate every step." Judging such a run by its end misses exactly this.
+
+Algorithm:
+The training loss of the short run (applied updates) is searched by
+``diagnose.instability``: a period is where the loss smoothed over 3, 9,
+27, ... points rises above its best level so far by more than 8 noise
+sigmas of the run and by more than 5%; it recovered when the loss came
+back to that level. Every event of the run is reported (the run is short:
+all of it is "early"). With at least ``min_eval_points`` (20) validation
+evals, the validation loss is searched the same way, and its periods that
+start while a training-loss period does (within its length) join it; a validation loss that rises
+while the training loss falls is overfitting, not instability, and is
+left to the overfitting check. lr* and its runs come from
+``diagnose.sweep``; their events over the short run's steps are reported
+alongside, so the plot can show both.
+
+Example:
+A width-1024 ReLU net, plain SGD, lr* = 4 from a sweep of 2 and 4; the
+500-step run at lr 8 jumps from 0.97 to 88 (91x) over steps 0-11 and is back
+at step 12, ending at 0.16 against lr*'s 0.10: one warning with periods
+{"short-lr8": [[0, 11]]}, recovered at step 12.
+
+Recommends:
+Warmup (action ``warmup``), the Playbook's experiment for early
+instability: base_lr = 10x the short run's (unstable) lr, warmup_steps at
+10, 100, 1000, ... up to 10% of the full run's max_steps (the lr* run's),
+post_warmup_steps = 2 x warmup_steps, max_steps extended by the warmup.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..findings import Finding, Severity
+from ..instability import InstabilityEvent, find_instability, run_instability
+from ..model import Run, Study
+from ..sweep import end_loss, main_sweep
+from .registry import Check, Scope
+from .unstable_above_best_lr import warmup_recommendation
+
+
+@dataclass(frozen=True)
+class Config:
+    min_eval_points: int = 20
+
+
+def applies(study: Study) -> str | None:
+    if not study.by_role("short"):
+        return "no run with role short"
+    return None
+
+
+def detect(study: Study, config: Config) -> list[Finding]:
+    sweep = main_sweep(study)
+    best = sweep.best if sweep is not None else None
+    if best is None:
+        # A study of one lr (no sweep) still has an lr*: its only lr, when that run did not diverge.
+        trains = [run for run in study.runs if run.role not in ("short", "lr_range") and run.lr is not None]
+        lrs = {run.lr for run in trains}
+        best_runs = trains if len(lrs) == 1 else []
+    else:
+        best_runs = best.runs
+    best_lr = best_runs[0].lr if best_runs else None
+    findings = []
+    for run in study.by_role("short"):
+        finding = _check_run(study, run, best_runs, best_lr, config)
+        if finding is not None:
+            findings.append(finding)
+    return findings
+
+
+def _check_run(study: Study, run: Run, best_runs: list[Run], best_lr, config: Config) -> Finding | None:
+    train_events = run_instability(run)
+    if not train_events:
+        return None
+    # A validation loss that rises while the training loss falls is overfitting, not instability:
+    # the dense evals only confirm and sharpen the training loss's periods.
+    valid_events = [e for e in _valid_events(run, config) if any(_together(e, t) for t in train_events)]
+    periods = _merge([e.period for e in train_events + valid_events])
+    last = run.last_step or 0
+    best_events = {
+        other.name: [e.to_dict() for e in run_instability(other) if e.start_step <= last]
+        for other in best_runs
+    }
+    worst = max(train_events + valid_events, key=lambda e: (e.nonfinite, e.size_noise))
+    recovered = all(e.recovered for e in train_events)
+    recovery_step = train_events[0].recovery_step
+    ratio = run.lr / best_lr if run.lr and best_lr else None
+    end = end_loss(run)
+    best_end = float(np.median([end_loss(r, last) for r in best_runs])) if best_runs else float("nan")
+    at = f"lr {run.lr:g}" + (f" ({ratio:.3g}x lr* {best_lr:g})" if ratio else "") if run.lr else "its lr"
+    where = "early " if periods[0][0] <= 0.1 * max(last, 1) else ""
+    outcome = f"then recovered at step {recovery_step}" if recovery_step is not None else "and did not recover"
+    more = f" (+{len(periods) - 1} more period{'s' if len(periods) > 2 else ''})" if len(periods) > 1 else ""
+    title = (
+        f"{run.name}: short run at {at} shows {where}instability at steps {periods[0][0]}-{periods[0][1]}, "
+        f"{outcome}{more}"
+    )
+    compare = ""
+    if best_runs:
+        unstable_best = [name for name, events in best_events.items() if events]
+        compare = (
+            f" The lr* run{'s' if len(best_runs) > 1 else ''} ({', '.join(r.name for r in best_runs)}) "
+            + ("show" if len(best_runs) > 1 else "shows")
+            + (f" instability too ({', '.join(unstable_best)})." if unstable_best else " no such period over the same steps.")
+        )
+        if np.isfinite(end) and np.isfinite(best_end):
+            compare += f" At step {last} its smoothed training loss is {end:.4g} against lr*'s {best_end:.4g}."
+    detail = (
+        "Training loss: " + ("; ".join(e.describe() for e in train_events) or "no period")
+        + (". Validation loss (evaluated every step): " + "; ".join(e.describe() for e in valid_events)
+           if valid_events else "")
+        + "." + compare
+        + (" Its end looks fine, which is exactly what an infrequent evaluation would have seen."
+           if recovered else "")
+    )
+    evidence = {
+        "periods": {run.name: periods},
+        "recovered": recovered,
+        "recovery_step": recovery_step,
+        "lr": run.lr,
+        "best_lr": best_lr,
+        "lr_ratio": ratio,
+        "best_runs": [r.name for r in best_runs],
+        "best_run_events": best_events,
+        "train_events": [e.to_dict() for e in train_events],
+        "valid_events": [e.to_dict() for e in valid_events],
+        "worst_ratio": worst.ratio,
+        "end_loss": end,
+        "best_end_loss": best_end,
+    }
+    recommendation = None
+    if run.lr:
+        recommendation = warmup_recommendation(
+            run.lr, best_runs or [run], f"the short run at lr {run.lr:g} is unstable {where}in training"
+        )
+    return Finding(
+        check="short_run_instability",
+        severity=Severity.WARNING,
+        study=study.name,
+        runs=(run.name, *(r.name for r in best_runs)),
+        steps=(periods[0][0], periods[-1][1]),
+        title=title,
+        detail=detail,
+        evidence=evidence,
+        recommendation=recommendation,
+    )
+
+
+def _valid_events(run: Run, config: Config) -> list[InstabilityEvent]:
+    evals = run.valid_evals()
+    if len(evals) < config.min_eval_points:
+        return []
+    evals = evals.drop_duplicates("step", keep="last")
+    return find_instability(evals["step"].to_numpy(), evals["loss"].to_numpy(dtype=float))
+
+
+def _together(valid: InstabilityEvent, train: InstabilityEvent) -> bool:
+    """The validation loss began to rise while the training loss did (within one period's length)."""
+    length = train.end_step - train.start_step + 1
+    return train.start_step - length <= valid.start_step <= train.end_step + length
+
+
+def _merge(periods: list[list[int]]) -> list[list[int]]:
+    merged: list[list[int]] = []
+    for start, end in sorted(periods):
+        if merged and start <= merged[-1][1] + 1:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    return merged
+
+
+CHECK = Check(
+    id="short_run_instability",
+    scope=Scope.STUDY,
+    detect=detect,
+    config=Config(),
+    module=sys.modules[__name__],
+    applies=applies,
+)

@@ -1,0 +1,113 @@
+"""unstable_above_best_lr on real lr sweeps (CPU) and on edge cases."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from diagnose.checks import unstable_above_best_lr as check
+from diagnose.model import Study
+
+torch = pytest.importorskip("torch")
+from corpus.study_cases import study  # noqa: E402  (needs torch)
+from test_sweep import decaying, make_run, rescaled  # noqa: E402
+
+
+def detect(case: Study):
+    reason = check.CHECK.why_skipped(case)
+    return None if reason else check.detect(case, check.Config())
+
+
+@pytest.mark.parametrize(
+    "name, unstable_lr, unstable_run",
+    [
+        ("sweep_edge_classifier", 0.25, "lr0.25-s0"),
+        ("sweep_edge_regression_valid", 0.14, "lr0.14-s0"),
+        ("sweep_edge_slow_climb", 0.3, "lr0.3-s1"),
+        ("sweep_two_lrs_edge", 0.25, "lr0.25-s0"),
+    ],
+)
+def test_unstable_lr_above_lr_star_is_found_with_its_periods(name, unstable_lr, unstable_run):
+    case = study(name)
+    [finding] = detect(case)
+    assert finding.severity.value == "warning"
+    assert finding.evidence["best_lr"] == 0.1
+    assert finding.evidence["unstable_lr"] == unstable_lr
+    assert unstable_run in finding.runs
+    run = next(r for r in case.runs if r.name == unstable_run)
+    periods = finding.evidence["periods"][unstable_run]
+    assert all(0 <= start <= end <= run.last_step for start, end in periods)
+    # Measured here, not trusted: in some period the loss rises to over 2x the best level
+    # (9-step rolling median) it had reached before, or turns NaN/inf.
+    loss = run.steps.set_index("step")["loss"]
+    best_level = loss.rolling(9, min_periods=1).median().cummin()
+    assert any(
+        not np.isfinite(loss.loc[start:end]).all() or loss.loc[start:end].max() > 2 * best_level.loc[start]
+        for start, end in periods
+    )
+    assert finding.steps[0] == min(p[0] for p in periods) and finding.steps[1] >= max(p[1] for p in periods)
+    assert f"lr {unstable_lr:g}" in finding.title
+
+
+def test_mid_training_nan_above_lr_star_recommends_the_warmup_experiment():
+    [finding] = detect(study("sweep_edge_regression_valid"))
+    assert finding.evidence["metric"] == "valid_loss"
+    rec = finding.recommendation
+    assert rec.action == "warmup"
+    assert rec.values["base_lr"] == pytest.approx(1.4)  # 10x the unstable lr 0.14
+    assert rec.values["warmup_steps"] == [10, 40]  # max_steps 400: 10, then 10% of it
+    assert rec.values["post_warmup_steps"] == [20, 80]
+    assert rec.values["max_steps"] == [410, 440]
+    assert "over 5%" in rec.values["experiments"][1]["note"]
+
+
+def test_a_mid_training_climb_with_grad_norms_recommends_clipping_at_the_90th_percentile():
+    case = study("sweep_edge_slow_climb")
+    [finding] = detect(case)
+    rec = finding.recommendation
+    assert rec.action == "clip"
+    run = next(r for r in case.runs if r.name == "lr0.3-s1")
+    start = finding.evidence["periods"]["lr0.3-s1"][0][0]
+    norms = run.steps.loc[run.steps["step"] < start, "grad_norm"].to_numpy()
+    assert rec.values["threshold"] == pytest.approx(np.percentile(norms, 90), rel=0.05)
+
+
+@pytest.mark.parametrize("name", ["sweep_stable_interior", "sweep_far_divergence", "sweep_best_at_top"])
+def test_quiet_when_the_lrs_just_above_lr_star_are_stable(name):
+    assert detect(study(name)) == []
+
+
+@pytest.mark.parametrize("factor", [1e-4, 1e4])
+def test_losses_of_any_scale_give_the_same_finding(factor):
+    case = study("sweep_edge_classifier")
+    [original] = detect(case)
+    [scaled] = detect(rescaled(case, factor))
+    assert scaled.evidence["periods"] == original.evidence["periods"]
+    assert scaled.evidence["unstable_lr"] == original.evidence["unstable_lr"]
+
+
+def test_skipped_without_a_sweep_or_when_every_lr_diverged():
+    one = Study("s", [make_run("a", decaying(), 0.1)])
+    assert "no lr sweep" in check.CHECK.why_skipped(one)
+    every = Study("s", [make_run(f"r{lr}", [np.nan] * 50, lr) for lr in (0.1, 0.3)])
+    assert "every lr of the sweep diverged" in check.CHECK.why_skipped(every)
+
+
+def test_nan_from_step_zero_just_above_lr_star_is_unstable():
+    case = Study("s", [
+        make_run("a", decaying(end=0.2), 0.03),
+        make_run("b", decaying(end=0.1, seed=1), 0.1),
+        make_run("c", [np.nan] * 300, 0.3),
+    ])
+    [finding] = detect(case)
+    assert finding.evidence["unstable_lr"] == 0.3 and finding.runs == ("c",)
+    assert finding.recommendation.action == "warmup"
+
+
+def test_an_lr_a_decade_above_lr_star_is_not_just_above_it():
+    case = Study("s", [
+        make_run("a", decaying(end=0.2), 0.01),
+        make_run("b", decaying(end=0.1, seed=1), 0.1),
+        make_run("c", [1.0] * 50 + [np.nan] * 250, 1.0),
+    ])
+    assert detect(case) == []
