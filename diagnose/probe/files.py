@@ -34,6 +34,8 @@ def _jsonable(value):
 
 def cell(value) -> str:
     """A CSV cell: ``''`` for missing, integers as such, floats to 9 significant digits (float32-exact)."""
+    if type(value) is float:  # the common case first: a flush formats hundreds of them
+        return format(value, ".9g") if value == value else "nan"
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -49,18 +51,20 @@ def cell(value) -> str:
 
 
 class CsvAppender:
-    """Appends rows (dicts) to a CSV whose columns may widen: a new column rewrites the header once."""
+    """Appends columns (name -> equal-length lists) to a CSV whose columns may widen: a new column rewrites it once."""
 
     def __init__(self, path: Path, columns: list[str]):
         self.path = path
         self.columns = list(columns)
         path.write_text(",".join(self.columns) + "\n", encoding="utf-8")
 
-    def append(self, rows: list[dict]) -> None:
-        new = [name for row in rows for name in row if name not in self.columns]
+    def append(self, columns: dict[str, list]) -> None:
+        new = [name for name in columns if name not in self.columns]
         if new:
-            self._widen(list(dict.fromkeys(new)))
-        text = "".join(",".join(cell(row.get(name)) for name in self.columns) + "\n" for row in rows)
+            self._widen(new)
+        length = len(next(iter(columns.values())))
+        formatted = [list(map(cell, columns[name])) if name in columns else [""] * length for name in self.columns]
+        text = "".join(",".join(row) + "\n" for row in zip(*formatted))
         with open(self.path, "a", encoding="utf-8") as stream:
             stream.write(text)
 

@@ -31,7 +31,7 @@ import torch.distributed as dist
 
 from . import norms
 from .files import CsvAppender, write_run_json
-from .writer import Window, Writer
+from .writer import Columns, Window, Writer
 
 STEP_COLUMNS = ["step", "loss", "grad_norm", "lr", "momentum", "time"]
 EVAL_COLUMNS = ["step", "split", "loss"]
@@ -136,7 +136,7 @@ class Probe:
         self._warned: set[str] = set()
         self._alerts: deque[Alert] = deque()
         self._stop_alert: Alert | None = None
-        self._rows: list[dict] = []
+        self._rows = Columns()
         self._evals: list[dict] = []
         self._count = 0
         self._last_step: int | None = None
@@ -210,11 +210,11 @@ class Probe:
             if self._update_hooks is not None:
                 for handle in self._update_hooks:
                     handle.remove()
-            self._flush(final=True, crashed=status == "crashed")
+            self._flush(crashed=status == "crashed")
             self._writer.finish(status)
-            self._writer.join(timeout=30)
+            self._writer.join(timeout=10)
             if self._writer.is_alive():
-                self._warn("writer", "the log writer did not finish within 30 s; the last rows may be missing")
+                self._warn("writer", "the log writer did not finish within 10 s; the last rows may be missing")
             self._deliver_alerts()
         except Exception as error:  # noqa: BLE001
             self._warn("close", f"could not close cleanly: {error!r}")
@@ -287,11 +287,11 @@ class Probe:
 
     # -- flushing --------------------------------------------------------------------------------
 
-    def _flush(self, final: bool = False, crashed: bool = False) -> None:
-        rows, self._rows = self._rows, []
+    def _flush(self, crashed: bool = False) -> None:
+        rows, self._rows = self._rows, Columns()
         evals, self._evals = self._evals, []
         self._last_flush = time.perf_counter()
-        if not rows and not evals:
+        if not len(rows) and not evals:
             return
         reduce = self.world_size > 1 and not crashed
         self._writer.submit(Window.pack(rows, evals, self.world_size if reduce else 1))
@@ -361,10 +361,11 @@ def _watch_updates(optimizer, probe: Probe):
             torch._foreach_copy_(snapshot, params)
 
     def after(opt, args, kwargs):
-        if probe._rows:
-            params = [p.detach() for p in norms.params_of(opt)]
-            deltas = torch._foreach_sub(params, snapshot)
-            probe._rows[-1]["update_norm"] = norms.Norm(torch.nn.utils.get_total_norm(deltas), None)
+        if len(probe._rows):
+            params = norms.params_of(opt)
+            deltas = dict(zip(map(id, params), torch._foreach_sub([p.detach() for p in params], snapshot)))
+            norm = norms.grad_norm(params, probe._sharded(), of=lambda p: deltas[id(p)])
+            probe._rows.set_last("update_norm", norm)
 
     return [optimizer.register_step_pre_hook(before), optimizer.register_step_post_hook(after)]
 
@@ -375,7 +376,7 @@ def _close_at_exit(reference) -> None:
         # The process ends without close(): keep the data; the status stays "running".
         probe._closed = True
         try:
-            probe._flush(final=True, crashed=True)
+            probe._flush(crashed=True)
             probe._writer.finish(None)
             probe._writer.join(timeout=10)
         except Exception:  # noqa: BLE001

@@ -22,49 +22,72 @@ import torch.distributed as dist
 from .files import CsvAppender, write_run_json
 from .norms import Norm
 
+_INTERNAL = {"step", "loss", "norm", "lr", "momentum", "time", "clip_norm", "scaled"}
 QUEUE_WINDOWS = 8  # windows waiting for the disk before new ones are dropped: bounded memory
 START_FACTOR = 10.0  # an explosion is also this far above the first window's median (as the divergence check)
 
 
-@dataclass
-class Slot:
-    """A value that is still in the window's device tensor: which device group, which index."""
+class Columns:
+    """Values of the steps not flushed yet, one list per column: cheap to append, read whole at a flush."""
 
-    group: int
-    index: int
+    def __init__(self):
+        self.data: dict[str, list] = {}
+        self.length = 0
+
+    def __len__(self) -> int:
+        return self.length
+
+    def append(self, row: dict) -> None:
+        for key, value in row.items():
+            column = self.data.get(key)
+            if column is None:
+                column = self.data[key] = [None] * self.length
+            column.append(value)
+        self.length += 1
+        if len(row) != len(self.data):
+            for column in self.data.values():
+                if len(column) < self.length:
+                    column.append(None)
+
+    def set_last(self, key: str, value) -> None:
+        """Fill ``key`` of the newest step (e.g. its update norm, known after ``optimizer.step``)."""
+        self.data.setdefault(key, [None] * self.length)[-1] = value
+
+
+@dataclass
+class Packed:
+    """One column: host values, and where its device values sit in a device group's stacked tensor."""
+
+    values: list
+    positions: list[int] = field(default_factory=list)
+    group: int = -1
+    start: int = 0
 
 
 @dataclass
 class Window:
-    """The rows of one flush; device values replaced by ``Slot``s into ``host`` tensors."""
+    """The columns of one flush; a Norm column is a pair (replicated, sharded) of ``Packed``."""
 
-    rows: list[dict]
-    evals: list[dict]
+    steps: dict
+    evals: dict
     host: list[torch.Tensor] = field(default_factory=list)
     events: list = field(default_factory=list)
 
     @classmethod
-    def pack(cls, rows: list[dict], evals: list[dict], world_size: int = 1) -> Window:
+    def pack(cls, steps: Columns, evals: list[dict], world_size: int = 1) -> Window:
         """Reduce over ranks (when ``world_size`` > 1) and start the copy to the host; never waits."""
         if world_size > 1:
-            _reduce_over_ranks(rows, world_size)
+            _reduce_over_ranks(steps.data, world_size)
+        eval_columns = Columns()
+        for row in evals:
+            eval_columns.append(row)
         groups: dict[torch.device, list[torch.Tensor]] = {}
-
-        def put(value):
-            if isinstance(value, Norm):
-                return Norm(put(value.replicated), put(value.sharded_sumsq))
-            if isinstance(value, torch.Tensor):
-                group = groups.setdefault(value.device, [])
-                group.append(value)
-                return Slot(list(groups).index(value.device), len(group) - 1)
-            return value
-
         window = cls(
-            rows=[{key: put(value) for key, value in row.items()} for row in rows],
-            evals=[{key: put(value) for key, value in row.items()} for row in evals],
+            steps={key: _pack_column(values, groups) for key, values in steps.data.items()},
+            evals={key: _pack_column(values, groups) for key, values in eval_columns.data.items()},
         )
         for device, tensors in groups.items():
-            stacked = torch.stack([t.reshape(()).to(torch.float32) for t in tensors])
+            stacked = torch.stack(tensors)
             if device.type == "cpu":
                 window.host.append(stacked)
                 window.events.append(None)
@@ -78,45 +101,83 @@ class Window:
                 window.events.append(None)
         return window
 
-    def resolve(self) -> None:
-        """Wait for the host copy (on the writer thread) and put plain floats in place of the slots."""
+    def resolve(self) -> tuple[dict, dict]:
+        """Wait for the host copy (on the writer thread); the columns as plain values, Norm columns as totals."""
         for event in self.events:
             if event is not None:
                 event.synchronize()
-        values = [tensor.tolist() for tensor in self.host]
-
-        def get(value):
-            if isinstance(value, Norm):
-                return Norm(get(value.replicated), get(value.sharded_sumsq))
-            if isinstance(value, Slot):
-                return values[value.group][value.index]
-            return value
-
-        self.rows = [{key: get(value) for key, value in row.items()} for row in self.rows]
-        self.evals = [{key: get(value) for key, value in row.items()} for row in self.evals]
+        host = [tensor.tolist() for tensor in self.host]
+        return _unpack(self.steps, host), _unpack(self.evals, host)
 
 
-def _reduce_over_ranks(rows: list[dict], world_size: int) -> None:
+def _pack_column(values: list, groups: dict):
+    if any(isinstance(value, Norm) for value in values):
+        replicated = [None if v is None else v.replicated for v in values]
+        sharded = [None if v is None else v.sharded_sumsq for v in values]
+        present = [v is not None for v in values]
+        return _pack_values(replicated, groups), _pack_values(sharded, groups), present
+    return _pack_values(values, groups)
+
+
+def _pack_values(values: list, groups: dict) -> Packed:
+    positions = [i for i, value in enumerate(values) if isinstance(value, torch.Tensor)]
+    if not positions:
+        return Packed(values)
+    device = values[positions[0]].device
+    group = groups.setdefault(device, [])
+    packed = Packed(list(values), positions, list(groups).index(device), len(group))
+    group.extend(_scalar(values[i], device) for i in positions)
+    return packed
+
+
+def _scalar(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    # Most values are 0-dim float32 on the column's device already; skipping no-op calls keeps a flush cheap.
+    if tensor.dim() == 0 and tensor.dtype is torch.float32 and tensor.device == device:
+        return tensor
+    return tensor.reshape(()).to(device=device, dtype=torch.float32, non_blocking=True)
+
+
+def _unpack(columns: dict, host: list[list[float]]) -> dict:
+    out = {}
+    for key, column in columns.items():
+        if isinstance(column, tuple):
+            replicated, sharded, present = (_values(column[0], host), _values(column[1], host), column[2])
+            out[key] = [total_norm(Norm(r, s)) if p else None for r, s, p in zip(replicated, sharded, present)]
+        else:
+            out[key] = _values(column, host)
+    return out
+
+
+def _values(packed: Packed, host: list[list[float]]) -> list:
+    if not packed.positions:
+        return packed.values
+    values, source = packed.values, host[packed.group]
+    for offset, position in enumerate(packed.positions):
+        values[position] = source[packed.start + offset]
+    return values
+
+
+def _reduce_over_ranks(data: dict[str, list], world_size: int) -> None:
     """One all-reduce per flush: the mean loss over ranks and every sharded sum of squares."""
-    targets: list[tuple[dict, str]] = [(row, "loss") for row in rows]
-    targets += [(row, key) for row in rows for key, value in row.items() if isinstance(value, Norm)]
-    values = []
-    for row, key in targets:
-        value = row[key].sharded_sumsq if isinstance(row[key], Norm) else row[key]
-        values.append(value)
-    device = _collective_device(values)
+    losses = data["loss"]
+    norm_keys = [key for key, values in data.items() if any(isinstance(v, Norm) for v in values)]
+    parts = list(losses) + [v.sharded_sumsq if v is not None else None for key in norm_keys for v in data[key]]
+    device = _collective_device(parts)
     vector = torch.stack([
         v.reshape(()).to(device=device, dtype=torch.float32) if isinstance(v, torch.Tensor)
-        else torch.tensor(math.nan if v is None and key == "loss" else (v or 0.0), device=device)
-        for v, (_, key) in zip(values, targets)
+        else torch.tensor(math.nan if v is None and i < len(losses) else (v or 0.0), device=device)
+        for i, v in enumerate(parts)
     ])
     dist.all_reduce(vector)
     reduced = vector.unbind()
-    for (row, key), value, total in zip(targets, values, reduced):
-        if key == "loss":
-            row[key] = total / world_size
-        elif value is not None:
-            row[key] = Norm(row[key].replicated, total)
+    data["loss"] = [total / world_size for total in reduced[:len(losses)]]
+    offset = len(losses)
+    for key in norm_keys:
+        column = data[key]
+        for i, value in enumerate(column):
+            if value is not None and value.sharded_sumsq is not None:
+                column[i] = Norm(value.replicated, reduced[offset + i])
+        offset += len(column)
 
 
 def _collective_device(values) -> torch.device:
@@ -163,7 +224,7 @@ class Writer(threading.Thread):
 
     def finish(self, status: str | None) -> None:
         """Ask the thread to set ``status`` (None: leave run.json alone) after the queued windows, then end."""
-        self.queue.put(("finish", status), timeout=30)
+        self.queue.put(("finish", status), timeout=10)
 
     def run(self) -> None:
         while True:
@@ -172,54 +233,54 @@ class Writer(threading.Thread):
                 if isinstance(item, tuple):
                     self._finish(item[1])
                     return
-                item.resolve()
-                rows = [self._step_row(row) for row in item.rows]
-                self._watch(rows)
-                self._write(rows, item.evals)
+                steps, evals = item.resolve()
+                steps = self._step_columns(steps)
+                self._watch(steps)
+                self._write(steps, evals)
             except Exception as error:  # noqa: BLE001 - a writer bug must not reach training
                 self.warn("writer", f"the log writer failed: {error!r}; training goes on")
 
-    def _step_row(self, row: dict) -> dict:
-        grad_norm = total_norm(row["norm"])
-        out = {
-            "step": row["step"],
-            "loss": row["loss"],
-            "grad_norm": grad_norm,
-            "lr": row["lr"],
-            "momentum": row["momentum"],
-            "time": row["time"],
-        }
-        if row["clip_norm"] is not None:
-            out["clip_norm"] = row["clip_norm"]
-            out["clipped"] = None if grad_norm is None else int(grad_norm > row["clip_norm"])
-        if row["scaled"]:
-            out["skipped"] = int(grad_norm is not None and not math.isfinite(grad_norm))
-        for key, value in row.items():
-            if isinstance(value, Norm) and key != "norm":
-                out[key] = total_norm(value)
+    @staticmethod
+    def _step_columns(data: dict) -> dict:
+        grad_norm = data["norm"]
+        out = {name: data[key] for name, key in
+               (("step", "step"), ("loss", "loss"), ("grad_norm", "norm"), ("lr", "lr"), ("momentum", "momentum"),
+                ("time", "time"))}
+        if any(c is not None for c in data["clip_norm"]):
+            out["clip_norm"] = data["clip_norm"]
+            out["clipped"] = [None if c is None or g is None else int(g > c) for c, g in zip(data["clip_norm"], grad_norm)]
+        if any(data["scaled"]):
+            out["skipped"] = [int(g is not None and not math.isfinite(g)) if scaled else None
+                              for scaled, g in zip(data["scaled"], grad_norm)]
+        for key, values in data.items():
+            if key not in _INTERNAL:
+                out[key] = values
         return out
 
-    def _watch(self, rows: list[dict]) -> None:
-        applied = [row for row in rows if not row.get("skipped")]
-        for row in applied:
-            bad = _nonfinite(row["loss"]) or (row["grad_norm"] is not None and _nonfinite(row["grad_norm"]))
-            if bad:
+    def _watch(self, steps: dict) -> None:
+        skipped = steps.get("skipped") or [None] * len(steps["step"])
+        applied = [i for i, s in enumerate(skipped) if not s]
+        for i in applied:
+            loss, grad_norm = steps["loss"][i], steps["grad_norm"][i]
+            if _nonfinite(loss) or _nonfinite(grad_norm):
                 self.diverged = True
-                what = "loss" if _nonfinite(row["loss"]) else "gradient norm"
-                value = row["loss"] if what == "loss" else row["grad_norm"]
-                self._fire("nonfinite", row["step"], value, f"{what} is {value} at step {row['step']}")
+                what, value = ("loss", loss) if _nonfinite(loss) else ("gradient norm", grad_norm)
+                step = steps["step"][i]
+                self._fire("nonfinite", step, value, f"{what} is {value} at step {step}")
                 break
-        losses = [row["loss"] for row in applied if row["loss"] is not None and math.isfinite(row["loss"])]
+        losses = [steps["loss"][i] for i in applied]
+        losses = [loss for loss in losses if loss is not None and math.isfinite(loss)]
         if not losses:
             return
         median = statistics.median(losses)
         if self.first_median is None:
             self.first_median = median
+        last = steps["step"][applied[-1]]
         if median > 0 and self.best_median > 0 and median > self.explode_factor * self.best_median \
                 and median > START_FACTOR * self.first_median:
             self._fire(
-                "explosion", applied[-1]["step"], median,
-                f"loss exploded: median {median:.4g} up to step {applied[-1]['step']}, "
+                "explosion", last, median,
+                f"loss exploded: median {median:.4g} up to step {last}, "
                 f"{median / self.best_median:.3g}x the best window median {self.best_median:.4g}",
             )
         self.best_median = min(self.best_median, median)
@@ -231,12 +292,12 @@ class Writer(threading.Thread):
 
             self.alert(Alert(kind=kind, step=step, value=value, message=message))
 
-    def _write(self, rows: list[dict], evals: list[dict]) -> None:
+    def _write(self, steps: dict, evals: dict) -> None:
         if self.steps is None:
             return
         try:
-            if rows:
-                self.steps.append(rows)
+            if steps["step"]:
+                self.steps.append(steps)
             if evals:
                 if self.evals is None:
                     self.evals = CsvAppender(self.folder / "evals.csv", ["step", "split", "loss"])
