@@ -109,3 +109,22 @@ def test_a_script_in_a_run_name_is_shown_as_text_and_never_runs(browser, tmp_pat
     text = load.facts["text"]
     assert f"{evil} spiked" in text and "<img src=x onerror=alert(2)>" in text
     assert len(re.findall(re.escape(evil), text)) >= 3  # title, table, runs table
+
+
+SAMPLES = Path(__file__).resolve().parents[2] / "samples"
+
+
+def test_the_samples_report_with_the_real_checks(browser, tmp_path):
+    if not any(SAMPLES.glob("*/**/run.json")):
+        pytest.skip(f"no sample runs under {SAMPLES}")
+    analysis = analyze(read_root(SAMPLES))
+    path = tmp_path / "samples.html"
+    html.write(analysis, path)
+    url = path.resolve().as_uri()
+    load = browser.load(url, {"viewport": tmp_path / "samples-first-screen.png",
+                              "full": tmp_path / "samples-full.png"}, facts_script=FACTS)
+    assert_clean(load, url)
+    assert load.facts["images"] == load.facts["drawn"] == load.facts["figures"] > 0
+    assert load.facts["firstScreen"] >= 1
+    for shot in ("samples-first-screen.png", "samples-full.png"):
+        keep(tmp_path / shot)
