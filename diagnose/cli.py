@@ -16,6 +16,7 @@ from .errors import LogError
 from .findings import Severity
 from .pipeline import analyze_root
 from .readers import LogRoot, read_root
+from .readers.keys import KeyMap
 
 EXIT_OK, EXIT_FINDINGS, EXIT_UNREADABLE = 0, 1, 2
 
@@ -36,9 +37,9 @@ class _Progress:
         click.echo(f"read {done}/{total} runs", err=True)
 
 
-def _load(logroot: Path) -> LogRoot:
+def _load(logroot: Path, keys: KeyMap) -> LogRoot:
     try:
-        return read_root(logroot, on_progress=_Progress())
+        return read_root(logroot, on_progress=_Progress(), keys=keys)
     except LogError as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(EXIT_UNREADABLE)
@@ -62,7 +63,7 @@ def _checks(settings: tuple[str, ...]):
         raise click.BadParameter(str(error), param_hint="--set") from None
 
 
-def _analyze(logroot: Path, settings: tuple[str, ...], use_cache: bool = True) -> Analysis:
+def _analyze(logroot: Path, settings: tuple[str, ...], use_cache: bool = True, keys: KeyMap = KeyMap()) -> Analysis:
     checks = _checks(settings)
     try:
         analysis = analyze_root(
@@ -70,6 +71,7 @@ def _analyze(logroot: Path, settings: tuple[str, ...], use_cache: bool = True) -
             checks,
             cache=RunCache(default_directory()) if use_cache else None,
             on_progress=_Progress(),
+            keys=keys,
         )
     except LogError as error:
         click.echo(f"error: {error}", err=True)
@@ -92,6 +94,28 @@ _NO_CACHE = click.option(
     is_flag=True,
     help=f"Read every run again instead of reusing earlier work (cache: ${CACHE_ENV} or ~/.cache/diagnose).",
 )
+_KEY_OPTIONS = (
+    ("--loss-key", "loss", "the training loss"),
+    ("--valid-key", "valid", "the validation loss (read as split 'valid')"),
+    ("--grad-norm-key", "grad_norm", "the gradient norm"),
+    ("--lr-key", "lr", "the learning rate"),
+    ("--momentum-key", "momentum", "the momentum (or Adam beta1)"),
+    ("--step-key", "step", "the step number"),
+)
+
+
+def _keys(command):
+    """``--loss-key NAME`` ...: the logged key that holds a quantity, for logs that name it unusually."""
+    for flag, role, what in reversed(_KEY_OPTIONS):
+        command = click.option(flag, f"key_{role}", metavar="NAME",
+                               help=f"The key, column or tag that holds {what} in your logs.")(command)
+    return command
+
+
+def _key_map(options: dict) -> KeyMap:
+    return KeyMap(**{role: options.pop(f"key_{role}") for _, role, _ in _KEY_OPTIONS})
+
+
 _JSON = click.option(
     "--json",
     "json_path",
@@ -129,12 +153,13 @@ def main():
 )
 @_SET
 @_NO_CACHE
+@_keys
 def report(logroot: Path, output: Path | None, json_path: Path | None, markdown_path: Path | None, settings,
-           no_cache: bool):
+           no_cache: bool, **key_options):
     """Write one self-contained HTML report for LOGROOT (opens offline, attach it to a review)."""
     from .render import html, markdown
 
-    analysis = _analyze(logroot, settings, use_cache=not no_cache)
+    analysis = _analyze(logroot, settings, use_cache=not no_cache, keys=_key_map(key_options))
     if not analysis.document.runs:
         click.echo(f"error: no readable run under {logroot}", err=True)
         sys.exit(EXIT_UNREADABLE)
@@ -163,7 +188,9 @@ def report(logroot: Path, output: Path | None, json_path: Path | None, markdown_
 @_JSON
 @_SET
 @_NO_CACHE
-def check(logroot: Path, fail_on: str, strict: bool, json_path: Path | None, settings, no_cache: bool):
+@_keys
+def check(logroot: Path, fail_on: str, strict: bool, json_path: Path | None, settings, no_cache: bool,
+          **key_options):
     """CI gate: print the findings for LOGROOT and set the exit code.
 
     \b
@@ -172,7 +199,7 @@ def check(logroot: Path, fail_on: str, strict: bool, json_path: Path | None, set
       1  a finding reaches --fail-on
       2  the logs could not be read (no run at all; with --strict, any run)
     """
-    analysis = _analyze(logroot, settings, use_cache=not no_cache)
+    analysis = _analyze(logroot, settings, use_cache=not no_cache, keys=_key_map(key_options))
     if json_path:
         analysis.document.write_json(json_path)
     _print_summary(analysis)
@@ -188,12 +215,17 @@ def check(logroot: Path, fail_on: str, strict: bool, json_path: Path | None, set
 
 @main.command()
 @_LOGROOT
-def runs(logroot: Path):
-    """List the runs found under LOGROOT and what was understood from each."""
-    root = _load(logroot)
+@_keys
+def runs(logroot: Path, **key_options):
+    """List the runs found under LOGROOT and what was understood from each.
+
+    COLUMNS names each column the checks use, with the logged key it was read
+    from where the log named it differently (loss<-train/loss, val:loss<-val_loss).
+    """
+    root = _load(logroot, _key_map(key_options))
     rows = [("STUDY", "RUN", "ROLE", "STEPS", "STATUS", "FORMAT", "COLUMNS")]
     for run in sorted(root.runs, key=lambda r: (r.study, r.name)):
-        columns = ",".join(c for c in run.steps.columns if c != "step" and run.has(c))
+        columns = ",".join(_understood(run))
         rows.append(
             (run.study, run.name, run.role, str(run.n_steps), run.status or "-", run.format, columns or "-")
         )
@@ -225,6 +257,21 @@ def explain(check_id: str | None):
     thresholds = ", ".join(f"{k}={v}" for k, v in vars(check.config).items())
     if thresholds:
         click.echo(f"\nThresholds (--set {check.id}.NAME=VALUE): {thresholds}")
+
+
+def _understood(run) -> list[str]:
+    """``loss<-train/loss``, ``lr``, ``val:loss<-val_loss``: each column and the key it came from."""
+    shown = []
+    for column in run.steps.columns:
+        if column != "step" and run.has(column):
+            source = run.sources.get(column, column)
+            shown.append(column if source == column else f"{column}<-{source}")
+    for name, source in run.sources.items():
+        if ":" in name:
+            shown.append(f"{name}<-{source}")
+    if not any(":" in name for name in run.sources) and len(run.evals):
+        shown.extend(f"{split}:loss" for split in dict.fromkeys(run.evals["split"]))
+    return shown
 
 
 def _print_summary(analysis: Analysis) -> None:

@@ -23,6 +23,7 @@ from .checks import BY_ID, CHECKS, Check, Scope
 from .findings import Finding
 from .model import Run
 from .readers import Unreadable, check_root, default_study, disambiguate, discover, read_run
+from .readers.keys import DEFAULT_KEYS, KeyMap
 
 # Below this many bytes of logs one process is faster than a pool.
 PARALLEL_MIN_BYTES = 32 << 20
@@ -36,10 +37,14 @@ def analyze_root(
     jobs: int | None = None,
     cache: RunCache | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    keys: KeyMap = DEFAULT_KEYS,
 ) -> Analysis:
-    """Read every run under ``path``, check it, and assemble the findings document."""
+    """Read every run under ``path``, check it, and assemble the findings document.
+
+    ``keys`` names logged keys the readers do not know (``--loss-key`` ...).
+    """
     root = check_root(path)
-    folders = [(folder, reader.__name__) for folder, reader in discover(root)]
+    folders = [(folder, reader.__name__) for folder, reader in discover(root, keys)]
     jobs = jobs or min(os.cpu_count() or 1, 8)
     run_checks = tuple(c for c in checks if c.scope is Scope.RUN)
     specs = [(c.id, c.config) for c in run_checks]
@@ -51,14 +56,14 @@ def analyze_root(
         with ProcessPoolExecutor(max_workers=jobs) as pool:
             done = 0
             for result in pool.map(_check_folders, [root] * len(chunks), chunks, [specs] * len(chunks),
-                                   [cache_dir] * len(chunks)):
+                                   [cache_dir] * len(chunks), [keys] * len(chunks)):
                 outcomes.extend(result)
                 done += len(result)
                 if on_progress:
                     on_progress(done, len(folders))
     else:
         for done, item in enumerate(folders, start=1):
-            outcomes.extend(_check_folders(root, [item], specs, cache_dir))
+            outcomes.extend(_check_folders(root, [item], specs, cache_dir, keys))
             if on_progress:
                 on_progress(done, len(folders))
 
@@ -73,7 +78,8 @@ def analyze_root(
     return assemble(root, checked, unreadable, checks)
 
 
-def _check_folders(root: Path, items: list[tuple[Path, str]], specs, cache_dir: Path | None) -> list[Checked]:
+def _check_folders(root: Path, items: list[tuple[Path, str]], specs, cache_dir: Path | None,
+                   keys: KeyMap = DEFAULT_KEYS) -> list[Checked]:
     """Worker: read each folder (or take it from the cache) and run the run-level checks."""
     checks = tuple(dataclasses.replace(BY_ID[check_id], config=config) for check_id, config in specs)
     cache = RunCache(cache_dir) if cache_dir else None
@@ -81,12 +87,14 @@ def _check_folders(root: Path, items: list[tuple[Path, str]], specs, cache_dir: 
     results: list[Checked] = []
     for folder, reader_name in items:
         reader = importlib.import_module(reader_name)
-        key = cache.key(folder, reader_name, default_study(root, folder)) if cache else None
+        # other key names read other columns: part of what the cached run depends on
+        reader_id = reader_name if keys == DEFAULT_KEYS else f"{reader_name} {keys!r}"
+        key = cache.key(folder, reader_id, default_study(root, folder)) if cache else None
         hit = cache.load(key, checks_key) if cache else None
         if hit and hit[1] is not None:
             results.append(hit)
             continue
-        run = hit[0] if hit else read_run(root, folder, reader)
+        run = hit[0] if hit else read_run(root, folder, reader, keys)
         if isinstance(run, Unreadable):
             results.append((run, [], []))
             continue
