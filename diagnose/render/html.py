@@ -92,20 +92,21 @@ def render(analysis: Analysis) -> str:
     # Keyed by identity: a Finding holds dicts, so it is not hashable.
     views = {id(f): FindingView(f"f{i}", f, where(f), config_snippet(f.recommendation))
              for i, f in enumerate(document.findings, start=1)}
-    studies = []
-    budget = MAX_FINDING_PLOTS
+    studies, by_name = [], {}
     for index, study in enumerate(analysis.studies, start=1):
         findings = [f for f in document.findings if f.study == study.name]
         summary = summaries.get(study.name, {})
         view = StudyView(f"s{index}", study.name, _facts(summary, study), runs=len(study.runs),
                          best_lr=_lr_list([summary.get("best_lr")]), unstable=_lr_list(summary.get("unstable_lrs")),
                          tally=_tally(findings))
-        view.plots = _study_plots(view.anchor, study, summaries.get(study.name, {}), findings, view.notes)
-        for finding in findings:
-            finding_view = views[id(finding)]
-            budget = _attach_plot(finding_view, study, view, budget)
-            view.findings.append(finding_view)
+        view.plots = _study_plots(view.anchor, study, summary, findings, view.notes)
+        view.findings = [views[id(f)] for f in findings]
         studies.append(view)
+        by_name[study.name] = (study, view)
+    budget = MAX_FINDING_PLOTS
+    for finding in document.findings:  # most severe first: they get the plots
+        if finding.study in by_name:
+            budget = _attach_plot(views[id(finding)], *by_name[finding.study], budget)
     orphans = [views[id(f)] for f in document.findings if f.study not in {s.name for s in analysis.studies}]
     severities = [f.severity for f in document.findings]
     return _ENV.get_template("report.html.j2").render(

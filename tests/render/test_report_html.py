@@ -312,3 +312,17 @@ def test_degenerate_runs_still_render_every_plot_they_can():
     ids = set(figure_ids(page))
     assert {"s1-swarm", "f4-plot", "f10-plot", "f13-plot"} <= ids  # one-step, negative, constant
     assert "f1-plot" not in ids  # the empty run has nothing to show
+
+
+def test_the_most_severe_findings_get_the_plots_whatever_their_study():
+    analysis = big_analysis(runs=html.MAX_FINDING_PLOTS + 1, steps=2_000)
+    study = analysis.studies[0]
+    last = study.runs.pop()
+    error = dataclasses.replace(analysis.document.findings.pop(), study="z-last", severity=Severity.ERROR,
+                                title="the error")
+    analysis.studies.append(Study("z-last", [last]))
+    analysis.document.findings.insert(0, error)  # ranked first, in the last study
+    page = html.render(analysis)
+    card = re.search(r'<article class="finding error" id="f1">(.*?)</article>', page, flags=re.S)[1]
+    assert 'id="f1-plot"' in card
+    assert page.count("only the first 12 findings get one") == 1
