@@ -9,8 +9,10 @@ from diagnose.checks import best_lr_at_edge as check
 from diagnose.model import Study
 
 torch = pytest.importorskip("torch")
-from corpus.study_cases import study  # noqa: E402  (needs torch)
+from conftest import cases_for  # noqa: E402
 from test_sweep import decaying, make_run  # noqa: E402
+
+POSITIVE, NEGATIVE = cases_for("best_lr_at_edge")
 
 
 def detect(case: Study):
@@ -27,8 +29,8 @@ def detect(case: Study):
         ("sweep_two_lrs_edge", 0.25, 300),
     ],
 )
-def test_lr_star_at_the_edge_of_instability_recommends_the_playbooks_warmup_experiment(name, unstable_lr, max_steps):
-    [finding] = detect(study(name))
+def test_lr_star_at_the_edge_of_instability_recommends_the_playbooks_warmup_experiment(corpus, name, unstable_lr, max_steps):
+    [finding] = detect(corpus.study(name))
     assert finding.evidence["kind"] == "instability"
     assert finding.evidence["best_lr"] == 0.1 and finding.evidence["unstable_lr"] == unstable_lr
     rec = finding.recommendation
@@ -43,16 +45,12 @@ def test_lr_star_at_the_edge_of_instability_recommends_the_playbooks_warmup_expe
         assert ("note" in experiment) == (experiment["warmup_steps"] > 0.05 * max_steps)
 
 
-def test_best_lr_at_the_top_of_the_tried_range_asks_for_larger_lrs():
-    [finding] = detect(study("sweep_best_at_top"))
+def test_best_lr_at_the_top_of_the_tried_range_asks_for_larger_lrs(corpus):
+    [finding] = detect(corpus.study("sweep_best_at_top"))
     assert finding.evidence["kind"] == "sweep_top" and finding.evidence["best_lr"] == 0.03
     assert finding.recommendation.action == "lr"
     assert finding.recommendation.values["try"] == [0.09, 0.3]
 
-
-@pytest.mark.parametrize("name", ["sweep_stable_interior", "sweep_far_divergence"])
-def test_quiet_when_lr_star_is_inside_a_stable_range(name):
-    assert detect(study(name)) == []
 
 
 def test_best_at_the_bottom_of_the_range_asks_for_smaller_lrs():
@@ -85,3 +83,13 @@ def test_a_sweep_spaced_by_decades_does_not_locate_the_edge():
         make_run("c", [1.0] * 50 + [np.nan] * 250, 1.0),
     ])
     assert detect(case) == []
+
+
+@pytest.mark.parametrize("name", POSITIVE)
+def test_every_corpus_case_labelled_with_it_gets_a_finding(corpus, name):
+    assert detect(corpus.study(name))
+
+
+@pytest.mark.parametrize("name", NEGATIVE)
+def test_quiet_on_every_corpus_case_that_forbids_it(corpus, name):
+    assert not detect(corpus.study(name))

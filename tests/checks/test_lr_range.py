@@ -10,9 +10,11 @@ from diagnose.checks import lr_range as check
 from diagnose.model import Study
 
 torch = pytest.importorskip("torch")
+from conftest import cases_for  # noqa: E402
 from corpus import study_cases  # noqa: E402  (needs torch)
-from corpus.study_cases import study  # noqa: E402
 from test_sweep import decaying, make_run  # noqa: E402
+
+POSITIVE, NEGATIVE = cases_for("lr_range")
 
 
 def detect(case: Study):
@@ -23,8 +25,8 @@ def detect(case: Study):
 @pytest.mark.parametrize("name, low, high", [
     ("range_mlp_clean", 0.08, 0.3), ("range_mlp_noisy", 0.03, 0.15), ("range_cnn", 0.1, 0.4),
 ])
-def test_lr_max_is_where_the_loss_stops_falling_before_it_blows_up(name, low, high):
-    case = study(name)
+def test_lr_max_is_where_the_loss_stops_falling_before_it_blows_up(corpus, name, low, high):
+    case = corpus.study(name)
     [run] = case.runs
     [finding] = detect(case)
     assert finding.severity.value == "info"
@@ -124,6 +126,12 @@ def test_skipped_without_a_range_test_and_quiet_for_a_sweep_whose_lr_grows_by_wa
     assert check.CHECK.why_skipped(Study("s", [warm])) is not None
 
 
-@pytest.mark.parametrize("name", ["sweep_stable_interior", "swarm_all_fit"])
-def test_quiet_on_real_studies_without_a_range_test(name):
-    assert detect(study(name)) is None
+
+@pytest.mark.parametrize("name", POSITIVE)
+def test_every_corpus_case_labelled_with_it_gets_a_finding(corpus, name):
+    assert detect(corpus.study(name))
+
+
+@pytest.mark.parametrize("name", NEGATIVE)
+def test_quiet_on_every_corpus_case_that_forbids_it(corpus, name):
+    assert not detect(corpus.study(name))

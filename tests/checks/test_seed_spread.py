@@ -10,8 +10,10 @@ from diagnose.checks import seed_spread as check
 from diagnose.model import Study
 
 torch = pytest.importorskip("torch")
-from corpus.study_cases import study  # noqa: E402  (needs torch)
+from conftest import cases_for  # noqa: E402
 from test_sweep import decaying, make_run  # noqa: E402
+
+POSITIVE, NEGATIVE = cases_for("seed_spread")
 
 
 def detect(case: Study):
@@ -24,8 +26,8 @@ def final_losses(case: Study, **cell) -> list[float]:
     return [float(np.median(r.steps["loss"].to_numpy()[-13:])) for r in runs]
 
 
-def test_slow_cells_whose_bees_end_far_apart_are_named_with_how_many_fit():
-    case = study("swarm_slow_cells_disagree")
+def test_slow_cells_whose_bees_end_far_apart_are_named_with_how_many_fit(corpus):
+    case = corpus.study("swarm_slow_cells_disagree")
     [finding] = detect(case)
     assert finding.severity.value == "warning"
     cells = {(c["momentum"], c["lr"]): c for c in finding.evidence["cells"]}
@@ -41,8 +43,8 @@ def test_slow_cells_whose_bees_end_far_apart_are_named_with_how_many_fit():
     assert finding.evidence["axes"] == ["momentum", "lr"]
 
 
-def test_one_bee_knocked_into_a_poor_fit():
-    case = study("swarm_stuck_seed")
+def test_one_bee_knocked_into_a_poor_fit(corpus):
+    case = corpus.study("swarm_stuck_seed")
     [finding] = detect(case)
     [cell] = finding.evidence["cells"]
     assert cell["momentum"] == 0.0
@@ -51,14 +53,10 @@ def test_one_bee_knocked_into_a_poor_fit():
     assert cell["spread"] > 5
 
 
-@pytest.mark.parametrize("name", ["swarm_all_fit", "swarm_consistent_slow"])
-def test_quiet_when_seeds_agree(name):
-    assert detect(study(name)) == []
 
-
-def test_quiet_on_lr_sweeps_with_two_seeds_per_lr():
+def test_quiet_on_lr_sweeps_with_two_seeds_per_lr(corpus):
     # Two seeds say little about a spread; sweeps are judged by the sweep checks.
-    assert detect(study("sweep_edge_classifier")) == []
+    assert detect(corpus.study("sweep_edge_classifier")) == []
 
 
 def test_skipped_when_no_config_has_two_seeds():
@@ -88,3 +86,13 @@ def test_scale_free(scale):
     view = sweep.swarm(Study("s", runs))
     assert finding.evidence["cells"][0]["fit"] == 2
     assert view["fit_threshold"] == pytest.approx(2 * min(view["cells"][0]["final_losses"]))
+
+
+@pytest.mark.parametrize("name", POSITIVE)
+def test_every_corpus_case_labelled_with_it_gets_a_finding(corpus, name):
+    assert detect(corpus.study(name))
+
+
+@pytest.mark.parametrize("name", NEGATIVE)
+def test_quiet_on_every_corpus_case_that_forbids_it(corpus, name):
+    assert not detect(corpus.study(name))

@@ -9,8 +9,10 @@ from diagnose.checks import short_run_instability as check
 from diagnose.model import Study
 
 torch = pytest.importorskip("torch")
-from corpus.study_cases import study  # noqa: E402  (needs torch)
+from conftest import cases_for  # noqa: E402
 from test_sweep import decaying, make_run  # noqa: E402
+
+POSITIVE, NEGATIVE = cases_for("short_run_instability")
 
 
 def detect(case: Study):
@@ -19,8 +21,8 @@ def detect(case: Study):
 
 
 @pytest.mark.parametrize("name, lr, best_lr", [("short_catapult_lr8", 8.0, 4.0), ("short_catapult_lr6", 6.0, 3.0)])
-def test_early_instability_then_recovery_is_caught_although_the_end_looks_fine(name, lr, best_lr):
-    case = study(name)
+def test_early_instability_then_recovery_is_caught_although_the_end_looks_fine(corpus, name, lr, best_lr):
+    case = corpus.study(name)
     short = next(r for r in case.runs if r.role == "short")
     best_run = next(r for r in case.runs if r.lr == best_lr)
     # The end looks fine (measured here): a quarter of the start, within 2x of the lr* run.
@@ -47,16 +49,16 @@ def test_early_instability_then_recovery_is_caught_although_the_end_looks_fine(n
     assert rec.values["warmup_steps"][0] == 10 and max(rec.values["warmup_steps"]) <= 50
 
 
-def test_the_dense_validation_loss_joins_the_training_loss_period():
-    [finding] = detect(study("short_catapult_lr6"))
+def test_the_dense_validation_loss_joins_the_training_loss_period(corpus):
+    [finding] = detect(corpus.study("short_catapult_lr6"))
     [valid] = finding.evidence["valid_events"]
     [train, *_] = finding.evidence["train_events"]
     assert abs(valid["start_step"] - train["start_step"]) <= 5
 
 
 @pytest.mark.parametrize("name", ["short_stable_wide", "short_stable_classifier"])
-def test_quiet_when_the_short_run_trains_smoothly_even_if_its_validation_loss_overfits(name):
-    case = study(name)
+def test_quiet_when_the_short_run_trains_smoothly_even_if_its_validation_loss_overfits(corpus, name):
+    case = corpus.study(name)
     short = next(r for r in case.runs if r.role == "short")
     assert len(short.valid_evals()) == 500  # evaluated every step
     assert detect(case) == []
@@ -82,3 +84,13 @@ def test_a_short_run_alone_without_a_sweep_is_still_judged():
     [finding] = detect(Study("s", [make_run("short", loss, 0.2, role="short")]))
     assert finding.evidence["best_lr"] is None and finding.evidence["recovered"] is True
     assert 15 <= finding.evidence["periods"]["short"][0][0] <= 20
+
+
+@pytest.mark.parametrize("name", POSITIVE)
+def test_every_corpus_case_labelled_with_it_gets_a_finding(corpus, name):
+    assert detect(corpus.study(name))
+
+
+@pytest.mark.parametrize("name", NEGATIVE)
+def test_quiet_on_every_corpus_case_that_forbids_it(corpus, name):
+    assert not detect(corpus.study(name))

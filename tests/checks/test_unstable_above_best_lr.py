@@ -9,8 +9,10 @@ from diagnose.checks import unstable_above_best_lr as check
 from diagnose.model import Study
 
 torch = pytest.importorskip("torch")
-from corpus.study_cases import study  # noqa: E402  (needs torch)
+from conftest import cases_for  # noqa: E402
 from test_sweep import decaying, make_run, rescaled  # noqa: E402
+
+POSITIVE, NEGATIVE = cases_for("unstable_above_best_lr")
 
 
 def detect(case: Study):
@@ -27,8 +29,8 @@ def detect(case: Study):
         ("sweep_two_lrs_edge", 0.25, "lr0.25-s0"),
     ],
 )
-def test_unstable_lr_above_lr_star_is_found_with_its_periods(name, unstable_lr, unstable_run):
-    case = study(name)
+def test_unstable_lr_above_lr_star_is_found_with_its_periods(corpus, name, unstable_lr, unstable_run):
+    case = corpus.study(name)
     [finding] = detect(case)
     assert finding.severity.value == "warning"
     assert finding.evidence["best_lr"] == 0.1
@@ -49,8 +51,8 @@ def test_unstable_lr_above_lr_star_is_found_with_its_periods(name, unstable_lr, 
     assert f"lr {unstable_lr:g}" in finding.title
 
 
-def test_mid_training_nan_above_lr_star_recommends_the_warmup_experiment():
-    [finding] = detect(study("sweep_edge_regression_valid"))
+def test_mid_training_nan_above_lr_star_recommends_the_warmup_experiment(corpus):
+    [finding] = detect(corpus.study("sweep_edge_regression_valid"))
     assert finding.evidence["metric"] == "valid_loss"
     rec = finding.recommendation
     assert rec.action == "warmup"
@@ -61,8 +63,8 @@ def test_mid_training_nan_above_lr_star_recommends_the_warmup_experiment():
     assert "over 5%" in rec.values["experiments"][1]["note"]
 
 
-def test_a_mid_training_climb_with_grad_norms_recommends_clipping_at_the_90th_percentile():
-    case = study("sweep_edge_slow_climb")
+def test_a_mid_training_climb_with_grad_norms_recommends_clipping_at_the_90th_percentile(corpus):
+    case = corpus.study("sweep_edge_slow_climb")
     [finding] = detect(case)
     rec = finding.recommendation
     assert rec.action == "clip"
@@ -72,14 +74,10 @@ def test_a_mid_training_climb_with_grad_norms_recommends_clipping_at_the_90th_pe
     assert rec.values["threshold"] == pytest.approx(np.percentile(norms, 90), rel=0.05)
 
 
-@pytest.mark.parametrize("name", ["sweep_stable_interior", "sweep_far_divergence", "sweep_best_at_top"])
-def test_quiet_when_the_lrs_just_above_lr_star_are_stable(name):
-    assert detect(study(name)) == []
-
 
 @pytest.mark.parametrize("factor", [1e-4, 1e4])
-def test_losses_of_any_scale_give_the_same_finding(factor):
-    case = study("sweep_edge_classifier")
+def test_losses_of_any_scale_give_the_same_finding(corpus, factor):
+    case = corpus.study("sweep_edge_classifier")
     [original] = detect(case)
     [scaled] = detect(rescaled(case, factor))
     assert scaled.evidence["periods"] == original.evidence["periods"]
@@ -111,3 +109,13 @@ def test_an_lr_a_decade_above_lr_star_is_not_just_above_it():
         make_run("c", [1.0] * 50 + [np.nan] * 250, 1.0),
     ])
     assert detect(case) == []
+
+
+@pytest.mark.parametrize("name", POSITIVE)
+def test_every_corpus_case_labelled_with_it_gets_a_finding(corpus, name):
+    assert detect(corpus.study(name))
+
+
+@pytest.mark.parametrize("name", NEGATIVE)
+def test_quiet_on_every_corpus_case_that_forbids_it(corpus, name):
+    assert not detect(corpus.study(name))

@@ -6,8 +6,8 @@ case's folder is one study. Pathologies come from the training itself (an lr
 above the edge of stability, the catapult of a wide net at a large lr, a seed
 that lands in a poor basin), never painted onto a curve.
 
-``CASES`` lists each case with the study-level checks it must raise
-(``expect``) and must not raise (``forbid``); ``build(name, root)`` writes one.
+``CASES`` lists each case (``corpus.Case``) with the study-level checks it
+must raise (``expect``) and must not raise (``forbid``).
 """
 
 from __future__ import annotations
@@ -16,12 +16,13 @@ import atexit
 import math
 import shutil
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from diagnose.probe import Probe
+
+from . import Case
 
 
 def _setup(seed: int) -> None:
@@ -200,22 +201,13 @@ def swarm(root: Path, study: str, momentums, lrs, seeds=(0, 1, 2, 3)) -> None:
                      seed=seed)
 
 
-@dataclass(frozen=True)
-class StudyCase:
-    name: str
-    build: object
-    expect: frozenset[str] = field(default_factory=frozenset)
-    forbid: frozenset[str] = field(default_factory=frozenset)
-    why: str = ""
-
-
 def _case(name, build, expect=(), forbid=(), why=""):
-    return StudyCase(name, build, frozenset(expect), frozenset(forbid), why)
+    return Case(name=name, build=build, expect=frozenset(expect), forbid=frozenset(forbid), why=why)
 
 
 SWEEP_CHECKS = ("unstable_above_best_lr", "best_lr_at_edge")
 
-CASES: tuple[StudyCase, ...] = (
+CASES: tuple[Case, ...] = (
     # lr sweeps
     _case(
         "sweep_edge_classifier",
