@@ -40,8 +40,8 @@ def render(document: FindingsDocument) -> str:
     lines = [f"### {_ICON[verdict]} diagnose: {_VERDICT[verdict]}", ""]
     tally = ", ".join(f"{n} {s.value}{'s' if n != 1 else ''}" for s, n in reversed(counts.items()) if n)
     lines.append(
-        f"{escape(document.root)}: {len(document.studies)} studies, {len(document.runs)} runs, "
-        f"{steps:,} logged steps"
+        f"{escape(document.root)}: {_count(len(document.studies), 'study', 'studies')}, "
+        f"{_count(len(document.runs), 'run', 'runs')}, {steps:,} logged steps"
         + (f", {len(document.unreadable)} unreadable" if document.unreadable else "")
         + f". Findings: {tally or 'none'}."
     )
@@ -85,6 +85,10 @@ def write(document: FindingsDocument, path: Path) -> None:
     """Write the summary to ``path`` (folders created)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(render(document), encoding="utf-8")
+
+
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
 
 
 def _code(text: str) -> str:
