@@ -239,6 +239,7 @@ def sweep_curves(study: Study, summary: dict, findings: list[Finding]) -> Plot |
     if not runs:
         return None
     best_lr = _number(summary.get("best_lr"))
+    total = len(runs)
     runs = _thin(runs, {name for f in findings for name in f.runs})
     lrs = sorted({run.lr for run in runs if run.lr is not None})
     fig, axes = _figure(margins=(0.7, 0.15, 0.5, 0.55))
@@ -272,7 +273,9 @@ def sweep_curves(study: Study, summary: dict, findings: list[Finding]) -> Plot |
          else "")
         + ("Shaded: the unstable periods the checks found. " if "unstable period" in labelled else "")
         + ("x on the top edge: NaN/inf loss. " if off_scale else "")
-        + ("Look for red curves that go up instead of down." if best_lr is not None and len(lrs) > 1 else "")
+        + ("Look for red curves that go up instead of down. " if best_lr is not None and len(lrs) > 1 else "")
+        + (f"{len(runs)} of {total} runs drawn: those the findings name, and an even spread of the rest."
+           if len(runs) < total else "")
     ).strip() or f"{len(runs)} run{'s' if len(runs) != 1 else ''}; no unstable period was found."
     return _plot(fig, title, caption)
 
@@ -567,7 +570,7 @@ def short_run(run: Run, finding: Finding | None) -> Plot | None:
     return _plot(fig, "Short run at ~2x lr*", caption)
 
 
-def grad_norms(run: Run, finding: Finding | None, threshold_label: str = "clip threshold") -> Plot | None:
+def grad_norms(run: Run, finding: Finding | None) -> Plot | None:
     """Grad norm vs step with the clip threshold, and the histogram of grad norms with its 90th percentile."""
     if not run.has("grad_norm"):
         return None

@@ -252,6 +252,7 @@ def test_a_100_run_100k_step_root_gives_at_most_3_mb():
     assert page.count('id="f') >= 100  # every finding is listed and has its card ...
     assert len([i for i in figure_ids(page) if i.endswith("-plot")]) == html.MAX_FINDING_PLOTS  # ... the first plotted
     assert "only the first 12 findings get one" in page
+    assert f"{figures.MAX_LINES} of 100 runs drawn" in page  # the sweep plot says it thinned its lines
 
 
 def test_the_real_checks_render_on_real_runs(log_root):
