@@ -90,6 +90,9 @@ def test_a_run_named_like_a_script_shows_as_text(tmp_path):
     evil = "<script>alert(1)</script>"
     train(tmp_path / "logs" / "a&b" / "x", study="<b>study</b>", name=evil, lr=0.05, steps=60,
           extra_config={"note": "<img src=x onerror=alert(2)>", "$\\frac{a}{$": "$\\bad$"})
+    steps_csv = tmp_path / "logs" / "a&b" / "x" / "steps.csv"
+    lines = steps_csv.read_text().splitlines()
+    steps_csv.write_text("\n".join([lines[0] + ",<b>col</b>"] + [line + ",1.5" for line in lines[1:]]) + "\n")
     (tmp_path / "logs" / "broken").mkdir()
     (tmp_path / "logs" / "broken" / "run.json").write_text('{"format": "diagnose.run/1", "name": "<i>x</i>"}')
     (tmp_path / "logs" / "broken" / "steps.csv").write_text("step,loss\n0,1.0\n1,<svg onload=alert(3)>\n")
@@ -105,6 +108,7 @@ def test_a_run_named_like_a_script_shows_as_text(tmp_path):
     assert evil not in page and "<img src=x" not in page and "<svg onload" not in page and "<b>study" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "&lt;img src=x onerror=alert(2)&gt;" in page  # config value, in the runs table
+    assert "&lt;b&gt;col&lt;/b&gt;" in page  # a logged column's name, in the runs table
     assert "&lt;svg onload=alert(3)&gt;" in page or "line 3" in page  # the unreadable run's error
     assert page.count("<script>") == 1  # ours, whose hash the CSP allows
     # the finding still got its plot: matplotlib did not choke on `$` in the run's name
