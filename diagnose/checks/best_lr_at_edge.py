@@ -24,8 +24,9 @@ loss goes up instead of down by more than 8 of its own noise sigmas and 5%,
 above it unstable and less than ``max_ratio`` above it: a sweep whose next
 lr is a decade higher does not locate the edge (every workload diverges an
 order of magnitude above its best lr). The sweep-range kinds need at least ``min_lrs`` (3) lrs
-(with two lrs, lr* is always at one end and says nothing) and, for
-``sweep_top``, lr* stable.
+(with two lrs, lr* is always at one end and says nothing), lr* better
+than its neighbour by more than ``min_gap`` (2%: tied scores do not say
+which end is best) and, for ``sweep_top``, lr* stable.
 
 Example:
 lrs 0.01, 0.03, 0.1, 0.3 with 2 seeds each: lr* = 0.1 (stable); at 0.3 the
@@ -57,6 +58,7 @@ from .unstable_above_best_lr import warmup_recommendation, why_no_sweep
 class Config:
     max_ratio: float = 10.0
     min_lrs: int = 3
+    min_gap: float = 0.02
 
 
 def applies(study: Study) -> str | None:
@@ -100,11 +102,16 @@ def detect(study: Study, config: Config) -> list[Finding]:
         ]
     if len(sweep.points) < config.min_lrs:
         return []
-    if above is None and best_stable:
+    # lr* must beat its neighbour clearly: with ties the sweep does not say where the best lr lies.
+    if above is None and best_stable and _clearly_better(best, sweep.points[index - 1], config):
         return [_range_finding(study, sweep, evidence, "sweep_top")]
-    if index == 0:
+    if index == 0 and _clearly_better(best, sweep.points[1], config):
         return [_range_finding(study, sweep, evidence, "sweep_bottom")]
     return []
+
+
+def _clearly_better(best, neighbour, config: Config) -> bool:
+    return neighbour.score > best.score + config.min_gap * abs(best.score)
 
 
 def _range_finding(study: Study, sweep, evidence: dict, kind: str) -> Finding:

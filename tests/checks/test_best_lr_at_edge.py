@@ -93,3 +93,9 @@ def test_every_corpus_case_labelled_with_it_gets_a_finding(corpus, name):
 @pytest.mark.parametrize("name", NEGATIVE)
 def test_quiet_on_every_corpus_case_that_forbids_it(corpus, name):
     assert not detect(corpus.study(name))
+
+
+def test_tied_scores_do_not_put_lr_star_at_an_end():
+    same = decaying(end=0.1)
+    case = Study("s", [make_run(f"r{lr}", same, lr) for lr in (0.1, 0.3, 1.0)])
+    assert detect(case) == []
