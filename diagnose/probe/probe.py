@@ -293,6 +293,10 @@ class Probe:
         self._last_flush = time.perf_counter()
         if not len(rows) and not evals:
             return
+        if self.world_size > 1 and crashed:
+            # The other ranks may never join a collective now: a norm that needs one is left missing.
+            for values in rows.data.values():
+                values[:] = [None if isinstance(v, norms.Norm) and v.sharded_sumsq is not None else v for v in values]
         reduce = self.world_size > 1 and not crashed
         self._writer.submit(Window.pack(rows, evals, self.world_size if reduce else 1))
 
