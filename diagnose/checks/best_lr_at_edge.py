@@ -1,9 +1,10 @@
 """The best learning rate of a sweep sits at an edge: of instability, or of the lrs that were tried.
 
 Detects:
-``instability``: lr* is stable and the next lr of the sweep above it (less
-than ``max_ratio`` = 10x higher) is unstable, so lr* is the largest stable
-lr and instability is what limits the learning rate. ``sweep_top`` /
+``instability``: the next lr of the sweep above lr* (less than
+``max_ratio`` = 10x higher) is unstable, so lr* is the largest stable lr
+(or lr* itself already shows instability) and instability is what limits
+the learning rate. ``sweep_top`` /
 ``sweep_bottom``: lr* is the largest (or smallest) lr tried, so the sweep
 did not bracket the best lr.
 
@@ -20,8 +21,9 @@ Algorithm:
 The sweep, lr* and each lr's stability come from ``diagnose.sweep`` (an lr
 is stable when none of its seeds diverged and none has a period where the
 loss goes up instead of down by more than 8 of its own noise sigmas and 5%,
-``diagnose.instability``). ``instability`` needs lr* stable, and the next lr
-above it unstable and less than ``max_ratio`` above it: a sweep whose next
+``diagnose.instability``). ``instability`` needs the next lr above lr*
+unstable and less than ``max_ratio`` above it (lr* itself may show a
+recovered period: that only says how close to the edge it is): a sweep whose next
 lr is a decade higher does not locate the edge (every workload diverges an
 order of magnitude above its best lr). The sweep-range kinds need at least ``min_lrs`` (3) lrs
 (with two lrs, lr* is always at one end and says nothing), lr* better
@@ -78,22 +80,25 @@ def detect(study: Study, config: Config) -> list[Finding]:
         "best_runs": [run.name for run in best.runs],
     }
     near = sweep.just_above_best(config.max_ratio)
-    if best_stable and above is not None and near and near[0] is above and not stable(above):
+    if above is not None and near and near[0] is above and not stable(above):
+        own = "" if best_stable else (
+            " lr* itself shows a period where its loss goes up, a sign of how close to the edge it is."
+        )
         return [
             Finding(
                 check="best_lr_at_edge",
                 severity=Severity.WARNING,
                 study=study.name,
                 runs=tuple(run.name for run in best.runs + above.runs),
-                title=f"lr* {best.lr:g} is the largest stable lr: instability at {above.lr:g} limits the learning rate",
+                title=f"lr* {best.lr:g} is at the edge of instability: instability at {above.lr:g} limits the learning rate",
                 detail=(
-                    f"lr* = {best.lr:g} is the best of {len(sweep.points)} lrs and is stable, but the next lr, "
+                    f"lr* = {best.lr:g} is the best of {len(sweep.points)} lrs, but the next lr, "
                     f"{above.lr:g} ({above.lr / best.lr:.3g}x), "
                     + ("diverged" if above.diverged else "shows periods where the loss goes up instead of down")
                     + ". The best lr sits right at the edge of instability, so instability, not the lr's quality, "
-                    "is what limits it (Tuning Playbook, Figure 7a)."
+                    "is what limits it (Tuning Playbook, Figure 7a)." + own
                 ),
-                evidence={**evidence, "kind": "instability", "unstable_lr": above.lr,
+                evidence={**evidence, "kind": "instability", "best_stable": best_stable, "unstable_lr": above.lr,
                           "unstable_runs": [run.name for run in above.runs]},
                 recommendation=warmup_recommendation(
                     above.lr, best.runs, f"lr* {best.lr:g} is at the edge of instability ({above.lr:g} is unstable)"

@@ -99,3 +99,16 @@ def test_tied_scores_do_not_put_lr_star_at_an_end():
     same = decaying(end=0.1)
     case = Study("s", [make_run(f"r{lr}", same, lr) for lr in (0.1, 0.3, 1.0)])
     assert detect(case) == []
+
+
+def test_lr_star_with_a_recovered_spike_of_its_own_is_still_at_the_edge():
+    spiky = decaying(end=0.1, noise=0.02, seed=1)
+    spiky[150:160] *= 20
+    case = Study("s", [
+        make_run("a", decaying(end=0.3, noise=0.02), 0.03),
+        make_run("b", spiky, 0.1),
+        make_run("c", [1.0] * 50 + [np.nan] * 250, 0.3),
+    ])
+    [finding] = detect(case)
+    assert finding.evidence["kind"] == "instability" and finding.evidence["best_stable"] is False
+    assert finding.evidence["unstable_lr"] == 0.3
