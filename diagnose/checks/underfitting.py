@@ -1,0 +1,179 @@
+"""Training ended far from converged: the loss barely moved (lr too small) or was still clearly falling.
+
+Detects:
+Two kinds, on the training loss: ``barely_moved``, the loss fell by less
+than ``min_drop`` (10%) from the start of the run to its end (lr too small);
+``still_falling``, the loss was still falling significantly over the last
+``tail_fraction`` (20%) of the run, by at least ``min_tail_share`` (25%) of
+its whole drop, while the lr was not annealed at the end and the run was
+not recovering from a loss spike.
+
+Why:
+Smith, "A disciplined approach..." (seed 001): look at the training and
+test loss curves for clues of underfitting; a learning rate that is too
+small trains slowly (and even overfits), and the LR range test finds the
+range where the loss falls fast. A run that stops while its loss still
+falls steeply is wasted: more steps (or a larger lr) would improve it
+cheaply. The Tuning Playbook (seed 002) asks the same of a sweep: the best
+lr must not be limited by a too-small budget.
+
+Algorithm:
+On log10 of the applied updates' training loss (the loss itself when it is
+not positive); runs with NaN/inf are left to divergence, runs under
+``min_points`` (50) and ``short``/``lr_range`` runs are skipped. Start and
+end level = the median of the first and of the last 10% of the points (at
+least 5): robust to minibatch noise. ``barely_moved``: 1 - end/start <
+``min_drop`` (0.1: the corpus' tiny-lr runs move 0.4-6%, its trained runs
+20-99%). ``still_falling``: the Theil-Sen slope of the last 20% (medians of
+up to 30 bins) has a 95% interval entirely below 0, and projects a drop
+over that tail of at least 25% of the start-to-end drop (a converging or
+power-law curve loses about 10% of its log-drop in its last fifth, a
+straight decline 20%+); not when the logged lr ended below half its peak
+(a decaying schedule makes the loss fall at the end by design) nor when an
+instability period ended in the last 40% (the fall is a recovery).
+Severity: warning for ``barely_moved``, info for ``still_falling``.
+
+Example:
+An MLP classifier, plain SGD at lr 1e-4: the loss goes 1.61 -> 1.60 in
+600 steps (0.4% drop): one warning, kind ``barely_moved``; recommend lr
+1e-3 (10x) or an LR range test. The same net at lr 0.02, batch 256,
+stopped at step 300 while falling straight: info, ``still_falling``,
+max_steps 600.
+
+Recommends:
+``barely_moved``: ``lr`` with ``value`` = 10x the run's lr (one decade, as a
+sweep steps), and an LR range test (Smith) to find the range. ``still_falling``:
+``more_steps`` with ``max_steps`` = 2x the run's steps (the loss was falling
+by X per step at the end).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+from ..findings import Finding, Recommendation, Severity, round_sig
+from ..instability import run_instability, run_loss
+from ..model import Run
+from .registry import Check, Scope
+
+
+@dataclass(frozen=True)
+class Config:
+    min_drop: float = 0.1
+    min_points: int = 50
+    tail_fraction: float = 0.2
+    min_tail_share: float = 0.25
+
+
+def applies(run: Run) -> str | None:
+    if run.role == "lr_range":
+        return "an LR range test is not trained to converge"
+    if run.role == "short":
+        return "a short run is not trained to converge"
+    return None
+
+
+def detect(run: Run, config: Config) -> list[Finding]:
+    steps, loss = run_loss(run)
+    if len(loss) < config.min_points or not np.isfinite(loss).all():
+        return []  # a run with NaN/inf is divergence's, not underfitting's
+    log_space = bool((loss > 0).all())
+    x = np.log10(loss) if log_space else loss
+    to_loss = (lambda v: 10**v) if log_space else (lambda v: v)
+    decile = max(5, len(x) // 10)
+    start, end = float(np.median(x[:decile])), float(np.median(x[-decile:]))
+    relative_drop = 1 - to_loss(end) / to_loss(start) if to_loss(start) > 0 else None
+
+    if relative_drop is not None and relative_drop < config.min_drop:
+        return [_barely_moved(run, steps, to_loss(start), to_loss(end), relative_drop, config)]
+
+    tail_from = int(len(x) * (1 - config.tail_fraction))
+    slope, high = _tail_slope(steps[tail_from:], x[tail_from:])
+    total, tail = start - end, -slope * (steps[-1] - steps[tail_from])
+    if total <= 0 or high >= 0 or tail < config.min_tail_share * total or _annealed(run) or _recovering(run, steps, config):
+        return []
+    return [_still_falling(run, steps, tail_from, tail / total, slope, to_loss(end), log_space)]
+
+
+def _tail_slope(steps: np.ndarray, x: np.ndarray) -> tuple[float, float]:
+    """Theil-Sen slope of the tail (medians of up to 30 bins) and the upper end of its 95% interval."""
+    bins = np.array_split(np.arange(len(x)), min(30, len(x)))
+    slope, _, _, high = stats.theilslopes([np.median(x[b]) for b in bins], [steps[b].mean() for b in bins], 0.95)
+    return float(slope), float(high)
+
+
+def _recovering(run: Run, steps: np.ndarray, config: Config) -> bool:
+    """The tail's fall is the way back from an instability (loss spike), not unfinished training."""
+    since = steps[int(len(steps) * (1 - 2 * config.tail_fraction))]
+    return any(event.end_step >= since for event in run_instability(run))
+
+
+def _annealed(run: Run) -> bool:
+    if not run.has("lr"):
+        return False
+    lrs = run.updates()["lr"].to_numpy(dtype=float)
+    lrs = lrs[np.isfinite(lrs)]
+    return lrs.size > 0 and lrs[-1] < 0.5 * lrs.max()
+
+
+def _barely_moved(run: Run, steps, start: float, end: float, drop: float, config: Config) -> Finding:
+    values = {"value": round_sig(run.lr * 10)} if run.lr else {}
+    return Finding(
+        check="underfitting",
+        severity=Severity.WARNING,
+        study=run.study,
+        runs=(run.name,),
+        steps=(int(steps[0]), int(steps[-1])),
+        title=f"{run.name}: the loss barely moved ({drop:.1%} in {len(steps)} logged steps): the lr is probably too small",
+        detail=(
+            f"The smoothed training loss went {start:.4g} -> {end:.4g} ({drop:.1%}, under {config.min_drop:.0%})"
+            + (f" at lr {run.lr:g}." if run.lr else ".")
+        ),
+        evidence={"kind": "barely_moved", "relative_drop": drop, "start_loss": start, "end_loss": end},
+        recommendation=Recommendation(
+            action="lr",
+            values=values,
+            why=(
+                (f"try lr {values['value']:g} (10x, one decade up) " if values else "raise the lr ")
+                + "or, better, run an LR range test (Smith 2018): the loss falls fastest between lr_min and lr_max"
+            ),
+        ),
+    )
+
+
+def _still_falling(run: Run, steps, tail_from: int, share: float, slope: float, end: float, log_space: bool) -> Finding:
+    last = int(steps[-1])
+    more = 2 * (run.max_steps or last + 1)
+    per_step = f"{slope:.3g} decades per step" if log_space else f"{slope:.3g} per step"
+    return Finding(
+        check="underfitting",
+        severity=Severity.INFO,
+        study=run.study,
+        runs=(run.name,),
+        steps=(int(steps[tail_from]), last),
+        title=f"{run.name}: still clearly falling at the end ({share:.0%} of the loss drop came in the last fifth)",
+        detail=(
+            f"Over steps {int(steps[tail_from])}-{last} the smoothed training loss kept falling ({per_step}), "
+            f"{share:.0%} of its whole drop, to {end:.4g}; the run was stopped before it converged."
+        ),
+        evidence={"kind": "still_falling", "slope_per_step": slope, "tail_share": share, "end_loss": end},
+        recommendation=Recommendation(
+            action="more_steps",
+            values={"max_steps": more},
+            why=f"the loss was still falling at the end: train about 2x longer ({more} steps), or raise the lr",
+        ),
+    )
+
+
+CHECK = Check(
+    id="underfitting",
+    scope=Scope.RUN,
+    detect=detect,
+    config=Config(),
+    module=sys.modules[__name__],
+    applies=applies,
+)
