@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +49,7 @@ SUMMARY_NAMES = frozenset({"train_runtime", "train_samples_per_second", "train_s
                            "train_train_samples_per_second", "train_train_steps_per_second"})
 
 
+@lru_cache(maxsize=4096)
 def normalize(name: str) -> str:
     """``Train/Loss-Step`` -> ``train_loss_step``: the form names are matched in."""
     return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")

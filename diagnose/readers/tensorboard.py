@@ -7,7 +7,7 @@ come as ``simple_value`` (``SummaryWriter.add_scalar``) or as scalar tensors
 (the ``scalars`` plugin); tags are mapped like every other log's keys
 (``train/loss``, ``train/grad_norm``, ``train/learning_rate``, ``eval/loss``,
 ``Loss/val``). The Trainer's ``args/text_summary`` (its TrainingArguments as
-JSON) gives the config. tensorboard's loader stops quietly at a damaged
+JSON) or a Lightning ``hparams.yaml`` beside the files gives the config. tensorboard's loader stops quietly at a damaged
 record; the reader counts the bytes it consumed, so a damaged file is an
 error that names the record and byte, and a last record cut short by a
 running writer is a note.
@@ -26,6 +26,7 @@ import pandas as pd
 from ..errors import LogError
 from ..model import Run
 from .keys import DEFAULT_KEYS, KeyMap, assemble, config_from, last_per_step
+from .lightning import HPARAMS_FILE, read_hparams
 from .table import Table
 
 FORMAT = "tensorboard"
@@ -57,6 +58,9 @@ def read(folder: Path, study: str, keys: KeyMap = DEFAULT_KEYS) -> Run:
     if not scalars:
         names = ", ".join(p.name for p in files)
         raise LogError(files[0], f"no scalar values in {len(files)} event file(s) ({names}): nothing to analyse")
+    hparams_path = folder / HPARAMS_FILE  # Lightning's TensorBoardLogger writes one beside its events
+    if hparams_path.is_file():
+        hparams.update(read_hparams(hparams_path))
     records = _records(scalars)
     where = files[0] if len(files) == 1 else folder
     parts = assemble(where, Table(frame=records[0], nan_rows=records[1], notes=notes), keys,
@@ -67,7 +71,7 @@ def read(folder: Path, study: str, keys: KeyMap = DEFAULT_KEYS) -> Run:
         source=folder,
         steps=parts.steps,
         evals=parts.evals,
-        config=config_from(hparams, keep_others=False),
+        config=config_from(hparams, keep_others=hparams_path.is_file()),
         format=FORMAT,
         notes=parts.notes,
         nan_steps=parts.nan_steps,

@@ -31,7 +31,7 @@ SNIFF_BYTES = 1 << 16
 SNIFF_RECORDS = 2  # a README that mentions "step: 1" once is not a log
 
 _PAIR = re.compile(
-    r"(?<![\w./-])(?P<key>[A-Za-z_][\w./-]*?)\s*[:=]\s*"
+    r"(?<![\w./-])(?P<key>[A-Za-z_][\w./-]*)\s*[:=]\s*"
     r"(?P<value>[+-]?(?:\d+\.?\d*(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?|nan|infinity|inf))"
     r"(?:/(?P<total>\d+))?(?P<unit>[A-Za-z%]*)(?![\w.])",
     re.IGNORECASE,
@@ -71,10 +71,7 @@ def _looks_like_log(path: Path, keys: KeyMap) -> bool:
 
 def parse_line(line: str) -> dict[str, tuple[float, str | None]]:
     """``{"step": (120.0, "5100"), "train_loss": (3.42, None), ...}`` for one line."""
-    pairs = {}
-    for match in _PAIR.finditer(line):
-        pairs[match.group("key")] = (float(match.group("value")), match.group("total"))
-    return pairs
+    return {key: (float(value), total or None) for key, value, total, _ in _PAIR.findall(line)}
 
 
 def _step_key(pairs: dict, keys: KeyMap) -> str | None:

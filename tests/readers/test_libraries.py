@@ -101,3 +101,11 @@ def test_key_map_names_an_unusual_tag(summary_writer_logs):
     root = read_root(summary_writer_logs, keys=KeyMap(loss="train/grad_norm", grad_norm="train/loss"))
     run = root.runs[0]
     assert run.sources["loss"] == "train/grad_norm" and run.n_steps == 20
+
+
+def test_tensorboard_logger_hparams_yaml_gives_the_config(summary_writer_logs, tmp_path):
+    folder = shutil.copytree(summary_writer_logs / "sweep" / "lr0.1", tmp_path / "lightning_logs" / "version_0")
+    (folder / "hparams.yaml").write_text("lr: 0.1\nmomentum: 0.95\nhidden: 64\n")
+    [run] = read_root(tmp_path).runs
+    assert run.format == tensorboard.FORMAT
+    assert run.config == {"lr": 0.1, "momentum": 0.95, "hidden": 64}
