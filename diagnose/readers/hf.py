@@ -88,7 +88,7 @@ def _newest_state(folder: Path) -> tuple[Path, list[str]]:
     newest_step, newest = checkpoints[-1]
     if top.is_file() and _global_step(top) >= newest_step:
         return top, []
-    note = f"read {newest.relative_to(folder)} (the newest of {len(checkpoints)} checkpoints)"
+    note = f"read {newest.relative_to(folder)}: the newest saved state of this run"
     return newest, [note]
 
 

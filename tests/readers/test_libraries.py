@@ -109,3 +109,13 @@ def test_tensorboard_logger_hparams_yaml_gives_the_config(summary_writer_logs, t
     [run] = read_root(tmp_path).runs
     assert run.format == tensorboard.FORMAT
     assert run.config == {"lr": 0.1, "momentum": 0.95, "hidden": 64}
+
+
+def test_trainer_checkpoint_newer_than_the_top_level_state_wins(hf_output, tmp_path):
+    """A run resumed after its final save: the newer checkpoint holds the longer history."""
+    out = tmp_path / "out"
+    shutil.copytree(hf_output / "checkpoint-12", out / "checkpoint-12")
+    shutil.copy(hf_output / "checkpoint-6" / "trainer_state.json", out / "trainer_state.json")
+    [run] = read_root(tmp_path).runs
+    assert run.n_steps == 6 and run.last_step == 12
+    assert run.notes == ["read checkpoint-12/trainer_state.json: the newest saved state of this run"]
