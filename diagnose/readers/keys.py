@@ -42,7 +42,7 @@ LR_MONITOR = re.compile(r"lr_([a-z0-9]+?)(?:_pg(\d+))?")
 MOMENTUM_MONITOR = re.compile(r"lr_([a-z0-9]+?)(?:_pg(\d+))?_momentum")
 
 EVAL_PREFIXES = ("eval", "val", "valid", "validation", "test", "dev")
-EVAL_ALIASES = {"tel": ("val", "loss"), "vl": ("val", "loss")}  # llm.c's `tel`: the validation loss
+EVAL_ALIASES = {"tel": ("val", "loss")}  # llm.c prints the validation loss as `tel`
 # Names that describe the run, not a step: kept out of the steps table.
 SUMMARY_NAMES = frozenset({"train_runtime", "train_samples_per_second", "train_steps_per_second", "total_flos",
                            "train_train_loss", "train_total_flos", "train_train_runtime",

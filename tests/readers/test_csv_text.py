@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from diagnose.readers import csvlog, read_root, textlog
 from diagnose.readers.keys import KeyMap
