@@ -457,7 +457,9 @@ def gap_curve(run: Run, finding: Finding | None) -> Plot | None:
         source = "training loss (rolling median)"
     else:
         return None
-    gap = valid_loss - train_loss
+    gap_steps, gap = _evidence_gap(finding)
+    if gap_steps is None:  # no check computed it: the plain difference at the eval steps
+        gap_steps, gap = steps, valid_loss - train_loss
     fig, axes = _figure(ncols=2, width=7.6, height=2.8)
     left, right = axes[0]
     left.plot(steps, valid_loss, color="#0969da", linewidth=1.2, label="valid")
@@ -467,7 +469,7 @@ def gap_curve(run: Run, finding: Finding | None) -> Plot | None:
     left.set_xlabel("step", fontsize=9)
     left.set_ylabel("loss", fontsize=9)
     left.legend(fontsize=7, loc="best")
-    right.plot(steps, gap, color=ABOVE, linewidth=1.4)
+    right.plot(gap_steps, gap, color=ABOVE, linewidth=1.4)
     right.axhline(0, color="#8c959f", linewidth=0.8)
     right.set_xlabel("step", fontsize=9)
     right.set_ylabel("valid - train", fontsize=9)
@@ -483,6 +485,19 @@ def gap_curve(run: Run, finding: Finding | None) -> Plot | None:
         + "A gap that widens while training loss still falls is overfitting (Smith 2018)."
     )
     return _plot(fig, "Generalization gap", caption)
+
+
+def _evidence_gap(finding: Finding | None) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The gap curve the overfitting check computed (``evidence["gap"]``: ``[[step, gap], ...]``), if any."""
+    pairs = finding.evidence.get("gap") if finding else None
+    if not isinstance(pairs, list):
+        return None, None
+    points = [(float(p[0]), float(p[1])) for p in pairs
+              if isinstance(p, (list, tuple)) and len(p) == 2 and all(_number(v) is not None for v in p)]
+    if len(points) < 2:
+        return None, None
+    steps, gap = zip(*points)
+    return np.array(steps), np.array(gap)
 
 
 def _trend_at(run: Run, steps: np.ndarray) -> np.ndarray:

@@ -142,7 +142,7 @@ def config_snippet(recommendation: Recommendation | None) -> str | None:
     """The recommendation's numbers as YAML lines to paste into a config, e.g. ``warmup_steps: 100``.
 
     Keys are the run config keys of CONTRACT §1: ``value`` is named after the
-    action (``momentum: 0.8``), a clip ``threshold`` is ``clip_norm``.
+    action (``momentum: 0.8``), a clip ``threshold`` (or ``clip_threshold``) is ``clip_norm``.
     """
     if recommendation is None or not recommendation.values:
         return None
@@ -175,7 +175,7 @@ def _yaml_entry(lines: list[str], key: str, value, indent: str) -> None:
 def _config_key(action: str, key: str) -> str:
     if key == "value":
         return {"more_steps": "max_steps", "regularization": "weight_decay"}.get(action, action)
-    if action == "clip" and key == "threshold":
+    if (action == "clip" and key == "threshold") or key == "clip_threshold":
         return "clip_norm"
     return key
 

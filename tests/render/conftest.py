@@ -116,7 +116,9 @@ def handmade(analysis: Analysis) -> Analysis:
             check="overfitting", severity=Severity.WARNING, study="overfit", runs=(overfit.name,),
             steps=(onset, int(overfit.last_step)), title=f"{overfit.name}: overfitting from step {onset}",
             detail="Validation loss rises while training loss falls.",
-            evidence={"onset_step": onset, "split": "valid"},
+            evidence={"onset_step": onset, "split": "valid",
+                      "gap": [[int(s), float(v - t)] for s, v, t in zip(valid["step"], valid["loss"],
+                                                                        overfit.train_evals()["loss"])]},
             recommendation=Recommendation("regularization", "add weight decay", {"weight_decay": 0.0005}),
         ),
         Finding(

@@ -193,6 +193,7 @@ def test_snippets_are_yaml_a_user_can_paste():
     assert snippet(Recommendation("optimizer", "", {"value": "no"})) == 'optimizer: "no"'
     assert snippet(Recommendation("schedule", "", {"value": "one cycle: 0.1"})) == 'schedule: "one cycle: 0.1"'
     assert snippet(Recommendation("lr", "only words")) is None
+    assert snippet(Recommendation("lr", "", {"value": 0.063, "clip_threshold": 0.68})) == "lr: 0.063\nclip_norm: 0.68"
     nested = Recommendation("warmup", "", {
         "warmup_steps": [10, 30], "experiments": [{"warmup_steps": 10, "max_steps": 310},
                                                    {"warmup_steps": 30, "note": "a: b"}],
@@ -331,3 +332,12 @@ def test_the_most_severe_findings_get_the_plots_whatever_their_study():
     card = re.search(r'<article class="finding error" id="f1">(.*?)</article>', page, flags=re.S)[1]
     assert 'id="f1-plot"' in card
     assert page.count("only the first 12 findings get one") == 1
+
+
+def test_the_gap_plot_draws_the_checks_own_gap_curve_when_given():
+    finding = Finding(check="overfitting", severity=Severity.WARNING, study="s", runs=("r",), title="", detail="",
+                      evidence={"gap": [[0, 0.1], [10, 0.2], ["x", 1], [20, "nan"], [30, 0.5]]})
+    steps, gap = figures._evidence_gap(finding)
+    assert steps.tolist() == [0, 10, 30] and gap.tolist() == [0.1, 0.2, 0.5]
+    malformed = dataclasses.replace(finding, evidence={"gap": "wide"})
+    assert figures._evidence_gap(malformed) == (None, None) and figures._evidence_gap(None) == (None, None)
