@@ -241,6 +241,8 @@ def order_steps(path: Path, table: Table) -> tuple[pd.DataFrame, dict[str, np.nd
 def select_rows(table: Table, mask: np.ndarray) -> Table:
     """The rows where ``mask`` holds, renumbered, with the literal-NaN rows moved along."""
     mask = np.asarray(mask, dtype=bool)
+    if mask.all():  # the common case (every row logged the loss): no copy of a big table
+        return table
     new_index = np.cumsum(mask) - 1
     nan_rows = {}
     for name, rows in table.nan_rows.items():
