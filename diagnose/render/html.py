@@ -205,6 +205,17 @@ def _yaml(value) -> str:
 _YAML_WORDS = {"null", "true", "false", "yes", "no", "on", "off", "Null", "True", "False", "Yes", "No"}
 
 
+def steps_text(steps: tuple[int, int], prefix: str = "steps ") -> str:
+    """``steps 140–220``, or ``step 4`` when the span is one step."""
+    first, last = steps
+    if first == last:
+        return f"{prefix.replace('steps', 'step')}{first}"
+    return f"{prefix}{first}–{last}"
+
+
+_ENV.globals["steps_text"] = steps_text
+
+
 def where(finding: Finding) -> str:
     """``study / run, run, run and N more``: where a finding is, in one short line."""
     runs = list(finding.runs)

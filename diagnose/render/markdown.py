@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 
 from ..findings import FindingsDocument, Severity
-from .html import config_snippet, where
+from .html import config_snippet, steps_text, where
 
 MAX_ROWS = 10
 MAX_FIXES = 3
@@ -48,7 +48,7 @@ def render(document: FindingsDocument) -> str:
     if findings:
         lines += ["", "| severity | check | where | steps | finding |", "|---|---|---|---|---|"]
         for finding in findings[:MAX_ROWS]:
-            span = f"{finding.steps[0]}–{finding.steps[1]}" if finding.steps else ""
+            span = steps_text(finding.steps, "") if finding.steps else ""
             lines.append(
                 f"| {finding.severity.value} | `{finding.check}` | {escape(where(finding))} | {span} "
                 f"| {escape(finding.title)} |"
