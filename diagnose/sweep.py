@@ -140,16 +140,70 @@ def members(study: Study) -> list[Run]:
 
 
 def sweeps(study: Study) -> list[Sweep]:
-    """Every group of runs that differ only in lr (and seed), each scored; largest first."""
-    groups: dict[tuple, list[Run]] = defaultdict(list)
-    fixed: dict[tuple, dict] = {}
-    for run in members(study):
-        rest = {k: v for k, v in run.config.items() if k != "lr" and k not in SEED_KEYS}
-        key = _config_key(rest)
-        groups[key].append(run)
-        fixed[key] = rest
-    found = [_score(study.name, fixed[key], runs) for key, runs in groups.items()]
+    """Every group of runs that differ only in lr (and seed), each scored; largest first.
+
+    A config key that only some runs log does not split them (one log
+    format records more than another); a key whose value is the run's lr
+    (``learning_rate`` beside ``lr``) is the lr. Runs of one lr must be seeds:
+    a group where two runs share an lr without distinct logged seeds is not
+    a sweep, since its configs do not say what tells those runs apart
+    (different models, say).
+    """
+    found = []
+    for fixed, runs in _group(members(study), _sweep_config):
+        if _ambiguous(runs, lambda run: run.lr):
+            continue
+        found.append(_score(study.name, fixed, runs))
     return sorted(found, key=lambda s: (-len(s.points), _best_or_inf(s)))
+
+
+def _sweep_config(run: Run) -> dict:
+    return {k: v for k, v in run.config.items() if k not in SEED_KEYS and not _is_lr(run, k, v)}
+
+
+def _is_lr(run: Run, key: str, value) -> bool:
+    if key == "lr":
+        return True
+    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return is_number and run.lr is not None and math.isclose(value, run.lr, rel_tol=1e-9)
+
+
+def _group(runs: list[Run], config_of) -> list[tuple[dict, list[Run]]]:
+    """Runs of one log format grouped by compatible configs.
+
+    Two configs are compatible when every key both have holds the same value
+    and, when both are non-empty, they share at least half of the smaller
+    one's keys (so unrelated runs do not merge through their missing keys).
+    """
+    groups: list[tuple[str, dict, list[Run]]] = []
+    for run in sorted(runs, key=lambda r: -len(config_of(r))):
+        config = config_of(run)
+        for fmt, shared, members_ in groups:
+            if fmt == run.format and _compatible(shared, config):
+                members_.append(run)
+                break
+        else:
+            groups.append((run.format, dict(config), [run]))
+    order = {id(run): i for i, run in enumerate(runs)}
+    return [(shared, sorted(group, key=lambda r: order[id(r)])) for _, shared, group in groups]
+
+
+def _compatible(shared: dict, config: dict) -> bool:
+    common = [k for k in config if k in shared]
+    if any(repr(shared[k]) != repr(config[k]) for k in common):
+        return False
+    return not shared or not config or 2 * len(common) >= min(len(shared), len(config))
+
+
+def _ambiguous(runs: list[Run], value_of) -> bool:
+    """Two runs with the same value that are not told apart by distinct logged seeds."""
+    seeds: dict[str, list] = defaultdict(list)
+    for run in runs:
+        seeds[repr(value_of(run))].append(run.seed)
+    return any(
+        len(logged) > 1 and (None in logged or len({repr(seed) for seed in logged}) < len(logged))
+        for logged in seeds.values()
+    )
 
 
 def main_sweep(study: Study) -> Sweep | None:
@@ -244,10 +298,6 @@ def _score(study: str, fixed: dict, runs: list[Run]) -> Sweep:
 def _best_or_inf(sweep: Sweep) -> float:
     best = sweep.best
     return best.score if best else float("inf")
-
-
-def _config_key(config: dict) -> tuple:
-    return tuple(sorted((k, repr(v)) for k, v in config.items()))
 
 
 def stable(point: LrPoint) -> bool:
@@ -372,20 +422,23 @@ def swarm(study: Study, fit_factor: float = FIT_FACTOR) -> dict | None:
 
 
 def seed_cells(study: Study) -> list[tuple[dict, list[Run]]]:
-    """Non-probe runs grouped by their config without the seed; lr and momentum as the run reports them."""
-    groups: dict[tuple, list[Run]] = defaultdict(list)
-    configs: dict[tuple, dict] = {}
-    for run in study.runs:
-        if run.role in PROBE_ROLES or (not run.n_steps):
-            continue
-        config = {k: v for k, v in run.config.items() if k not in SEED_KEYS}
-        for key, value in (("lr", run.lr), ("momentum", run.momentum)):
-            if value is not None:
-                config[key] = value
-        key = _config_key(config)
-        groups[key].append(run)
-        configs[key] = config
-    return [(configs[key], groups[key]) for key in sorted(groups, key=lambda k: _cell_order(configs[k]))]
+    """Non-probe runs grouped by their config without the seed; lr and momentum as the run reports them.
+
+    Grouped as ``sweeps`` groups (a key that only some runs log does not split
+    them); runs of a cell must be seeds (distinct logged seeds), otherwise the
+    cell is left out: its config does not say what tells its runs apart.
+    """
+    runs = [run for run in study.runs if run.role not in PROBE_ROLES and run.n_steps]
+    cells = [(config, group) for config, group in _group(runs, _cell_config) if not _ambiguous(group, lambda run: 0)]
+    return sorted(cells, key=lambda cell: _cell_order(cell[0]))
+
+
+def _cell_config(run: Run) -> dict:
+    config = {k: v for k, v in run.config.items() if k not in SEED_KEYS and not _is_lr(run, k, v)}
+    for key, value in (("lr", run.lr), ("momentum", run.momentum)):
+        if value is not None:
+            config[key] = value
+    return config
 
 
 def warmup_plan(unstable_lr: float, max_steps: int | None) -> dict:

@@ -223,3 +223,23 @@ def test_warmup_plan_follows_the_playbook():
     assert sweep.warmup_plan(0.3, 3000)["warmup_steps"] == [10, 100, 300]
     assert sweep.warmup_plan(0.3, 50)["warmup_steps"] == [5]
     assert sweep.warmup_plan(0.3, None)["max_steps"] is None
+
+
+def test_a_key_only_some_runs_log_does_not_split_the_sweep_and_an_lr_alias_is_the_lr():
+    runs = [
+        make_run("a", decaying(end=0.2), 0.1, dropout=0.05, learning_rate=0.1, weight_decay=0),
+        make_run("b", decaying(end=0.1), 0.3, dropout=0.05, learning_rate=0.3),
+        make_run("c", decaying(end=0.15), 1.0, dropout=0.05, learning_rate=1.0, weight_decay=0),
+    ]
+    assert sweep.main_sweep(Study("s", runs)).lrs == [0.1, 0.3, 1.0]
+
+
+def test_runs_sharing_lr_and_seed_are_not_a_sweep_nor_a_swarm():
+    # Two different models logged with the same lr and seed: the config does not tell them apart.
+    runs = [
+        make_run("llama", decaying(end=0.2), 2e-4, seed=42, batch_size=2),
+        make_run("qwen", decaying(end=0.6), 2e-4, seed=42, batch_size=2),
+        make_run("qwen-lora", decaying(end=0.3), 3e-4, seed=3407, batch_size=2),
+    ]
+    summary = sweep.summary(Study("s", runs))
+    assert summary["best_lr"] is None and summary["swarm"] is None

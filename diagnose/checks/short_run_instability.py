@@ -97,8 +97,9 @@ def _check_run(study: Study, run: Run, best_runs: list[Run], best_lr, config: Co
     valid_events = [e for e in _valid_events(run, config) if any(_together(e, t) for t in train_events)]
     periods = _merge([e.period for e in train_events + valid_events])
     last = run.last_step or 0
+    # The lr* runs' own periods over the same steps (each short-run period widened by its length).
     best_events = {
-        other.name: [e.to_dict() for e in run_instability(other) if e.start_step <= last]
+        other.name: [e.to_dict() for e in run_instability(other) if any(_overlaps(e, p) for p in periods)]
         for other in best_runs
     }
     worst = max(train_events + valid_events, key=lambda e: (e.nonfinite, e.size_noise))
@@ -178,6 +179,11 @@ def _together(valid: InstabilityEvent, train: InstabilityEvent) -> bool:
     """The validation loss began to rise while the training loss did (within one period's length)."""
     length = train.end_step - train.start_step + 1
     return train.start_step - length <= valid.start_step <= train.end_step + length
+
+
+def _overlaps(event: InstabilityEvent, period: list[int]) -> bool:
+    length = period[1] - period[0] + 1
+    return event.start_step <= period[1] + length and event.end_step >= period[0] - length
 
 
 def _merge(periods: list[list[int]]) -> list[list[int]]:
