@@ -5,7 +5,12 @@ every stability question with "do a learning rate sweep and find the best
 learning rate lr*". Runs of one study whose configs differ only in ``lr`` (and
 ``seed``) form one sweep; the seeds of one lr are aggregated by their median
 and their spread is kept. Runs with role ``short`` or ``lr_range`` are probes
-of the sweep, never members of it.
+of the sweep, never members of it. A config key that only some runs log does
+not split a sweep, a key equal to the run's lr (``learning_rate``) is the lr,
+and runs of one lr must carry distinct logged seeds: otherwise the configs
+do not say what tells those runs apart, and they are no sweep. In a
+momentum x lr grid each momentum is a sweep; the study reports the one that
+holds its best result.
 
 The score of a run is, when every finished run of the sweep has validation
 evals, its validation loss at its best checkpoint (the Playbook's optimal
@@ -14,6 +19,10 @@ different lengths are compared on training loss at the step the shortest
 non-diverged run reached, so a longer run is not preferred for its extra steps.
 A diverged run (NaN/inf loss at the end, a loss that ended far above its start,
 or ``status: diverged``) scores worst (+inf).
+
+The swarm view (Morrison's "bees") groups runs by config, seed aside, and
+counts per config how many seeds fit: end within 2x of the study's best final
+loss.
 
 Everything here is a pure function of a ``Study``; the checks and
 ``analyze._study_summary`` share it.

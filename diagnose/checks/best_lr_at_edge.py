@@ -31,9 +31,10 @@ than its neighbour by more than ``min_gap`` (2%: tied scores do not say
 which end is best) and, for ``sweep_top``, lr* stable.
 
 Example:
-lrs 0.01, 0.03, 0.1, 0.3 with 2 seeds each: lr* = 0.1 (stable); at 0.3 the
-loss rises 8x over steps 20-90: lr* is at the edge of instability, run over
-600 steps: warmup experiment with base_lr 3, warmup_steps [10, 60].
+lrs 0.03, 0.1, 0.3 with 2 seeds each, 300 steps: lr* = 0.1; at 0.3 a seed's
+loss ends 5.3x above its best: lr* is at the edge of instability. Warmup
+experiment: base_lr 3, warmup_steps [10, 30], post_warmup_steps [20, 60],
+max_steps [310, 330], with a note on 30 (10% of max_steps, over 5%).
 
 Recommends:
 ``instability``: the Playbook's warmup experiment (action ``warmup``):

@@ -39,8 +39,8 @@ of 10-20; the recommendation states the range).
 
 Example:
 SGD (momentum 0.9) on a small MLP, lr from 1e-5 to 10 over 300 steps at
-batch size 64: loss 1.4 flat to 1e-3, falls to 0.2 at lr 0.14, doubles from
-lr 0.5 on: lr_max 0.14, lr_min 0.035, lr_min_1cycle 0.014, blowup_lr 0.5.
+batch size 64: loss 1.4 flat to 1e-3, falls to 0.26 at lr 0.14, doubles from
+lr 0.52 on: lr_max 0.14, lr_min 0.036, lr_min_1cycle 0.014, blowup_lr 0.52.
 
 Recommends:
 The 1cycle schedule (action ``schedule``): ``max_lr`` = lr_max,

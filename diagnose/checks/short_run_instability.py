@@ -32,9 +32,10 @@ alongside, so the plot can show both.
 
 Example:
 A width-1024 ReLU net, plain SGD, lr* = 4 from a sweep of 2 and 4; the
-500-step run at lr 8 jumps from 0.97 to 88 (91x) over steps 0-11 and is back
-at step 12, ending at 0.16 against lr*'s 0.10: one warning with periods
-{"short-lr8": [[0, 11]]}, recovered at step 12.
+500-step run at lr 8 (evaluated every step) catapults from 3.5 to 133 (38x)
+over steps 2-6 and is back at step 7, ending at 0.14 against lr*'s 0.10: one
+warning with periods {"short-lr8": [[2, 6]]}, recovered at step 7, warmup
+experiment base_lr 80, warmup_steps [10, 50].
 
 Recommends:
 Warmup (action ``warmup``), the Playbook's experiment for early
