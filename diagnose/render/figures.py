@@ -337,12 +337,14 @@ def hyper_axis(summary: dict) -> Plot | None:
     lrs = np.array([p[0] for p in points])
     scores = np.array([p[1] if p[1] is not None else np.nan for p in points])
     ax.plot(lrs, scores, color="#57606a", linewidth=1, zorder=2)
+    no_score = False
     for lr, score, low, high, stable in points:
         bad = (not stable) or any(math.isclose(lr, u, rel_tol=1e-9) for u in unstable)
         color = ABOVE if bad else "#0969da"
-        if score is None:
+        if score is None:  # diverged: the sweep scores it +inf
             ax.plot([lr], [1], transform=ax.get_xaxis_transform(), marker="x", color=ABOVE, clip_on=False,
-                    markersize=7, zorder=5)
+                    markersize=7, zorder=5, label=None if no_score else "no score (diverged)")
+            no_score = True
             continue
         if low is not None and high is not None and high > low:
             ax.plot([lr, lr], [low, high], color=color, linewidth=2.5, alpha=0.35, zorder=2)
@@ -369,7 +371,7 @@ def hyper_axis(summary: dict) -> Plot | None:
     ax.set_ylabel(metric, fontsize=9)
     ax.plot([], [], marker="X", color=ABOVE, linestyle="none", label="unstable")
     ax.plot([], [], marker="o", color="#0969da", linestyle="none", label="stable")
-    _legend_above(ax, ncols=3)
+    _legend_above(ax, ncols=4)
     caption = (
         f"{metric.capitalize()} of each lr (bars: spread over seeds); red X: lrs whose runs were unstable. "
         "When lr* sits right next to the first unstable lr, instability is what limits the learning rate."
