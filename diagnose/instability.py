@@ -22,25 +22,27 @@ baseline; None when the loss is not positive), ``recovered``,
 Algorithm (scale-free: works on log10 of the loss whenever every finite loss
 is positive, else on the loss itself):
 
-1. Per-point noise ``sigma``: the median absolute first difference over a
-   centered window of 5% of the points (at least 21), times 1.4826/sqrt(2)
-   (the standard deviation of white noise); first differences ignore the
-   trend, the median ignores spikes. It is floored at the logged resolution
+1. Per-point noise ``sigma``: the median absolute second difference over a
+   centered window of 5% of the points (at least 21), times 1.4826/sqrt(6)
+   (the standard deviation of white noise); second differences ignore a
+   locally linear trend (a steep smooth climb is not noise), the median
+   ignores spikes. It is floored at the logged resolution
    (the smallest non-zero change), so a quantized or constant loss has no
    events.
-2. At scales w = 3, 9, 27, ... points (up to 1/8 of the run) the loss is
-   smoothed by a centered rolling median. Its noise ``sigma_w`` is the larger
-   of the white-noise value 1.25 sigma / sqrt(w) and the measured spread of
-   the smoothed series (lag-w differences, which also catches correlated
-   noise). The reference is the running minimum of the trailing median over
+2. At scales w = 5, 15, 45, ... points (up to a quarter of the run) the loss
+   is smoothed by a centered rolling median. Its noise ``sigma_w`` is the
+   white-noise value 1.25 sigma / sqrt(w), or, from w = 15 on, the measured
+   spread of the smoothed series if larger (lag-w second differences, which
+   catch slow correlated wander). The reference is the running minimum of the trailing median over
    max(3w, 9) points (the best level reached so far, never looking ahead): a
    lucky minibatch or two does not lower it.
 3. A point is unstable at scale w when the smoothed loss exceeds the
    reference by more than ``z`` (8) times ``sigma_w`` and by more than
    ``min_ratio`` (5%). z = 8 leaves room for the running minimum's downward
    bias (about 4 sigma_w over 10^4 windows) and for heavy-tailed minibatch
-   losses: batch-size-4 runs stay quiet; no single point can trigger it (the
-   smallest scale needs 2 of 3 consecutive points up).
+   losses: batch-size-4 runs stay quiet; no single point can trigger it, nor
+   two (the smallest scale needs 3 of 5 consecutive points up: GPT-2 logs
+   have pairs of 1.5x minibatch losses 2 steps apart).
 4. Unstable points of all scales are merged into periods; a period starts
    where the loss began to climb above the reference and ends at its last
    unstable point. Its baseline is the median of the 9 points before it (never
@@ -155,7 +157,7 @@ def find_instability(steps, loss, config: InstabilityConfig = DEFAULT) -> list[I
     for w in scales:
         level = _median(x, w)
         # The best level so far, smoothed 3x more than the level it is compared with.
-        rise = level - _running_min(_trailing_median(x, max(3 * w, reference_points)))
+        rise = level - _running_min(_trailing_median(x, max(3 * w, reference_points), min_periods=w))
         flagged = (rise > config.z * _level_noise(level, sigma, w, config)) & (rise > min_rise)
         # Only where the window was full: the padded ends copy a level from further in.
         flagged[: w // 2] = flagged[len(flagged) - w // 2 :] = False
@@ -174,7 +176,7 @@ def find_instability(steps, loss, config: InstabilityConfig = DEFAULT) -> list[I
     for first, last in _segments(unstable):
         # Walk back to where the climb began: points still clearly above the best level.
         start, floor = first, (current[1] + 1 if current is not None else 0)
-        while start > floor and min(fine[start - 1], x[start - 1]) - reference[start - 1] > 2 * fine_sigma[start - 1]:
+        while start > floor and min(fine[start - 1], x[start - 1]) - reference[start - 1] > 4 * fine_sigma[start - 1]:
             start -= 1
         # Aftershocks within one event-length of the recovery belong to the same event.
         if current is not None and (current[2] < 0 or start <= current[2] + max(3, current[1] - current[0] + 1)):
@@ -220,43 +222,58 @@ def noise_scale(loss) -> float:
         return float("nan")
     values = loss[finite]
     x = np.log10(values) if (values > 0).all() else values
-    return float(MAD_TO_SIGMA * np.median(np.abs(np.diff(x))) / math.sqrt(2))
+    return float(_D2_TO_SIGMA * np.nanmedian(_second_differences(x)))
+
+
+def _second_differences(x: np.ndarray) -> np.ndarray:
+    """|x[t-1] - 2 x[t] + x[t+1]| (NaN where a neighbour is missing): blind to any locally linear trend."""
+    d2 = np.full(len(x), np.nan)
+    if len(x) >= 3:
+        with np.errstate(invalid="ignore"):
+            d2[1:-1] = np.abs(x[:-2] - 2 * x[1:-1] + x[2:])
+    d2[~np.isfinite(d2)] = np.nan
+    return d2
+
+
+# Standard deviation of white noise from the median absolute second difference (var = 6 sigma^2).
+_D2_TO_SIGMA = MAD_TO_SIGMA / math.sqrt(6)
 
 
 def _local_noise(x: np.ndarray, finite: np.ndarray, config: InstabilityConfig) -> np.ndarray:
     n = len(x)
-    both = finite[1:] & finite[:-1]
-    diffs = np.full(n, np.nan)
-    diffs[1:][both] = np.abs(np.diff(np.where(finite, x, 0.0)))[both]
+    d2 = _second_differences(np.where(finite, x, np.nan))
     size = max(21, int(n * config.noise_fraction)) | 1
-    local = pd.Series(diffs).rolling(size, center=True, min_periods=1).median().to_numpy()
-    local = pd.Series(local).ffill().bfill().to_numpy() * MAD_TO_SIGMA / math.sqrt(2)
-    changes = diffs[np.isfinite(diffs) & (diffs > 0)]
-    x = x[finite]
+    local = pd.Series(d2).rolling(size, center=True, min_periods=1).median().ffill().bfill().to_numpy() * _D2_TO_SIGMA
+    diffs = np.abs(np.diff(x[finite]))
+    changes = diffs[diffs > 0]
     resolution = float(changes.min()) if changes.size else 0.0
-    scale = float(np.median(np.abs(x))) if x.size else 0.0
+    scale = float(np.median(np.abs(x[finite]))) if finite.any() else 0.0
     floor = max(resolution, 1e-9 * max(scale, 1e-12), 1e-12)
     return np.maximum(np.nan_to_num(local, nan=floor), floor)
 
 
 def _level_noise(level: np.ndarray, sigma: np.ndarray, w: int, config: InstabilityConfig) -> np.ndarray:
+    """Noise of a w-point rolling median: white-noise theory, or (w >= 15) the measured spread if larger.
+
+    The measured spread (lag-w second differences, blind to a linear trend)
+    catches slow correlated wander, which matters at long windows only.
+    """
     theory = _MEDIAN_EFFICIENCY * sigma / math.sqrt(w)
-    if w <= 3:
+    if w < 15:
         return theory
     n = len(level)
-    lagged = np.full(n, np.nan)
+    d2 = np.full(n, np.nan)
     with np.errstate(invalid="ignore"):
-        lagged[w:] = np.abs(level[w:] - level[:-w])
-    lagged[~(lagged < _BROKEN / 2)] = np.nan
+        d2[w:-w] = np.abs(level[: -2 * w] - 2 * level[w:-w] + level[2 * w :])
+    d2[~(d2 < _BROKEN / 2)] = np.nan
     size = max(21, int(n * config.noise_fraction), 8 * w) | 1
-    measured = pd.Series(lagged).rolling(size, center=True, min_periods=1).median().to_numpy()
-    measured = measured * MAD_TO_SIGMA / math.sqrt(2)
+    measured = pd.Series(d2).rolling(size, center=True, min_periods=1).median().to_numpy() * _D2_TO_SIGMA
     return np.fmax(theory, measured)
 
 
 def _scales(n: int) -> list[int]:
-    scales = [3]
-    while scales[-1] * 3 <= n // 8:
+    scales = [5]
+    while scales[-1] * 3 <= n // 4:
         scales.append(scales[-1] * 3)
     return scales
 
@@ -267,9 +284,16 @@ def _median(x: np.ndarray, w: int) -> np.ndarray:
     return level
 
 
-def _trailing_median(x: np.ndarray, w: int) -> np.ndarray:
-    """Median of the last w points: the level reached so far, without looking ahead."""
-    level = pd.Series(x).rolling(w, min_periods=min(3, w)).median().ffill().bfill().to_numpy(copy=True)
+def _trailing_median(x: np.ndarray, w: int, min_periods: int = 3) -> np.ndarray:
+    """Median of the last w points: the level reached so far, without looking ahead.
+
+    With the default 3 points the first values are filled back from the first
+    median (the run's starting level); with more, there is no reference (inf)
+    until ``min_periods`` points exist, so a long-window level is only ever
+    compared with a reference as smooth as itself.
+    """
+    level = pd.Series(x).rolling(w, min_periods=min(min_periods, w)).median()
+    level = (level.ffill().bfill() if min_periods <= 3 else level.ffill().fillna(np.inf)).to_numpy(copy=True)
     level[np.isnan(x)] = _BROKEN
     return level
 

@@ -18,7 +18,7 @@ misses: so a recovered early spike is reported too.
 
 Algorithm:
 ``diagnose.instability`` on the applied updates' training loss, in log
-space: the loss smoothed by centered rolling medians over 3, 9, 27, ...
+space: the loss smoothed by centered rolling medians over 5, 15, 45, ...
 points must exceed its best trailing level so far by more than ``z`` (8)
 times the smoothed series' noise (measured from the run itself) and by
 more than ``min_ratio`` (5%); batch-size-4 noise never does, a 2x rise of a

@@ -24,7 +24,8 @@ not positive); runs with NaN/inf are left to divergence, runs under
 end level = the median of the first and of the last 10% of the points (at
 least 5): robust to minibatch noise. ``barely_moved``: 1 - end/start <
 ``min_drop`` (0.1: the corpus' tiny-lr runs move 0.4-6%, its trained runs
-20-99%). ``still_falling``: the Theil-Sen slope of the last 20% (medians of
+20-99%), unless the run's first logged step is past 10% of its last (it
+was resumed from a checkpoint, so its start is not the initial loss). ``still_falling``: the Theil-Sen slope of the last 20% (medians of
 up to 30 bins) has a 95% interval entirely below 0, and projects a drop
 over that tail of at least 25% of the start-to-end drop (a converging or
 power-law curve loses about 10% of its log-drop in its last fifth, a
@@ -88,7 +89,8 @@ def detect(run: Run, config: Config) -> list[Finding]:
     start, end = float(np.median(x[:decile])), float(np.median(x[-decile:]))
     relative_drop = 1 - to_loss(end) / to_loss(start) if to_loss(start) > 0 else None
 
-    if relative_drop is not None and relative_drop < config.min_drop:
+    resumed = steps[0] > 0.1 * steps[-1]  # picked up from a checkpoint: its start is not the init loss
+    if relative_drop is not None and abs(relative_drop) < config.min_drop and not resumed:
         return [_barely_moved(run, steps, to_loss(start), to_loss(end), relative_drop, config)]
 
     tail_from = int(len(x) * (1 - config.tail_fraction))
