@@ -112,3 +112,19 @@ def test_lr_star_with_a_recovered_spike_of_its_own_is_still_at_the_edge():
     [finding] = detect(case)
     assert finding.evidence["kind"] == "instability" and finding.evidence["best_stable"] is False
     assert finding.evidence["unstable_lr"] == 0.3
+
+
+@pytest.mark.parametrize("factor", [1e-4, 1e4])
+def test_losses_of_any_scale_give_the_same_finding(corpus, factor):
+    from test_sweep import rescaled
+
+    case = corpus.study("sweep_edge_slow_climb")
+    [original] = detect(case)
+    [scaled] = detect(rescaled(case, factor))
+    assert scaled.evidence == original.evidence
+    assert scaled.recommendation == original.recommendation
+
+
+def test_skipped_when_every_lr_diverged():
+    case = Study("s", [make_run(f"r{lr}", [np.nan] * 50, lr) for lr in (0.1, 0.3, 1.0)])
+    assert "every lr of the sweep diverged" in check.CHECK.why_skipped(case)

@@ -95,3 +95,14 @@ def test_every_corpus_case_labelled_with_it_gets_a_finding(corpus, name):
 @pytest.mark.parametrize("name", NEGATIVE)
 def test_quiet_on_every_corpus_case_that_forbids_it(corpus, name):
     assert not detect(corpus.study(name))
+
+
+@pytest.mark.parametrize("factor", [1e-4, 1e4])
+def test_losses_of_any_scale_give_the_same_periods(corpus, factor):
+    from test_sweep import rescaled
+
+    case = corpus.study("short_catapult_lr8")
+    [original] = detect(case)
+    [scaled] = detect(rescaled(case, factor))
+    assert scaled.evidence["periods"] == original.evidence["periods"]
+    assert scaled.evidence["recovery_step"] == original.evidence["recovery_step"]
