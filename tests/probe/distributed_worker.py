@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 from pathlib import Path
 
 import torch
@@ -95,10 +94,10 @@ def run(rank: int, world: int, logdir: Path, mode: str) -> None:
         assert not (logdir / f"rank{rank}").exists(), "only rank 0 writes"
 
 
-def main(rank: int, world: int, port: int, logdir: str, modes: list[str]) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+def main(rank: int, world: int, store: str, logdir: str, modes: list[str]) -> None:
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=world)
+    # A file rendezvous: no port to find free (and lose to another process) on a shared machine.
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
     try:
         for mode in modes:
             run(rank, world, Path(logdir), mode)
@@ -107,13 +106,12 @@ def main(rank: int, world: int, port: int, logdir: str, modes: list[str]) -> Non
         dist.destroy_process_group()
 
 
-def main_fsdp1(rank: int, world: int, port: int, logdir: str) -> None:
+def main_fsdp1(rank: int, world: int, store: str, logdir: str) -> None:
     """FSDP1 (FullyShardedDataParallel, FULL_SHARD) on ``world`` GPUs with NCCL."""
     from torch.distributed.fsdp import FullyShardedDataParallel
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.cuda.set_device(rank)
-    dist.init_process_group("nccl", rank=rank, world_size=world)
+    dist.init_process_group("nccl", init_method=f"file://{store}", rank=rank, world_size=world)
     try:
         model, x, y = model_and_data()
         model, x, y = model.cuda(), x.cuda(), y.cuda()

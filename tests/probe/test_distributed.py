@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
-
 import numpy as np
 import pytest
 import torch
@@ -17,18 +15,12 @@ import distributed_worker
 MODES = ["ddp", "fsdp2", "fsdp2-clip"]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def logdir(tmp_path_factory):
     if not torch.distributed.is_available():
         pytest.skip("torch.distributed is not available in this build")
     folder = tmp_path_factory.mktemp("dist")
-    mp.spawn(distributed_worker.main, args=(2, free_port(), str(folder), MODES), nprocs=2, join=True)
+    mp.spawn(distributed_worker.main, args=(2, str(folder / "store"), str(folder), MODES), nprocs=2, join=True)
     return folder
 
 
@@ -59,7 +51,7 @@ def test_fsdp1_sharded_flat_parameters(tmp_path):
     if gpus < 2:
         pytest.skip(f"FSDP1 (FullyShardedDataParallel) refuses to start without an accelerator; "
                     f"this test needs 2 GPUs, found {gpus}")
-    mp.spawn(distributed_worker.main_fsdp1, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(distributed_worker.main_fsdp1, args=(2, str(tmp_path / "store"), str(tmp_path)), nprocs=2, join=True)
     reference = np.array(json.loads((tmp_path / "fsdp1.json").read_text())["reference"])
     logged = read(tmp_path / "rank0" / "dist" / "fsdp1", "dist").steps["grad_norm"].to_numpy()
     assert np.max(np.abs(logged - reference) / reference) <= 1e-5
