@@ -28,7 +28,10 @@ rolling mean (removes the median's steps). The loss has blown up at the
 first point where the smoothed curve exceeds its running minimum by
 ``blowup_factor`` (2x: fastai's finder stops at 4x; halfway there the curve
 is already clearly rising), or at the first NaN/inf loss, whichever comes
-first. ``lr_max`` is the lr at the minimum of the smoothed curve before the
+first; on a curve so noisy that ``noise_z`` (4) times the smoothed curve's
+own noise (1.25 sigma / sqrt(window), sigma from the first differences'
+median absolute deviation) is larger, that is the rise needed, and the drop
+needed below. ``lr_max`` is the lr at the minimum of the smoothed curve before the
 blow-up: the last lr at which it still fell. Over 4 seeds of a small MLP at
 batch size 8 this gives 0.057-0.071, where the steepest point of the raw
 curve ranges over 0.16-0.86. The loss must have fallen by at least
@@ -71,6 +74,7 @@ class Config:
     floor_fraction: float = 0.01
     blowup_factor: float = 2.0
     min_drop: float = 0.1
+    noise_z: float = 4.0
     min_divisor: float = 4.0
     one_cycle_divisor: float = 10.0
     min_points: int = 20
@@ -137,6 +141,12 @@ def analyse(steps: np.ndarray, lrs: np.ndarray, loss: np.ndarray, config: Config
         pd.Series(level).rolling(size, center=True, min_periods=1).median()
         .rolling(size, center=True, min_periods=1).mean().to_numpy()
     )
+    # The smoothed curve's own noise (white-noise sigma from first differences, over the window):
+    # a curve noisier than the fixed factors needs a larger rise or drop to count.
+    sigma = signal.robust_scale(np.diff(level)) / np.sqrt(2) * 1.25 / np.sqrt(size)
+    if np.isfinite(sigma):
+        blowup_rise = max(blowup_rise, config.noise_z * sigma)
+        drop_needed = max(drop_needed, config.noise_z * sigma)
     risen = smooth > np.minimum.accumulate(smooth) + blowup_rise
     blowup = int(np.argmax(risen)) if risen.any() else (end if end < len(loss) else None)
     before = smooth[: blowup if blowup is not None else end]

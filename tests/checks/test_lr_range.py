@@ -135,3 +135,18 @@ def test_every_corpus_case_labelled_with_it_gets_a_finding(corpus, name):
 @pytest.mark.parametrize("name", NEGATIVE)
 def test_quiet_on_every_corpus_case_that_forbids_it(corpus, name):
     assert not detect(corpus.study(name))
+
+
+def test_a_very_noisy_curve_needs_a_rise_beyond_its_own_noise():
+    """Minibatch noise of e^+-1 on a range that falls and then stays flat: no blow-up is invented."""
+    lrs = np.geomspace(1e-5, 0.1, 300)
+    clean = 1.4 / (1 + lrs / 1e-3) + 0.1
+    spurious = {True: 0, False: 0}
+    for seed in range(8):
+        noisy = clean * np.exp(np.random.default_rng(seed).standard_normal(300))
+        for use_noise in (True, False):
+            config = check.Config() if use_noise else check.Config(noise_z=0.0)
+            result = check.analyse(np.arange(300), lrs, noisy, config)
+            spurious[use_noise] += result.blowup_lr is not None
+    assert spurious[True] == 0
+    assert spurious[False] > 0  # a fixed 2x rise alone is fooled by this noise
