@@ -82,3 +82,30 @@ def test_crash_marks_crashed(tmp_path):
         fit(Tiny(crash_at=7), tmp_path, "tiny")
     run = read(tmp_path / "pl" / "tiny", "pl")
     assert run.status == "crashed" and run.steps["step"].tolist() == [0, 1, 2]
+
+
+class Manual(Tiny):
+    """Manual optimization: the module steps its optimizer itself and returns no loss."""
+
+    def __init__(self):
+        super().__init__()
+        self.automatic_optimization = False
+
+    def training_step(self, batch, batch_idx):
+        opt = self.optimizers()
+        loss = torch.nn.functional.mse_loss(self.net(batch[0]), batch[1])
+        self.manual_backward(loss)
+        opt.step()
+        opt.zero_grad()
+
+
+def test_manual_optimization_logs_norms_and_leaves_the_loss_missing(tmp_path):
+    module = Manual()
+    trainer = L.Trainer(max_steps=6, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+                        callbacks=[DiagnoseCallback(tmp_path, "pl", "manual")])
+    trainer.fit(module)
+    run = read(tmp_path / "pl" / "manual", "pl")
+    assert run.status == "finished"  # a missing loss is not a NaN loss
+    assert run.steps["step"].tolist() == list(range(6)) and run.steps["loss"].isna().all()
+    np.testing.assert_allclose(run.steps["grad_norm"], module.norms, rtol=1e-6)

@@ -83,3 +83,28 @@ def test_step_and_eval_never_read_a_device_value(tmp_path, variant):
     run = read(tmp_path / "s" / variant, "s")
     assert len(run.steps) == 13 and run.steps["grad_norm"].notna().all()
     assert run.status == "finished"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(),
+                    reason="torch.cuda.set_sync_debug_mode needs a GPU; the TorchFunctionMode tests cover CPU")
+def test_no_sync_on_cuda(tmp_path):
+    model, x, y = tiny_problem()
+    model, x, y = model.cuda(), x.cuda(), y.cuda()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    scaler = torch.amp.GradScaler("cuda")
+    with Probe(tmp_path, "s", "cuda", flush_every=4) as probe:
+        for step in range(13):
+            with torch.autocast("cuda", dtype=torch.float16):
+                loss = torch.nn.functional.mse_loss(model(x).float(), y)
+            scaler.scale(loss).backward()
+            torch.cuda.set_sync_debug_mode("error")
+            try:
+                probe.step(loss, opt, scaler=scaler)
+                probe.eval("valid", loss=loss.detach())
+            finally:
+                torch.cuda.set_sync_debug_mode(0)
+            scaler.step(opt)
+            scaler.update()
+            opt.zero_grad()
+    run = read(tmp_path / "s" / "cuda", "s")
+    assert len(run.steps) == 13 and run.steps["grad_norm"].notna().all()

@@ -83,13 +83,14 @@ class DiagnoseCallback(TrainerCallback):
             if clip is not None and hasattr(model, "_all_handles"):
                 norm = clip(self._clip)
             else:
-                norm = torch.nn.utils.clip_grad_norm_(model.parameters(), self._clip)
+                params = model.parameters() if model is not None else [p for g in inner.param_groups for p in g["params"]]
+                norm = torch.nn.utils.clip_grad_norm_(params, self._clip)
         measured = self.probe.measure(inner, grad_norm=norm, scaler=scaler)
         losses, self._losses = self._losses, []
         if losses:
             loss = torch.stack(losses).sum() if self._summed else torch.stack(losses).mean()
         else:
-            loss = float("nan")
+            loss = None  # a custom compute_loss that the model's output does not show: missing, not NaN
         try:
             self.probe.record(loss, measured, clip_norm=self._clip)
         except ProbeStop:

@@ -75,7 +75,7 @@ class DiagnoseCallback(Callback):
         measured, self._measured = self._measured, None
         losses, self._losses = self._losses, []
         # Lightning hands over each micro-batch's loss divided by accumulate_grad_batches.
-        loss = torch.stack(losses).mean() * trainer.accumulate_grad_batches if losses else float("nan")
+        loss = torch.stack(losses).mean() * trainer.accumulate_grad_batches if losses else None
         try:
             self.probe.record(loss, measured, clip_norm=self._clip(trainer))
         except ProbeStop:
