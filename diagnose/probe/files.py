@@ -53,10 +53,29 @@ def cell(value) -> str:
 class CsvAppender:
     """Appends columns (name -> equal-length lists) to a CSV whose columns may widen: a new column rewrites it once."""
 
-    def __init__(self, path: Path, columns: list[str]):
+    def __init__(self, path: Path, columns: list[str], resume: bool = False):
+        """Start ``path`` with a header of ``columns``; with ``resume``, continue an existing file instead."""
         self.path = path
         self.columns = list(columns)
-        path.write_text(",".join(self.columns) + "\n", encoding="utf-8")
+        self.last_key: str | None = None
+        if resume and path.is_file() and path.stat().st_size:
+            self._continue()
+        else:
+            path.write_text(",".join(self.columns) + "\n", encoding="utf-8")
+
+    def _continue(self) -> None:
+        with open(self.path, "rb+") as stream:
+            data = stream.read()
+            if not data.endswith(b"\n"):
+                # A row cut short by a crash: drop it, so that new rows start on a line of their own.
+                data = data[: data.rfind(b"\n") + 1]
+                stream.truncate(len(data))
+        lines = data.decode("utf-8").splitlines()
+        if not lines:
+            self.path.write_text(",".join(self.columns) + "\n", encoding="utf-8")
+            return
+        self.columns = lines[0].split(",")
+        self.last_key = lines[-1].split(",", 1)[0] if len(lines) > 1 else None
 
     def append(self, columns: dict[str, list]) -> None:
         new = [name for name in columns if name not in self.columns]

@@ -16,6 +16,7 @@ loop after construction: a failure is one warning and training goes on.
 from __future__ import annotations
 
 import atexit
+import json
 import math
 import numbers
 import threading
@@ -83,6 +84,11 @@ class Probe:
         extra: optional columns: ``param_norm``, ``update_norm`` (keeps one copy of the
             parameters), ``layer_grad_norms`` (one column per module, needs ``model``).
         rank, world_size: default from ``torch.distributed``; only rank 0 writes.
+        resume: continue the run in the folder (after a restart from a checkpoint)
+            instead of starting it anew: rows are appended, and steps logged twice
+            count once (the later row) when the run is read.
+        first_step: the number of the first ``step`` call (default 0; on resume, the
+            step after the last one logged). Integrations pass the trainer's global step.
     """
 
     def __init__(
@@ -102,6 +108,8 @@ class Probe:
         extra=(),
         rank: int | None = None,
         world_size: int | None = None,
+        resume: bool = False,
+        first_step: int | None = None,
     ):
         if not isinstance(study, str) or not study or not isinstance(name, str) or not name:
             raise ValueError(f"study and name must be non-empty strings, got {study!r} and {name!r}")
@@ -138,7 +146,8 @@ class Probe:
         self._stop_alert: Alert | None = None
         self._rows = Columns()
         self._evals: list[dict] = []
-        self._count = 0
+        self._count = first_step if first_step is not None else 0
+        self._resume = resume
         self._last_step: int | None = None
         self._start = time.perf_counter()
         self._last_flush = self._start
@@ -148,6 +157,11 @@ class Probe:
         self._update_hooks = None
 
         files = self._create_files() if self.rank == 0 else None
+        if files is not None and resume and first_step is None and files[0].last_key is not None:
+            try:
+                self._count = int(float(files[0].last_key)) + 1
+            except ValueError:
+                pass
         self._writer = Writer(
             files, self._meta, explode_factor=explode_factor, alert=self._alerts.append, warn=self._warn
         )
@@ -328,12 +342,21 @@ class Probe:
     def _create_files(self):
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
+            if self._resume:
+                self._meta["config"] = {**_old_config(self.folder), **self._meta["config"]}
             write_run_json(self.folder, self._meta)
             columns = STEP_COLUMNS + (["clip_norm", "clipped"] if self._meta["config"].get("clip_norm") else [])
-            return CsvAppender(self.folder / "steps.csv", columns), self.folder
+            return CsvAppender(self.folder / "steps.csv", columns, resume=self._resume), self.folder, self._resume
         except OSError as error:
             self._warn("write", f"cannot write the run directory ({error}); training goes on without logging")
             return None
+
+def _old_config(folder: Path) -> dict:
+    try:
+        config = json.loads((folder / "run.json").read_text(encoding="utf-8")).get("config")
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return config if isinstance(config, dict) else {}
 
 
 def _number(value, what: str):

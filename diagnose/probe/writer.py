@@ -204,7 +204,7 @@ class Writer(threading.Thread):
 
     def __init__(self, files, meta: dict, *, explode_factor: float, alert, warn):
         super().__init__(name="diagnose-probe-writer", daemon=True)
-        self.steps, self.folder = files if files is not None else (None, None)
+        self.steps, self.folder, self.resume = files if files is not None else (None, None, False)
         self.evals: CsvAppender | None = None
         self.meta = meta
         self.explode_factor = explode_factor
@@ -300,7 +300,7 @@ class Writer(threading.Thread):
                 self.steps.append(steps)
             if evals:
                 if self.evals is None:
-                    self.evals = CsvAppender(self.folder / "evals.csv", ["step", "split", "loss"])
+                    self.evals = CsvAppender(self.folder / "evals.csv", ["step", "split", "loss"], resume=self.resume)
                 self.evals.append(evals)
         except OSError as error:
             self._stop_writing(error)

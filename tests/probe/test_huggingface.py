@@ -83,3 +83,22 @@ def test_gradient_accumulation_logs_one_row_per_update_with_the_whole_batch_loss
     assert steps["step"].tolist() == list(range(STEPS))
     np.testing.assert_allclose(steps["grad_norm"], [h["grad_norm"] for h in history], rtol=1e-5)
     np.testing.assert_allclose(steps["loss"], [h["loss"] for h in history], rtol=1e-3)
+
+
+def test_resume_from_checkpoint_continues_the_run_directory(tmp_path):
+    def trainer():
+        args = transformers.TrainingArguments(
+            output_dir=str(tmp_path / "out"), max_steps=8, per_device_train_batch_size=4, learning_rate=3e-3,
+            save_strategy="steps", save_steps=4, report_to=[], use_cpu=True, seed=0, disable_tqdm=True,
+        )
+        return transformers.Trainer(model=tiny_gpt2(), args=args, train_dataset=dataset(64, 1),
+                                    callbacks=[DiagnoseCallback(tmp_path / "logs", "hf", "resumed")])
+
+    trainer().train()
+    first = read(tmp_path / "logs" / "hf" / "resumed", "hf").steps
+    trainer().train(resume_from_checkpoint=str(tmp_path / "out" / "checkpoint-4"))
+    run = read(tmp_path / "logs" / "hf" / "resumed", "hf")
+    assert run.status == "finished"
+    assert run.steps["step"].tolist() == list(range(8))
+    assert any("logged more than once" in note for note in run.notes)
+    np.testing.assert_allclose(run.steps["grad_norm"], first["grad_norm"], rtol=1e-4)

@@ -155,3 +155,32 @@ def test_no_extra_columns_by_default(tmp_path):
         train(probe, steps=3, eval_every=0)
     header = (tmp_path / "s" / "plain" / "steps.csv").read_text().splitlines()[0]
     assert header == "step,loss,grad_norm,lr,momentum,time"
+
+
+def test_resume_continues_the_run_after_a_crash(tmp_path):
+    first = Probe(tmp_path, "s", "resumed", config={"lr": 0.1, "seed": 3}, flush_every=4)
+    train(first, steps=10, eval_every=5)
+    first.close("crashed")
+    steps_file = tmp_path / "s" / "resumed" / "steps.csv"
+    with open(steps_file, "a") as stream:
+        stream.write("10,0.5")  # a row cut short by a kill
+    # Restart from a checkpoint taken at step 8: steps 8 and 9 are logged again.
+    with Probe(tmp_path, "s", "resumed", config={"lr": 0.1}, resume=True, first_step=8, flush_every=4) as probe:
+        for value in (7.0, 7.5, 8.0, 8.5):
+            probe.step(torch.tensor(value))
+        probe.eval("valid", loss=1.0)
+    run = read(tmp_path / "s" / "resumed", "s")
+    assert run.status == "finished" and run.config == {"lr": 0.1, "seed": 3}
+    assert run.steps["step"].tolist() == list(range(12))
+    assert run.steps["loss"].tolist()[8:] == [7.0, 7.5, 8.0, 8.5]
+    assert run.evals["step"].tolist() == [0, 5, 11]
+    assert any("logged more than once" in note for note in run.notes)
+
+
+def test_resume_without_first_step_numbers_on_from_the_last_row(tmp_path):
+    with Probe(tmp_path, "s", "again") as probe:
+        for _ in range(3):
+            probe.step(torch.tensor(1.0))
+    with Probe(tmp_path, "s", "again", resume=True) as probe:
+        probe.step(torch.tensor(2.0))
+    assert read(tmp_path / "s" / "again", "s").steps["step"].tolist() == [0, 1, 2, 3]

@@ -57,7 +57,9 @@ class DiagnoseCallback(TrainerCallback):
             "schedule": str(getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type)),
         }
         config.update(self.config)
-        self.probe = Probe(self.logdir, self.study, self.name, config=config, model=model, **self.probe_options)
+        # A run resumed from a checkpoint continues its run directory at the checkpoint's step.
+        options = {"resume": state.global_step > 0, "first_step": state.global_step, **self.probe_options}
+        self.probe = Probe(self.logdir, self.study, self.name, config=config, model=model, **options)
         if config["clip_norm"] is not None and not args.deepspeed:
             self._clip = args.max_grad_norm
             args.max_grad_norm = 0.0

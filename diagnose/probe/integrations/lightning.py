@@ -51,7 +51,9 @@ class DiagnoseCallback(Callback):
         }
         config = {key: value for key, value in config.items() if value is not None} | {"clip_norm": clip}
         config.update(self.config)
-        self.probe = Probe(self.logdir, self.study, self.name, config=config, model=pl_module, **self.probe_options)
+        # A run resumed from a checkpoint continues its run directory at the checkpoint's step.
+        options = {"resume": trainer.global_step > 0, "first_step": trainer.global_step, **self.probe_options}
+        self.probe = Probe(self.logdir, self.study, self.name, config=config, model=pl_module, **options)
 
     @staticmethod
     def _clip(trainer) -> float | None:
