@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -109,3 +111,24 @@ def test_manual_optimization_logs_norms_and_leaves_the_loss_missing(tmp_path):
     assert run.status == "finished"  # a missing loss is not a NaN loss
     assert run.steps["step"].tolist() == list(range(6)) and run.steps["loss"].isna().all()
     np.testing.assert_allclose(run.steps["grad_norm"], module.norms, rtol=1e-6)
+
+
+class Diverging(Tiny):
+    """The loss turns NaN from batch 6 on."""
+
+    def training_step(self, batch, batch_idx):
+        time.sleep(0.01)  # alerts come from the writer thread: give it a real step's time
+        loss = torch.nn.functional.mse_loss(self.net(batch[0]), batch[1])
+        return loss * float("nan") if batch_idx >= 6 else loss
+
+
+def test_stop_on_stops_the_trainer(tmp_path):
+    alerts = []
+    trainer = L.Trainer(max_steps=60, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+                        callbacks=[DiagnoseCallback(tmp_path, "pl", "nan", flush_every=2, stop_on="nonfinite",
+                                                    on_alert=alerts.append)])
+    trainer.fit(Diverging())
+    run = read(tmp_path / "pl" / "nan", "pl")
+    assert [a.kind for a in alerts] == ["nonfinite"] and alerts[0].step == 6
+    assert run.status == "diverged" and trainer.global_step < 20
