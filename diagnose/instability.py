@@ -35,7 +35,10 @@ is positive, else on the loss itself):
    spread of the smoothed series if larger (lag-w second differences, which
    catch slow correlated wander). The reference is the running minimum of the trailing median over
    max(3w, 9) points (the best level reached so far, never looking ahead): a
-   lucky minibatch or two does not lower it.
+   lucky minibatch or two does not lower it. At the smallest scale the first
+   loss (at initialization) is part of the reference too, so a loss that
+   jumps at the second logged point and stays up is caught; at longer
+   scales a single point is too noisy a reference.
 3. A point is unstable at scale w when the smoothed loss exceeds the
    reference by more than ``z`` (8) times ``sigma_w`` and by more than
    ``min_ratio`` (5%). z = 8 leaves room for the running minimum's downward
@@ -157,7 +160,10 @@ def find_instability(steps, loss, config: InstabilityConfig = DEFAULT) -> list[I
     for w in scales:
         level = _median(x, w)
         # The best level so far, smoothed 3x more than the level it is compared with.
-        rise = level - _running_min(_trailing_median(x, max(3 * w, reference_points), min_periods=w))
+        best = _running_min(_trailing_median(x, max(3 * w, reference_points), min_periods=w))
+        if w == scales[0] and finite[0]:
+            best = np.minimum(best, x[0])  # the loss at initialization: rising above it is instability
+        rise = level - best
         flagged = (rise > config.z * _level_noise(level, sigma, w, config)) & (rise > min_rise)
         # Only where the window was full: the padded ends copy a level from further in.
         flagged[: w // 2] = flagged[len(flagged) - w // 2 :] = False

@@ -15,6 +15,13 @@ def span(run: Run) -> int:
     return run.max_steps or (run.last_step or 0) + 1
 
 
+def early_until(run: Run, fraction: float) -> int:
+    """The last step that counts as early: ``fraction`` of the run, and at least its first 3 logged steps."""
+    steps = run.updates()["step"]
+    first_three = int(steps.iloc[min(2, len(steps) - 1)]) if len(steps) else 0
+    return max(int(fraction * span(run)), first_three)
+
+
 def events(run: Run, detector: InstabilityConfig) -> list[InstabilityEvent]:
     """Instability events that are not divergence: non-finite periods and the climb into a divergence are left out."""
     found = run_instability(run, detector)

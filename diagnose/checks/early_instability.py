@@ -23,8 +23,9 @@ points must exceed its best trailing level so far by more than ``z`` (8)
 times the smoothed series' noise (measured from the run itself) and by
 more than ``min_ratio`` (5%); batch-size-4 noise never does, a 2x rise of a
 batch-256 loss does. An event is early when it starts within
-``early_fraction`` (0.1) of ``max_steps`` (or of the logged steps): the
-Playbook's "early in training", scale-free in run length. All early events
+``early_fraction`` (0.1) of ``max_steps`` (or of the logged steps), or
+within the first 3 logged steps (a log written every 500 steps has nothing
+earlier): the Playbook's "early in training", scale-free in run length. All early events
 of a run make one finding. Severity: warning; error when the loss never
 came back and rose at least ``error_ratio`` (10x).
 
@@ -65,7 +66,7 @@ class Config:
 
 def detect(run: Run, config: Config) -> list[Finding]:
     span = _events.span(run)
-    until = int(config.early_fraction * span)
+    until = _events.early_until(run, config.early_fraction)
     detector = InstabilityConfig(z=config.z, min_ratio=config.min_ratio)
     early = [e for e in _events.events(run, detector) if e.start_step <= until]
     if not early:

@@ -22,7 +22,8 @@ Algorithm:
 The events of ``diagnose.instability`` (see ``early_instability``: the
 smoothed log loss more than ``z`` (8) noise sigmas and ``min_ratio`` (5%)
 above its best trailing level; a single high minibatch loss never counts)
-that start after ``early_fraction`` of ``max_steps``. Severity: warning;
+that start after ``early_fraction`` of ``max_steps`` (and after the first 3
+logged steps: those are early_instability's). Severity: warning;
 error when the last spike never came back and rose at least
 ``error_ratio`` (10x): the rest of the run was spent recovering. The grad
 norm at the spike's start is compared with the median grad norm before it.
@@ -67,7 +68,7 @@ class Config:
 
 def detect(run: Run, config: Config) -> list[Finding]:
     span = _events.span(run)
-    after = int(config.early_fraction * span)
+    after = _events.early_until(run, config.early_fraction)
     detector = InstabilityConfig(z=config.z, min_ratio=config.min_ratio)
     spikes = [e for e in _events.events(run, detector) if e.start_step > after]
     if not spikes:
