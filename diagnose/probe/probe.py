@@ -19,7 +19,6 @@ import atexit
 import json
 import math
 import numbers
-import threading
 import time
 import warnings
 import weakref
@@ -35,7 +34,6 @@ from .files import CsvAppender, write_run_json
 from .writer import Columns, Window, Writer
 
 STEP_COLUMNS = ["step", "loss", "grad_norm", "lr", "momentum", "time"]
-EVAL_COLUMNS = ["step", "split", "loss"]
 ALERT_KINDS = ("nonfinite", "explosion")
 EXTRAS = ("param_norm", "update_norm", "layer_grad_norms")
 

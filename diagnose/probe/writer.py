@@ -22,6 +22,7 @@ import torch.distributed as dist
 from .files import CsvAppender, write_run_json
 from .norms import Norm
 
+# Buffer columns that the writer turns into the CONTRACT's columns; any other one is an extra, written as is.
 _INTERNAL = {"step", "loss", "norm", "lr", "momentum", "time", "clip_norm", "scaled"}
 QUEUE_WINDOWS = 8  # windows waiting for the disk before new ones are dropped: bounded memory
 START_FACTOR = 10.0  # an explosion is also this far above the first window's median (as the divergence check)

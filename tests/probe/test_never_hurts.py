@@ -12,7 +12,6 @@ import time
 import warnings
 from pathlib import Path
 
-import pytest
 import torch
 
 from diagnose.probe import Probe, ProbeWarning
