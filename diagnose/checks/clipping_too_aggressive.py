@@ -27,9 +27,9 @@ clipping applied in effect.
 
 Example:
 An MLP regressor, SGD + momentum at lr 0.03 with ``clip_norm`` 0.02 while
-its grad norms are 0.1-1: 600 of 600 updates clipped, median factor 0.05:
-one warning; lower the lr to 0.0015 and clip at the 90th percentile of the
-grad norms (0.95) instead.
+its median grad norm is 0.84: 600 of 600 updates clipped, median factor
+0.024: one warning; lower the lr to 0.00072 and clip at the 90th
+percentile of the grad norms (1.2) instead.
 
 Recommends:
 ``lr`` with ``value`` = the run's lr times the median effective factor (the

@@ -31,16 +31,19 @@ came back and rose at least ``error_ratio`` (10x).
 
 Example:
 A width-1024 two-layer ReLU net, full-batch GD at lr 12 (above its initial
-stability limit): the loss goes 0.98 -> 0.71 -> 10.6 over steps 6-15 and
-is back below 0.6 at step 16 (the "catapult"), ending at 0.018: one
-warning, steps [6, 15], ratio 14x, recovered at step 16; with 30 steps of
-warmup the same run is quiet.
+stability limit): the loss goes 0.98 -> 0.71 -> 10.6 over steps 6-17 and
+is back at step 18 (the "catapult"), ending at 0.018: one warning, steps
+[6, 17], 13x, recovered at step 18; recommend warmup_steps 30 (10% of the
+300 steps) at base_lr 12. (In this net warmup only delays the catapult to
+the end of the warmup: the corpus case catapult_lr12_warmup, a loss_spike.)
 
 Recommends:
 Learning rate warmup (Playbook, "Learning rate warmup"): ``warmup_steps``
 the smallest of 10, 30, 100, 300, ... that is at least twice the end of the
 unstable period (else at least its end) and at most 10% of the run,
-``base_lr`` the run's lr (keep the lr, ramp up to it). When no such warmup fits and grad norms are logged:
+``base_lr`` the run's lr (keep the lr, ramp up to it). If the loss then
+spikes as the warmup ends, the lr itself is above the stable limit: clip
+(the next fix of the Playbook) or lower it. When no such warmup fits and grad norms are logged:
 clipping at the 90th percentile of the grad norms before the instability.
 """
 

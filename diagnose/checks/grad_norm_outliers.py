@@ -34,9 +34,10 @@ info.
 
 Example:
 An MLP regressor (SGD, lr 0.01, batch 32) with one batch of 5x targets at
-step 300: the grad norm there is 31x its typical 0.3, and the loss spikes
-at the same step: one warning, outlier_steps [300, ...], threshold 0.98
-(90th percentile over steps 40-799), which clips 76 of the 760 updates.
+step 300: the grad norm there is 31x its typical level, and the loss
+spikes at the same step: one warning, outlier_steps [300, 302, ...],
+threshold 0.88 (90th percentile over steps 40-799), which clips 76 of the
+760 updates. With clipping at 1.0 the same outlier is info only.
 
 Recommends:
 ``clip`` with ``threshold`` = the 90th percentile of the unclipped grad

@@ -30,10 +30,11 @@ norm at the spike's start is compared with the median grad norm before it.
 
 Example:
 An MLP regressor, SGD + momentum 0.9 at lr 0.01, batch 32, with one batch
-of targets scaled 5x at step 300 of 800: the loss jumps from 0.045 to 0.95
-(21x) over steps 300-315 and is back at step 320: one warning, periods
-{"run": [[300, 315]]}, recovered at step 320; the grad norm at step 300 is
-40x its median. The same run with clipping at the 90th percentile is quiet.
+of targets scaled 5x at step 300 of 800: the loss jumps from 0.053 to 2.5
+(48x) over steps 300-335 and is back at step 357: one warning, periods
+{"run": [[300, 335]]}, recovered at step 357; the grad norm at step 300 is
+48x its median; recommend clip threshold 0.98 (the 90th percentile over
+steps 0-299). The same run clipping at 1.0 is quiet.
 
 Recommends:
 Gradient clipping (Playbook, "Gradient clipping": good for mid-training
