@@ -1,8 +1,9 @@
 """TensorBoard event files (``events.out.tfevents.*``), read with tensorboard's own loader.
 
 Every event file in one folder belongs to the same run (a resumed run writes a
-new file beside the old one); they are read in name order (the name holds
-the start time), and a later value of a tag at the same step wins. Scalars
+new file beside the old one); they are read in the order they were started
+(the wall time of their first event), and a later value of a tag at the same
+step wins. Scalars
 come as ``simple_value`` (``SummaryWriter.add_scalar``) or as scalar tensors
 (the ``scalars`` plugin); tags are mapped like every other log's keys
 (``train/loss``, ``train/grad_norm``, ``train/learning_rate``, ``eval/loss``,
@@ -40,7 +41,7 @@ def sniff(folder: Path) -> bool:
 
 
 def event_files(folder: Path) -> list[Path]:
-    """The event files directly in ``folder``, oldest first."""
+    """The event files directly in ``folder``, by name."""
     try:
         return sorted(p for p in folder.iterdir() if EVENT_FILE_MARK in p.name and p.is_file())
     except OSError:
@@ -50,11 +51,10 @@ def event_files(folder: Path) -> list[Path]:
 def read(folder: Path, study: str, keys: KeyMap = DEFAULT_KEYS) -> Run:
     """The run whose event files lie in ``folder``."""
     files = event_files(folder)
-    scalars: dict[str, tuple[array, array]] = {}
     hparams: dict = {}
     notes: list[str] = []
-    for path in files:
-        _read_file(path, scalars, hparams, notes)
+    per_file = [_read_file(path, hparams, notes) for path in files]
+    scalars = _merge(sorted(per_file, key=lambda started_scalars: started_scalars[0]))
     if not scalars:
         names = ", ".join(p.name for p in files)
         raise LogError(files[0], f"no scalar values in {len(files)} event file(s) ({names}): nothing to analyse")
@@ -79,15 +79,33 @@ def read(folder: Path, study: str, keys: KeyMap = DEFAULT_KEYS) -> Run:
     )
 
 
-def _read_file(path: Path, scalars: dict, hparams: dict, notes: list[str]) -> None:
+def _merge(per_file: list[tuple[float, dict]]) -> dict[str, tuple[array, array]]:
+    """Every tag's values, file after file in the order the files were started (a resume comes later)."""
+    merged: dict[str, tuple[array, array]] = {}
+    for _, scalars in per_file:
+        for tag, (steps, values) in scalars.items():
+            into = merged.setdefault(tag, (array("q"), array("d")))
+            into[0].extend(steps)
+            into[1].extend(values)
+    return merged
+
+
+def _read_file(path: Path, hparams: dict, notes: list[str]) -> tuple[float, dict[str, tuple[array, array]]]:
+    """(wall time of the first event, {tag: (steps, values)}) of one event file.
+
+    Files are ordered by when they were started, not by name: names of files
+    started in the same second sort by a counter that is not zero-padded.
+    """
     from tensorboard.backend.event_processing.event_file_loader import RawEventFileLoader
     from tensorboard.compat.proto import event_pb2
     from google.protobuf.message import DecodeError
 
+    scalars: dict[str, tuple[array, array]] = {}
     size = path.stat().st_size
     if size == 0:
         notes.append(f"{path.name}: empty event file (the writer had not flushed yet)")
-        return
+        return float("inf"), scalars
+    started = None
     consumed = 0
     plugin_of: dict[str, str] = {}
     for number, record in enumerate(RawEventFileLoader(str(path)).Load()):
@@ -98,11 +116,14 @@ def _read_file(path: Path, scalars: dict, hparams: dict, notes: list[str]) -> No
         if event.step < 0:
             raise LogError(path, f"record {number} at byte {consumed}: step {event.step} is negative")
         consumed += len(record) + RECORD_OVERHEAD
+        if started is None:
+            started = event.wall_time
         if event.HasField("summary"):
             for value in event.summary.value:
                 _take(value, event.step, scalars, hparams, plugin_of)
     if consumed < size:
         _stopped_early(path, consumed, size, notes)
+    return (started if started is not None else float("inf")), scalars
 
 
 def _stopped_early(path: Path, consumed: int, size: int, notes: list[str]) -> None:

@@ -119,3 +119,14 @@ def test_trainer_checkpoint_newer_than_the_top_level_state_wins(hf_output, tmp_p
     [run] = read_root(tmp_path).runs
     assert run.n_steps == 6 and run.last_step == 12
     assert run.notes == ["read checkpoint-12/trainer_state.json: the newest saved state of this run"]
+
+
+def test_tensorboard_files_are_merged_in_the_order_they_were_started(summary_writer_logs, tmp_path):
+    """Names of files started in the same second end in a counter: "...1.10" sorts before "...1.9"."""
+    folder = summary_writer_logs / "sweep" / "lr0.1"
+    [first], [second] = folder.glob("*.a"), folder.glob("*.b")
+    (tmp_path / "run").mkdir()
+    shutil.copy(first, tmp_path / "run" / "events.out.tfevents.1700000000.host.1.9")
+    shutil.copy(second, tmp_path / "run" / "events.out.tfevents.1700000000.host.1.10")
+    [run] = read_root(tmp_path).runs
+    assert run.steps.set_index("step")["loss"][16] == 26.0  # the resumed (second) file still wins
