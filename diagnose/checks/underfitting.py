@@ -25,8 +25,8 @@ end level = the median of the first and of the last 10% of the points (at
 least 5): robust to minibatch noise. ``barely_moved``: 1 - end/start <
 ``min_drop`` (0.1: the corpus' tiny-lr runs move 0.4-6%, its trained runs
 20-99%), unless the run's first logged step is past 10% of its last (it
-was resumed from a checkpoint, so its start is not the initial loss). ``still_falling``: the Theil-Sen slope of the last 20% (medians of
-up to 30 bins) has a 95% interval entirely below 0, and projects a drop
+was resumed from a checkpoint, so its start is not the initial loss). ``still_falling``: the least-squares slope through the medians of up
+to 30 bins of the last 20% has a 95% interval entirely below 0, and projects a drop
 over that tail of at least 25% of the start-to-end drop (a converging or
 power-law curve loses about 10% of its log-drop in its last fifth, a
 straight decline 20%+); not when the logged lr ended below half its peak
@@ -54,7 +54,6 @@ import sys
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 from ..findings import Finding, Recommendation, Severity, round_sig
 from ..instability import run_instability, run_loss
@@ -98,14 +97,24 @@ def detect(run: Run, config: Config) -> list[Finding]:
     total, tail = start - end, -slope * (steps[-1] - steps[tail_from])
     if total <= 0 or high >= 0 or tail < config.min_tail_share * total or _annealed(run) or _recovering(run, steps, config):
         return []
-    return [_still_falling(run, steps, tail_from, tail / total, slope, to_loss(end), log_space)]
+    tail_drop = 1 - 10**-tail if log_space else None
+    return [_still_falling(run, steps, tail_from, tail / total, slope, to_loss(end), tail_drop)]
 
 
 def _tail_slope(steps: np.ndarray, x: np.ndarray) -> tuple[float, float]:
-    """Theil-Sen slope of the tail (medians of up to 30 bins) and the upper end of its 95% interval."""
+    """Least-squares slope through the medians of up to 30 bins of the tail, and its 95% upper bound.
+
+    The bin medians shed minibatch outliers; the bound is slope + t(0.975) x standard error.
+    """
     bins = np.array_split(np.arange(len(x)), min(30, len(x)))
-    slope, _, _, high = stats.theilslopes([np.median(x[b]) for b in bins], [steps[b].mean() for b in bins], 0.95)
-    return float(slope), float(high)
+    centers = np.array([steps[b].mean() for b in bins], dtype=float)
+    medians = np.array([np.median(x[b]) for b in bins])
+    if len(bins) < 4 or np.ptp(centers) == 0:
+        return 0.0, float("inf")
+    slope, intercept = np.polyfit(centers, medians, 1)
+    residual = medians - (slope * centers + intercept)
+    error = np.sqrt(residual @ residual / (len(bins) - 2) / ((centers - centers.mean()) ** 2).sum())
+    return float(slope), float(slope + 2.05 * error)
 
 
 def _recovering(run: Run, steps: np.ndarray, config: Config) -> bool:
@@ -147,22 +156,25 @@ def _barely_moved(run: Run, steps, start: float, end: float, drop: float, config
     )
 
 
-def _still_falling(run: Run, steps, tail_from: int, share: float, slope: float, end: float, log_space: bool) -> Finding:
+def _still_falling(run: Run, steps, tail_from: int, share: float, slope: float, end: float, tail_drop) -> Finding:
     last = int(steps[-1])
     more = 2 * (run.max_steps or last + 1)
-    per_step = f"{slope:.3g} decades per step" if log_space else f"{slope:.3g} per step"
+    per_step = f"{slope:.3g} decades per step" if tail_drop is not None else f"{slope:.3g} per step"
+    fell = f"fell {tail_drop:.0%}" if tail_drop is not None else "kept falling"
     return Finding(
         check="underfitting",
         severity=Severity.INFO,
         study=run.study,
         runs=(run.name,),
         steps=(int(steps[tail_from]), last),
-        title=f"{run.name}: still clearly falling at the end ({share:.0%} of the loss drop came in the last fifth)",
+        title=f"{run.name}: still clearly falling at the end: the loss {fell} over the last fifth of the run",
         detail=(
-            f"Over steps {int(steps[tail_from])}-{last} the smoothed training loss kept falling ({per_step}), "
-            f"{share:.0%} of its whole drop, to {end:.4g}; the run was stopped before it converged."
+            f"Over steps {int(steps[tail_from])}-{last} the training loss kept falling ({per_step}, a trend line "
+            f"through binned medians), as much as {share:.0%} of its start-to-end drop, to {end:.4g}: the run "
+            "was stopped before it converged."
         ),
-        evidence={"kind": "still_falling", "slope_per_step": slope, "tail_share": share, "end_loss": end},
+        evidence={"kind": "still_falling", "slope_per_step": slope, "tail_share": share, "tail_drop": tail_drop,
+                  "end_loss": end},
         recommendation=Recommendation(
             action="more_steps",
             values={"max_steps": more},
