@@ -111,6 +111,8 @@ CASES: tuple[Case, ...] = (
          why="momentum 0.99 at lr 0.01: the loss rings up and down (under-damped)"),
     case("bee_momentum_099_slow", bee, expect=("momentum_oscillation",), lr=0.002, momentum=0.99, epochs=800,
          unjudged=("underfitting", "early_instability", "loss_spike"), why="momentum 0.99 at lr 0.002"),
+    case("bee_momentum_095", bee, lr=0.01, momentum=0.95, epochs=600, unjudged=("underfitting", "loss_spike"),
+         why="momentum 0.95 at lr 0.01, which Morrison finds 'works very well': no ringing worth a warning"),
     case("bee_momentum_09", bee, lr=0.01, momentum=0.9, epochs=600, unjudged=("underfitting",),
          why="momentum 0.9 at lr 0.01: settles smoothly"),
     case("bee_momentum_0", bee, expect=("loss_spike",), lr=0.05, momentum=0.0, epochs=600,
