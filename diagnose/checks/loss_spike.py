@@ -68,7 +68,6 @@ class Config:
 
 
 def detect(run: Run, config: Config) -> list[Finding]:
-    span = _events.span(run)
     after = _events.early_until(run, config.early_fraction)
     detector = InstabilityConfig(z=config.z, min_ratio=config.min_ratio)
     spikes = [e for e in _events.events(run, detector) if e.start_step > after]

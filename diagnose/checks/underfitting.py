@@ -25,9 +25,10 @@ end level = the median of the first and of the last 10% of the points (at
 least 5): robust to minibatch noise. ``barely_moved``: 1 - end/start <
 ``min_drop`` (0.1: the corpus' tiny-lr runs move 0.4-6%, its trained runs
 20-99%), unless the run's first logged step is past 10% of its last (it
-was resumed from a checkpoint, so its start is not the initial loss). ``still_falling``: the least-squares slope through the medians of up
-to 30 bins of the last 20% has a 95% interval entirely below 0, and projects a drop
-over that tail of at least 25% of the start-to-end drop (a converging or
+was resumed from a checkpoint, so its start is not the initial loss).
+``still_falling``: the least-squares slope through the medians of up to
+30 bins of the last 20% has a 95% interval entirely below 0, and projects
+a drop over that tail of at least 25% of the start-to-end drop (a converging or
 power-law curve loses about 10% of its log-drop in its last fifth, a
 straight decline 20%+); not when the logged lr ended below half its peak
 (a decaying schedule makes the loss fall at the end by design) nor when an
