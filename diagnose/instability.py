@@ -58,8 +58,8 @@ is positive, else on the loss itself):
 
 from __future__ import annotations
 
+import dataclasses
 import math
-import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -198,16 +198,72 @@ def find_instability(steps, loss, config: InstabilityConfig = DEFAULT) -> list[I
     return events
 
 
-_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+# Runs longer than this many points are seen by the detector as block medians of at most
+# BLOCK_TARGET points (longer than any real public log of ../shared/realworld: 20k points).
+LONG_RUN_POINTS = 32_768
+BLOCK_TARGET = 16_384
+
+# Where a run keeps its events, per detector config: in the run's own __dict__, so they travel
+# with it (pickled back from a worker process) and the run cache can store them.
+_MEMO = "_instability_events"
 
 
 def run_instability(run, config: InstabilityConfig = DEFAULT) -> list[InstabilityEvent]:
-    """``find_instability`` on a run's training loss (applied updates; unlogged values dropped), cached."""
-    per_run = _CACHE.setdefault(run, {})
+    """``find_instability`` on a run's training loss (applied updates; unlogged values dropped), memoised on the run.
+
+    A run longer than ``LONG_RUN_POINTS`` is first reduced to medians of
+    blocks of ``ceil(n / BLOCK_TARGET)`` consecutive points (a block holding a
+    non-finite loss is that loss, at its step): the detector's smallest scale
+    is 5 points anyway, so only a rise shorter than half a block is lost, and
+    each run costs the same whatever its length. Periods end at their last
+    block's last step; ``max_loss`` is the largest raw loss of the period.
+    """
+    per_run = run.__dict__.setdefault(_MEMO, {})
     if config not in per_run:
         steps, loss = run_loss(run)
-        per_run[config] = find_instability(steps, loss, config)
+        if len(loss) <= LONG_RUN_POINTS:
+            per_run[config] = find_instability(steps, loss, config)
+        else:
+            per_run[config] = _find_in_blocks(steps, loss, config)
     return per_run[config]
+
+
+def memoised(run) -> dict:
+    """The events already found on ``run``, by detector config (for the run cache)."""
+    return dict(run.__dict__.get(_MEMO, {}))
+
+
+def remember(run, found: dict) -> None:
+    """Give ``run`` events found earlier (by a worker, or stored in the run cache)."""
+    run.__dict__.setdefault(_MEMO, {}).update(found)
+
+
+def _find_in_blocks(steps: np.ndarray, loss: np.ndarray, config: InstabilityConfig) -> list[InstabilityEvent]:
+    size = -(-len(loss) // BLOCK_TARGET)
+    starts = np.arange(0, len(loss), size)
+    ends = np.append(starts[1:], len(loss)) - 1
+    full = len(loss) // size * size
+    with np.errstate(invalid="ignore"):
+        level = np.median(loss[:full].reshape(-1, size), axis=1)
+        if full < len(loss):
+            level = np.append(level, np.median(loss[full:]))
+    block_steps = steps[starts].copy()
+    broken = np.flatnonzero(~np.isfinite(loss))
+    if broken.size:
+        # the first non-finite loss of each block stands for the block, at its own step
+        blocks, first = np.unique(broken // size, return_index=True)
+        level[blocks] = loss[broken[first]]
+        block_steps[blocks] = steps[broken[first]]
+    found = find_instability(block_steps, level, config)
+    last_step = dict(zip(block_steps.tolist(), steps[ends].tolist()))
+    return [_raw_extent(event, steps, loss, last_step[event.end_step]) for event in found]
+
+
+def _raw_extent(event: InstabilityEvent, steps: np.ndarray, loss: np.ndarray, end_step: int) -> InstabilityEvent:
+    period = loss[np.searchsorted(steps, event.start_step) : np.searchsorted(steps, end_step, side="right")]
+    finite = period[np.isfinite(period)]
+    max_loss = float("inf") if event.nonfinite or finite.size == 0 else float(finite.max())
+    return dataclasses.replace(event, end_step=end_step, max_loss=max_loss)
 
 
 def run_loss(run) -> tuple[np.ndarray, np.ndarray]:

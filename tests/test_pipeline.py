@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from diagnose import pipeline
+from diagnose import instability, pipeline
 from diagnose.cache import RunCache
 from diagnose.pipeline import analyze_root
 
@@ -79,3 +79,10 @@ def test_an_unwritable_cache_costs_nothing_but_speed(root, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     assert summary(analyze_root(root, jobs=1, cache=RunCache(blocker / "cache"))) == summary(analyze_root(root, jobs=1))
+
+
+def test_worker_processes_hand_back_the_instability_events_they_found(root, monkeypatch):
+    monkeypatch.setattr(pipeline, "PARALLEL_MIN_BYTES", 0)
+    analysis = analyze_root(root, jobs=2)
+    # the study checks and the summary reuse them instead of running the detector again
+    assert all(instability.memoised(run) for study in analysis.studies for run in study.runs)

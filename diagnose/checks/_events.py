@@ -25,7 +25,10 @@ def early_until(run: Run, fraction: float) -> int:
 def events(run: Run, detector: InstabilityConfig) -> list[InstabilityEvent]:
     """Instability events that are not divergence: non-finite periods and the climb into a divergence are left out."""
     found = run_instability(run, detector)
-    diverged = divergence.detect(run, divergence.CHECK.config)
+    # both checks need it: computed once per run (kept in the run's __dict__, like its instability events)
+    if "_divergence_findings" not in run.__dict__:
+        run.__dict__["_divergence_findings"] = divergence.detect(run, divergence.CHECK.config)
+    diverged = run.__dict__["_divergence_findings"]
     cut = diverged[0].steps[0] if diverged and diverged[0].steps else None
     return [e for e in found if not e.nonfinite and not (cut is not None and not e.recovered and e.end_step >= cut)]
 
