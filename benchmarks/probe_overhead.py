@@ -7,10 +7,11 @@ MLP (a cheap step, where a fixed cost shows most). For each:
   by side, one with the probe, alternating step by step (interleaved); per
   block of STEPS steps the ratio of total times (flushes included); the
   median over REPEATS blocks.
-- the probe's own cost divided by one fused norm pass (what
-  ``clip_grad_norm_`` computes, ``torch.nn.utils.get_total_norm`` over the
-  gradients), both timed around the call inside the same steps, alternating
-  which goes first; per repeat the mean per call (flushes included), then
+- the probe's own cost divided by one norm pass: what ``clip_grad_norm_``
+  computes (``torch.nn.utils.get_total_norm``, which on CPU loops over the
+  tensors in Python), and one fused pass (``_foreach_norm``, then the norm of
+  the norms), all timed around the call inside the same steps, alternating
+  the order; per repeat the mean per call (flushes included), then
   the minimum over repeats, the usual estimate of a cost under the noise of
   a shared machine (goal: <= 1.1x).
 """
@@ -58,6 +59,7 @@ class Trainer:
         if timings is not None:
             grads = [p.grad for p in self.model.parameters()]
             calls = [("norm", lambda: torch.nn.utils.get_total_norm(grads)),
+                     ("fused", lambda: torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))),
                      ("probe", lambda: self.probe.step(loss, self.optimizer))]
             for name, call in calls if len(timings["norm"]) % 2 else calls[::-1]:
                 began = time.perf_counter()
@@ -75,11 +77,11 @@ def timed(step) -> float:
     return time.perf_counter() - began
 
 
-def measure(name, build, steps, repeats, logdir) -> dict:
+def measure(name, build, steps, repeats, logdir, null: bool = False) -> dict:
     # Step time: two copies of the model train side by side, one with the probe, alternating step by
     # step, so that the load of a shared machine falls on both alike. One ratio per block of steps.
     with Probe(logdir, name, "overhead") as probe:
-        with_probe, without = Trainer(build, probe), Trainer(build)
+        with_probe, without = Trainer(build, None if null else probe), Trainer(build)
         for _ in range(5):
             with_probe.step(), without.step()
         ratios, step_times, probe_times = [], [], []
@@ -96,15 +98,16 @@ def measure(name, build, steps, repeats, logdir) -> dict:
             step_times.append(b / steps)
             probe_times.append(a / steps)
     # The probe's own cost against one norm pass, timed around the calls inside the same steps.
-    probe_means, norm_means = [], []
+    probe_means, norm_means, fused_means = [], [], []
     for repeat in range(repeats):
-        timings = {"norm": [], "probe": []}
+        timings = {"norm": [], "fused": [], "probe": []}
         with Probe(logdir, name, f"cost-{repeat}") as probe:
             trainer = Trainer(build, probe)
             for _ in range(steps):
                 trainer.step(timings)
         probe_means.append(statistics.mean(timings["probe"]))
         norm_means.append(statistics.mean(timings["norm"]))
+        fused_means.append(statistics.mean(timings["fused"]))
     return {
         "model": name,
         "step_ms": statistics.median(step_times) * 1e3,
@@ -113,6 +116,8 @@ def measure(name, build, steps, repeats, logdir) -> dict:
         "probe_us": min(probe_means) * 1e6,
         "norm_pass_us": min(norm_means) * 1e6,
         "probe_over_norm": min(probe_means) / min(norm_means),
+        "fused_pass_us": min(fused_means) * 1e6,
+        "probe_over_fused": min(probe_means) / min(fused_means),
     }
 
 
@@ -121,15 +126,18 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--null", action="store_true",
+                        help="A/A run: neither copy has the probe, to see the noise floor of the step-time ratio")
     options = parser.parse_args()
     torch.set_num_threads(options.threads)
     with tempfile.TemporaryDirectory() as logdir:
         for name, build in (("transformer", transformer), ("mlp", mlp)):
-            result = measure(name, build, options.steps, options.repeats, logdir)
+            result = measure(name, build, options.steps, options.repeats, logdir, options.null)
             print(
                 f"{result['model']:12s} step {result['step_ms']:.2f} ms, with probe {result['step_with_probe_ms']:.2f} ms "
                 f"({result['overhead_pct']:+.2f}%); probe.step {result['probe_us']:.0f} us = "
-                f"{result['probe_over_norm']:.2f}x one norm pass ({result['norm_pass_us']:.0f} us)",
+                f"{result['probe_over_norm']:.2f}x clip_grad_norm_'s norm pass ({result['norm_pass_us']:.0f} us), "
+                f"{result['probe_over_fused']:.2f}x one fused _foreach_norm pass ({result['fused_pass_us']:.0f} us)",
                 flush=True,
             )
 

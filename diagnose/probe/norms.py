@@ -77,14 +77,28 @@ def grad_norm(params, sharded_ids: set[int] = frozenset(), of=lambda param: para
             plain.append(grad)
     if not plain and not shards:
         return None
-    replicated = get_total_norm(plain) if plain else None
+    replicated = total_norm(plain) if plain else None
     sharded_sumsq = None
     for factor, locals_ in shards.items():
-        part = get_total_norm(locals_).square()
+        part = total_norm(locals_).square()
         if factor != 1:
             part = part / factor
         sharded_sumsq = part if sharded_sumsq is None else sharded_sumsq + part
     return Norm(replicated, sharded_sumsq)
+
+
+def total_norm(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """The L2 norm of ``tensors`` as one vector: ``get_total_norm``'s math, with its fused kernel on any device.
+
+    When all tensors share a device and a dtype (the usual case), the per-tensor
+    norms come from one ``_foreach_norm`` call, also on CPU, where
+    ``get_total_norm`` loops in Python; anything else goes to ``get_total_norm``.
+    """
+    first = tensors[0]
+    device, dtype = first.device, first.dtype
+    if dtype.is_floating_point and all(t.device == device and t.dtype == dtype for t in tensors):
+        return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(tensors)))
+    return get_total_norm(tensors)
 
 
 def given_norm(value) -> Norm:
