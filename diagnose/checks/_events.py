@@ -7,7 +7,7 @@ import numpy as np
 from ..findings import Recommendation, round_sig
 from ..instability import InstabilityConfig, InstabilityEvent, run_instability
 from ..model import Run
-from . import divergence
+from . import divergence, momentum_oscillation
 
 
 def span(run: Run) -> int:
@@ -22,15 +22,29 @@ def early_until(run: Run, fraction: float) -> int:
     return max(int(fraction * span(run)), first_three)
 
 
+# Rises smaller than this in a run whose loss rings are momentum_oscillation's, not instability's.
+RINGING_BUMP = 3.0
+
+
 def events(run: Run, detector: InstabilityConfig) -> list[InstabilityEvent]:
-    """Instability events that are not divergence: non-finite periods and the climb into a divergence are left out."""
+    """Instability events that no other check explains better.
+
+    Left out: non-finite periods and the climb into a divergence
+    (``divergence``), and, in a run whose loss rings because of its
+    momentum, rises under ``RINGING_BUMP`` (``momentum_oscillation``).
+    """
     found = run_instability(run, detector)
     # both checks need it: computed once per run (kept in the run's __dict__, like its instability events)
     if "_divergence_findings" not in run.__dict__:
         run.__dict__["_divergence_findings"] = divergence.detect(run, divergence.CHECK.config)
     diverged = run.__dict__["_divergence_findings"]
     cut = diverged[0].steps[0] if diverged and diverged[0].steps else None
-    return [e for e in found if not e.nonfinite and not (cut is not None and not e.recovered and e.end_step >= cut)]
+    kept = [e for e in found if not e.nonfinite and not (cut is not None and not e.recovered and e.end_step >= cut)]
+    if kept and momentum_oscillation.CHECK.why_skipped(run) is None:
+        if momentum_oscillation.detect(run, momentum_oscillation.CHECK.config):
+            # A ringing loss bounces "in and out of a position" (Morrison): its bumps are the ringing.
+            kept = [e for e in kept if e.ratio is None or e.ratio >= RINGING_BUMP]
+    return kept
 
 
 def skip_roles(run: Run) -> str | None:

@@ -26,8 +26,10 @@ batch-256 loss does. An event is early when it starts within
 ``early_fraction`` (0.1) of ``max_steps`` (or of the logged steps), or
 within the first 3 logged steps (a log written every 500 steps has nothing
 earlier): the Playbook's "early in training", scale-free in run length. All early events
-of a run make one finding. Severity: warning; error when the loss never
-came back and rose at least ``error_ratio`` (10x).
+of a run make one finding. Severity: warning; info when the largest rise
+is under ``warning_ratio`` (1.5x: a noise-free full-batch fit wobbles by
+1.1-1.5x, many sigmas of its tiny noise, without costing anything); error
+when the loss never came back and rose at least ``error_ratio`` (10x).
 
 Example:
 A width-1024 two-layer ReLU net, full-batch GD at lr 12 (above its initial
@@ -63,6 +65,7 @@ from .registry import Check, Scope
 class Config:
     early_fraction: float = 0.1
     error_ratio: float = 10.0
+    warning_ratio: float = 1.5
     z: float = InstabilityConfig.z
     min_ratio: float = InstabilityConfig.min_ratio
 
@@ -77,7 +80,7 @@ def detect(run: Run, config: Config) -> list[Finding]:
     worst = max(early, key=lambda e: e.ratio if e.ratio is not None else e.size_noise)
     last = early[-1]
     recovered = last.recovered
-    severity = Severity.WARNING
+    severity = Severity.WARNING if (worst.ratio is None or worst.ratio >= config.warning_ratio) else Severity.INFO
     if not recovered and (last.ratio or 0) >= config.error_ratio:
         severity = Severity.ERROR
     size = f"{worst.ratio:.3g}x" if worst.ratio is not None else f"{worst.size_noise:.3g} noise sigmas"

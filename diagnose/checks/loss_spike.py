@@ -23,9 +23,10 @@ The events of ``diagnose.instability`` (see ``early_instability``: the
 smoothed log loss more than ``z`` (8) noise sigmas and ``min_ratio`` (5%)
 above its best trailing level; a single high minibatch loss never counts)
 that start after ``early_fraction`` of ``max_steps`` (and after the first 3
-logged steps: those are early_instability's). Severity: warning;
-error when the last spike never came back and rose at least
-``error_ratio`` (10x): the rest of the run was spent recovering. The grad
+logged steps: those are early_instability's). Severity: warning; info
+when the largest spike is under ``warning_ratio`` (1.5x); error when the
+last spike never came back and rose at least ``error_ratio`` (10x): the
+rest of the run was spent recovering. The grad
 norm at the spike's start is compared with the median grad norm before it.
 
 Example:
@@ -63,6 +64,7 @@ from .registry import Check, Scope
 class Config:
     early_fraction: float = 0.1
     error_ratio: float = 10.0
+    warning_ratio: float = 1.5
     z: float = InstabilityConfig.z
     min_ratio: float = InstabilityConfig.min_ratio
 
@@ -75,7 +77,7 @@ def detect(run: Run, config: Config) -> list[Finding]:
         return []
     worst = max(spikes, key=lambda e: e.ratio if e.ratio is not None else e.size_noise)
     last = spikes[-1]
-    severity = Severity.WARNING
+    severity = Severity.WARNING if (worst.ratio is None or worst.ratio >= config.warning_ratio) else Severity.INFO
     if not last.recovered and (last.ratio or 0) >= config.error_ratio:
         severity = Severity.ERROR
     size = f"{worst.ratio:.3g}x" if worst.ratio is not None else f"{worst.size_noise:.3g} noise sigmas"
