@@ -75,21 +75,25 @@ def write_root(root: Path, runs: int, steps: int, seed: int = 0) -> int:
     return runs * steps
 
 
-def measure(command: list[str], env: dict | None = None) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MB) of a fresh process running ``command``."""
+def measure(command: list[str], env: dict | None = None) -> tuple[float, float, float]:
+    """Wall seconds, peak RSS (MB, of the largest process) and CPU seconds of a fresh process running ``command``.
+
+    CPU seconds count the worker processes too (waited-for descendants), so
+    CPU / wall is how many cores the command kept busy.
+    """
     script = (
         "import resource, subprocess, sys, time\n"
         "start = time.perf_counter()\n"
         "code = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL).returncode\n"
         "wall = time.perf_counter() - start\n"
-        "rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024\n"
-        "print(wall, rss, code)\n"
+        "usage = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
+        "print(wall, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime, code)\n"
     )
     output = subprocess.run([sys.executable, "-c", script, *command], capture_output=True, text=True, env=env, check=True)
-    wall, rss, code = output.stdout.split()
+    wall, rss, cpu, code = output.stdout.split()
     if code not in ("0", "1"):
         raise SystemExit(f"{' '.join(command)} exited {code}")
-    return float(wall), float(rss)
+    return float(wall), float(rss), float(cpu)
 
 
 def main() -> None:
@@ -100,7 +104,8 @@ def main() -> None:
     diagnose = [sys.executable, "-m", "diagnose.cli"]
     base = args.keep or Path(tempfile.mkdtemp(prefix="diagnose-scale-"))
     print(f"machine: {os.cpu_count()} cores; python {sys.version.split()[0]}")
-    print(f"{'root':10} {'rows':>11} {'parse s':>8} {'report s':>9} {'ratio':>6} {'RSS MB':>7} {'warm s':>7} {'changed s':>9}")
+    print(f"{'root':10} {'rows':>11} {'parse s':>8} {'report s':>9} {'ratio':>6} {'cores':>5} {'RSS MB':>7} "
+          f"{'warm s':>7} {'changed s':>9}", flush=True)
     try:
         for name in args.sizes:
             runs, steps = SIZES[name]
@@ -112,17 +117,18 @@ def main() -> None:
             cache = base / f"cache-{name}"
             shutil.rmtree(cache, ignore_errors=True)
             env = {**os.environ, "DIAGNOSE_CACHE_DIR": str(cache)}
-            parse_s, _ = measure([sys.executable, "-c", BARE_PARSE, str(root)])
+            parse_s, _, _ = measure([sys.executable, "-c", BARE_PARSE, str(root)])
             report = [*diagnose, "report", str(root), "-o", str(base / f"{name}.html")]
-            cold_s, cold_rss = measure(report, env)
-            warm_s, _ = measure(report, env)
+            cold_s, cold_rss, cold_cpu = measure(report, env)
+            warm_s, _, _ = measure(report, env)
             for touched in sorted(root.glob("*/*"))[:3]:
                 with open(touched / "steps.csv", "a") as handle:
                     handle.write(f"{steps},0.5,1.0,0.01\n")
-            changed_s, _ = measure(report, env)
+            changed_s, _, _ = measure(report, env)
             print(
-                f"{name:10} {rows:>11,} {parse_s:8.2f} {cold_s:9.2f} {cold_s / parse_s:6.2f} {cold_rss:7.0f} "
-                f"{warm_s:7.2f} {changed_s:9.2f}"
+                f"{name:10} {rows:>11,} {parse_s:8.2f} {cold_s:9.2f} {cold_s / parse_s:6.2f} {cold_cpu / cold_s:5.2f} "
+                f"{cold_rss:7.0f} {warm_s:7.2f} {changed_s:9.2f}",
+                flush=True,
             )
     finally:
         if not args.keep:

@@ -158,12 +158,15 @@ def sweeps(study: Study) -> list[Sweep]:
     a sweep, since its configs do not say what tells those runs apart
     (different models, say).
     """
-    found = []
-    for fixed, runs in _group(members(study), _sweep_config):
-        if _ambiguous(runs, lambda run: run.lr):
-            continue
-        found.append(_score(study.name, fixed, runs))
-    return sorted(found, key=lambda s: (-len(s.points), _best_or_inf(s)))
+    # every study check and the summary ask: found once per study (its runs never change)
+    if "_sweeps" not in study.__dict__:
+        found = []
+        for fixed, runs in _group(members(study), _sweep_config):
+            if _ambiguous(runs, lambda run: run.lr):
+                continue
+            found.append(_score(study.name, fixed, runs))
+        study.__dict__["_sweeps"] = sorted(found, key=lambda s: (-len(s.points), _best_or_inf(s)))
+    return list(study.__dict__["_sweeps"])
 
 
 def _sweep_config(run: Run) -> dict:
@@ -264,9 +267,12 @@ def end_loss(run: Run, horizon_step: int | None = None) -> float:
 
 def best_valid_loss(run: Run) -> float:
     """The validation loss at the run's best checkpoint; NaN when it has none."""
-    values = run.valid_evals()["loss"].to_numpy(dtype=float) if not run.valid_evals().empty else np.array([])
-    values = values[np.isfinite(values)]
-    return float(values.min()) if values.size else float("nan")
+    if "_best_valid_loss" not in run.__dict__:  # asked for every sweep and check: found once per run
+        evals = run.valid_evals()
+        values = evals["loss"].to_numpy(dtype=float) if not evals.empty else np.array([])
+        values = values[np.isfinite(values)]
+        run.__dict__["_best_valid_loss"] = float(values.min()) if values.size else float("nan")
+    return run.__dict__["_best_valid_loss"]
 
 
 def _end_value(values: np.ndarray) -> float:
