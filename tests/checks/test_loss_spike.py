@@ -67,3 +67,14 @@ def test_short_and_range_test_runs_are_left_to_the_study_checks(corpus):
 
     run = corpus.run("spike_outlier_sgd")
     assert BY_ID["loss_spike"].why_skipped(dataclasses.replace(run, role="short")) is not None
+
+
+def test_the_bumps_of_a_ringing_loss_are_left_to_momentum_oscillation(corpus):
+    assert corpus.findings("momentum_oscillation", "bee_momentum_099")
+    assert corpus.findings("loss_spike", "bee_momentum_099") == []
+    assert corpus.findings("early_instability", "bee_momentum_099") == []
+
+
+def test_a_small_wobble_of_a_noise_free_fit_is_info_only(corpus):
+    [finding] = corpus.findings("loss_spike", "bee_momentum_095")
+    assert finding.severity.value == "info" and max(e["ratio"] for e in finding.evidence["events"]) < 1.5
