@@ -20,7 +20,7 @@ updates alone.
 Algorithm:
 On log10 of the finite, positive grad norms of the applied updates: the
 typical level is the larger of a centered rolling median over 5% of the
-points (at least 21) and a trailing median over the same window (so the
+points (at least 21, at most 1001: the level is local) and a trailing median over the same window (so the
 large norms right at initialization, with nothing before them, are not
 outliers: at least 5 earlier points are required); the noise sigma is the
 median absolute step-to-step change times 1.4826/sqrt(2), over the run. An
@@ -163,7 +163,7 @@ def _clips(value) -> bool:
 
 def _outliers(norms: np.ndarray, config: Config):
     x = np.log10(norms)
-    size = max(21, int(len(x) * config.window_fraction)) | 1
+    size = min(max(21, int(len(x) * config.window_fraction)), 1001) | 1
     centered = pd.Series(x).rolling(size, center=True, min_periods=1).median().to_numpy()
     trailing = pd.Series(x).shift(1).rolling(size, min_periods=5).median().to_numpy()
     typical = np.fmax(centered, trailing)
