@@ -65,6 +65,14 @@ class Config:
 
 
 def detect(run: Run, config: Config) -> list[Finding]:
+    # early_instability and loss_spike ask too: found once per run and config
+    found = run.__dict__.setdefault("_divergence", {})
+    if config not in found:
+        found[config] = _detect(run, config)
+    return list(found[config])
+
+
+def _detect(run: Run, config: Config) -> list[Finding]:
     updates = run.updates()
     if updates.empty:
         return _from_status(run) if run.status == "diverged" else []
