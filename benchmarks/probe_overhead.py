@@ -10,7 +10,7 @@ MLP (a cheap step, where a fixed cost shows most). For each:
 - the probe's own cost divided by one norm pass: what ``clip_grad_norm_``
   computes (``torch.nn.utils.get_total_norm``, which on CPU loops over the
   tensors in Python), and one fused pass (``_foreach_norm``, then the norm of
-  the norms), all timed around the call inside the same steps, alternating
+  the norms), all timed around the call inside the same steps, rotating
   the order; per repeat the mean per call (flushes included), then
   the minimum over repeats, the usual estimate of a cost under the noise of
   a shared machine (goal: <= 1.1x).
@@ -57,11 +57,14 @@ class Trainer:
         loss = self.loss_fn(self.model(self.x), self.y)
         loss.backward()
         if timings is not None:
-            grads = [p.grad for p in self.model.parameters()]
-            calls = [("norm", lambda: torch.nn.utils.get_total_norm(grads)),
-                     ("fused", lambda: torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))),
+            params = list(self.model.parameters())
+            # Both references start from the parameters, as clip_grad_norm_ does.
+            calls = [("norm", lambda: torch.nn.utils.get_total_norm([p.grad for p in params])),
+                     ("fused", lambda: torch.linalg.vector_norm(torch.stack(torch._foreach_norm(
+                         [p.grad for p in params])))),
                      ("probe", lambda: self.probe.step(loss, self.optimizer))]
-            for name, call in calls if len(timings["norm"]) % 2 else calls[::-1]:
+            shift = len(timings["norm"]) % len(calls)  # each call goes first equally often
+            for name, call in calls[shift:] + calls[:shift]:
                 began = time.perf_counter()
                 call()
                 timings[name].append(time.perf_counter() - began)
