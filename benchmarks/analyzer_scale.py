@@ -12,6 +12,7 @@ Run by hand (not a test):
 
     python benchmarks/analyzer_scale.py                 # 1M and 10M rows, 10k small runs
     python benchmarks/analyzer_scale.py --sizes 1M      # just one size
+    python benchmarks/analyzer_scale.py --command check # `diagnose check`: the analysis without figures
 """
 
 from __future__ import annotations
@@ -75,6 +76,15 @@ def write_root(root: Path, runs: int, steps: int, seed: int = 0) -> int:
     return runs * steps
 
 
+def append_step(path: Path) -> None:
+    """One more logged step at the end of ``path``: a run that changed since the last report."""
+    with open(path, "rb") as handle:
+        handle.seek(-200, os.SEEK_END)
+        last = int(handle.read().splitlines()[-1].split(b",")[0])
+    with open(path, "a") as handle:
+        handle.write(f"{last + 1},0.5,1.0,0.01\n")
+
+
 def measure(command: list[str], env: dict | None = None) -> tuple[float, float, float]:
     """Wall seconds, peak RSS (MB, of the largest process) and CPU seconds of a fresh process running ``command``.
 
@@ -100,10 +110,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
     parser.add_argument("--keep", type=Path, help="generate the roots here and keep them")
+    parser.add_argument("--command", choices=("report", "check"), default="report",
+                        help="what to time: the HTML report, or the CI gate (the same analysis, no figures)")
     args = parser.parse_args()
     diagnose = [sys.executable, "-m", "diagnose.cli"]
     base = args.keep or Path(tempfile.mkdtemp(prefix="diagnose-scale-"))
     print(f"machine: {os.cpu_count()} cores; python {sys.version.split()[0]}")
+    print(f"command: diagnose {args.command}")
     print(f"{'root':10} {'rows':>11} {'parse s':>8} {'report s':>9} {'ratio':>6} {'cores':>5} {'RSS MB':>7} "
           f"{'warm s':>7} {'changed s':>9}", flush=True)
     try:
@@ -119,11 +132,12 @@ def main() -> None:
             env = {**os.environ, "DIAGNOSE_CACHE_DIR": str(cache)}
             parse_s, _, _ = measure([sys.executable, "-c", BARE_PARSE, str(root)])
             report = [*diagnose, "report", str(root), "-o", str(base / f"{name}.html")]
+            if args.command == "check":
+                report = [*diagnose, "check", str(root)]
             cold_s, cold_rss, cold_cpu = measure(report, env)
             warm_s, _, _ = measure(report, env)
             for touched in sorted(root.glob("*/*"))[:3]:
-                with open(touched / "steps.csv", "a") as handle:
-                    handle.write(f"{steps},0.5,1.0,0.01\n")
+                append_step(touched / "steps.csv")
             changed_s, _, _ = measure(report, env)
             print(
                 f"{name:10} {rows:>11,} {parse_s:8.2f} {cold_s:9.2f} {cold_s / parse_s:6.2f} {cold_cpu / cold_s:5.2f} "

@@ -201,7 +201,7 @@ def find_instability(steps, loss, config: InstabilityConfig = DEFAULT) -> list[I
 # Runs longer than this many points are seen by the detector as block medians of at most
 # BLOCK_TARGET points (longer than any real public log of ../shared/realworld: 20k points).
 LONG_RUN_POINTS = 32_768
-BLOCK_TARGET = 16_384
+BLOCK_TARGET = 10_000
 
 # Where a run keeps its events, per detector config: in the run's own __dict__, so they travel
 # with it (pickled back from a worker process) and the run cache can store them.

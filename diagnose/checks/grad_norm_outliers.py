@@ -164,8 +164,7 @@ def _clips(value) -> bool:
 def _outliers(norms: np.ndarray, config: Config):
     x = np.log10(norms)
     size = min(max(21, int(len(x) * config.window_fraction)), 1001) | 1
-    centered = pd.Series(x).rolling(size, center=True, min_periods=1).median().to_numpy()
-    trailing = pd.Series(x).shift(1).rolling(size, min_periods=5).median().to_numpy()
+    centered, trailing = _rolling_medians(x, size)
     typical = np.fmax(centered, trailing)
     sigma = max(MAD_TO_SIGMA * float(np.median(np.abs(np.diff(x)))) / math.sqrt(2), 1e-12)
     excess = x - typical
@@ -173,6 +172,27 @@ def _outliers(norms: np.ndarray, config: Config):
         np.isfinite(trailing) & (excess >= math.log10(config.min_ratio)) & (excess > config.z * sigma)
     )
     return outliers, 10**excess, 10**typical
+
+
+def _rolling_medians(x: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Centered median over ``size`` points (fewer at the ends) and the median of the ``size`` points before.
+
+    Both are windows of one rolling median, shifted (the centered window of t
+    ends at t + size // 2; the trailing one of t ends at t - 1): one pass
+    instead of two over a long run, with the very same numbers. ``x`` has no NaN.
+    """
+    half = size // 2
+    if len(x) < size:
+        centered = pd.Series(x).rolling(size, center=True, min_periods=1).median().to_numpy()
+        trailing = pd.Series(x).shift(1).rolling(size, min_periods=5).median().to_numpy()
+        return centered, trailing
+    ending = pd.Series(x).rolling(size, min_periods=1).median().to_numpy()
+    # the last half windows are cut short by the end: medians of the run's last points, grown backwards
+    tail = pd.Series(x[::-1][: 2 * half]).expanding().median().to_numpy()
+    centered = np.concatenate((ending[half:], tail[half:][::-1]))
+    trailing = np.concatenate(([np.nan], ending[:-1]))
+    trailing[:5] = np.nan
+    return centered, trailing
 
 
 def _with_loss_instability(run: Run, outlier_steps: list[int]) -> list[int]:
