@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from . import __version__, sweep
-from .checks import CHECKS, Check, Scope
-from .findings import Finding, FindingsDocument
+from .checks import BY_ID, CHECKS, Check, Scope
+from .findings import Finding, FindingsDocument, Severity
 from .model import Run, Study
 from .readers import LogRoot
 
@@ -47,6 +48,9 @@ def check_target(target: Run | Study, checks: tuple[Check, ...]) -> tuple[list[F
     for check in checks:
         if check.scope is not scope:
             continue
+        if scope is Scope.RUN and target.role == "lr_range":
+            skipped.append((check.id, "an LR range test raises the lr until the loss blows up, by design", label))
+            continue
         reason = check.why_skipped(target)
         if reason is not None:
             skipped.append((check.id, reason, label))
@@ -74,6 +78,8 @@ def assemble(root_path, checked: list[tuple[Run, list[Finding], list[Skip]]], un
         study_findings, study_skipped = check_target(study, checks)
         findings.extend(study_findings)
         skipped.extend(study_skipped)
+    findings = in_sweep_context(findings, studies)
+    findings = in_ringing_cells(findings, studies)
 
     order = {check.id: i for i, check in enumerate(checks)}
     findings.sort(key=lambda f: (-f.severity.rank, order.get(f.check, len(order)), f.study, f.runs, f.steps or (0, 0)))
@@ -94,6 +100,87 @@ def assemble(root_path, checked: list[tuple[Run, list[Finding], list[Skip]]], un
         tool_version=__version__,
     )
     return Analysis(document=document, studies=studies)
+
+
+def in_sweep_context(findings: list[Finding], studies: list[Study]) -> list[Finding]:
+    """Run findings on the runs above lr* of an lr sweep, read as the sweep reads them.
+
+    A sweep's lrs above lr* are expected to be unstable: that is what the
+    sweep found (Tuning Playbook), and ``unstable_above_best_lr`` /
+    ``best_lr_at_edge`` say what to change. Their run-level findings stay as
+    evidence, at ``info`` and without a fix of their own; ``underfitting`` is
+    dropped there, since a loss that barely moved at too large an lr does not
+    mean the lr is too small.
+    """
+    above: dict[tuple[str, str], float] = {}
+    for study in studies:
+        main = sweep.main_sweep(study)
+        if main is None or main.best_lr is None:
+            continue
+        for point in main.points:
+            if point.lr > main.best_lr:
+                above.update({(study.name, run.name): main.best_lr for run in point.runs})
+    kept = []
+    for finding in findings:
+        best_lr = above.get((finding.study, finding.runs[0])) if len(finding.runs) == 1 else None
+        if best_lr is None or BY_ID.get(finding.check) is None or BY_ID[finding.check].scope is not Scope.RUN:
+            kept.append(finding)
+        elif finding.check != "underfitting":
+            kept.append(
+                dataclasses.replace(
+                    finding,
+                    severity=Severity.INFO,
+                    recommendation=None,
+                    detail=f"{finding.detail} This run's lr is above lr* ({best_lr:g}) of its lr sweep, where "
+                    "instability is expected; the sweep's findings say what to change.",
+                    evidence={**finding.evidence, "above_best_lr": best_lr},
+                )
+            )
+    return kept
+
+
+# Rises under this, in a config whose seeds ring, are the ringing (as checks/_events.py rules within one run).
+RINGING_BUMP = 3.0
+
+
+def in_ringing_cells(findings: list[Finding], studies: list[Study]) -> list[Finding]:
+    """Small loss rises on seeds of a config where another seed's loss rings are the ringing too.
+
+    ``momentum_oscillation`` judges each seed alone, and a seed whose ringing
+    is less regular is missed; its bumps then show as ``early_instability`` or
+    ``loss_spike``. When a sibling seed of the same config rings, rises under
+    ``RINGING_BUMP`` become ``info`` (Morrison's bees at momentum 0.99).
+    """
+    runs = {(study.name, run.name): run for study in studies for run in study.runs}
+
+    def cell(study: str, name: str):
+        run = runs.get((study, name))
+        if run is None or run.seed is None:
+            return None
+        return study, repr(sorted((k, repr(v)) for k, v in run.config.items() if k != "seed"))
+
+    ringing = {cell(f.study, f.runs[0]) for f in findings if f.check == "momentum_oscillation" and len(f.runs) == 1}
+    ringing.discard(None)
+    kept = []
+    for finding in findings:
+        ratios = [e.get("ratio") for e in finding.evidence.get("events", []) if isinstance(e, dict)]
+        small = ratios and all(r is not None and r < RINGING_BUMP for r in ratios)
+        if (
+            finding.check in ("early_instability", "loss_spike")
+            and finding.severity is not Severity.INFO
+            and len(finding.runs) == 1
+            and small
+            and cell(finding.study, finding.runs[0]) in ringing
+        ):
+            finding = dataclasses.replace(
+                finding,
+                severity=Severity.INFO,
+                recommendation=None,
+                detail=f"{finding.detail} Other seeds of this config ring (momentum_oscillation): "
+                "rises this small are that ringing.",
+            )
+        kept.append(finding)
+    return kept
 
 
 def run_summary(run: Run) -> dict:

@@ -26,7 +26,13 @@ all of it is "early"). With at least ``min_eval_points`` (20) validation
 evals, the validation loss is searched the same way, and its periods that
 start while a training-loss period does (within its length) join it; a validation loss that rises
 while the training loss falls is overfitting, not instability, and is
-left to the overfitting check. lr* and its runs come from
+left to the overfitting check. When the run is too noisy for any
+period to stand out against its own noise, it is held against lr*
+instead: its training loss, smoothed by a rolling median over 5% of its
+points (``lag_window_fraction``), staying ``lag_factor`` (2x) above the lr*
+runs' smoothed loss at the same steps for at least that window, starting
+in the first 10% of the run (``lag_early_fraction``), and back below 2x by
+its end, is early instability followed by recovery. lr* and its runs come from
 ``diagnose.sweep``; their events over the short run's steps are reported
 alongside, so the plot can show both.
 
@@ -51,6 +57,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import signal
 from ..findings import Finding, Severity
 from ..instability import InstabilityEvent, find_instability, run_instability
 from ..model import Run, Study
@@ -62,6 +69,9 @@ from .unstable_above_best_lr import warmup_recommendation
 @dataclass(frozen=True)
 class Config:
     min_eval_points: int = 20
+    lag_factor: float = 2.0
+    lag_window_fraction: float = 0.05
+    lag_early_fraction: float = 0.1
 
 
 def applies(study: Study) -> str | None:
@@ -91,21 +101,23 @@ def detect(study: Study, config: Config) -> list[Finding]:
 
 def _check_run(study: Study, run: Run, best_runs: list[Run], best_lr, config: Config) -> Finding | None:
     train_events = run_instability(run)
-    if not train_events:
+    # Against lr* only when the run's own noise hides its rises: the detector's periods are sharper.
+    lag = [] if train_events else _lag_periods(run, best_runs, config)
+    if not train_events and not lag:
         return None
     # A validation loss that rises while the training loss falls is overfitting, not instability:
     # the dense evals only confirm and sharpen the training loss's periods.
     valid_events = [e for e in _valid_events(run, config) if any(_together(e, t) for t in train_events)]
-    periods = _merge([e.period for e in train_events + valid_events])
+    periods = _merge([e.period for e in train_events + valid_events] + [p for p, _ in lag])
     last = run.last_step or 0
     # The lr* runs' own periods over the same steps (each short-run period widened by its length).
     best_events = {
         other.name: [e.to_dict() for e in run_instability(other) if any(_overlaps(e, p) for p in periods)]
         for other in best_runs
     }
-    worst = max(train_events + valid_events, key=lambda e: (e.nonfinite, e.size_noise))
+    worst = max(train_events + valid_events, key=lambda e: (e.nonfinite, e.size_noise), default=None)
     recovered = all(e.recovered for e in train_events)
-    recovery_step = train_events[0].recovery_step
+    recovery_step = train_events[0].recovery_step if train_events else lag[0][0][1] + 1
     ratio = run.lr / best_lr if run.lr and best_lr else None
     end = end_loss(run)
     best_end = float(np.median([end_loss(r, last) for r in best_runs])) if best_runs else float("nan")
@@ -127,8 +139,13 @@ def _check_run(study: Study, run: Run, best_runs: list[Run], best_lr, config: Co
         )
         if np.isfinite(end) and np.isfinite(best_end):
             compare += f" At step {last} its smoothed training loss is {end:.4g} against lr*'s {best_end:.4g}."
+    lagging = "".join(
+        f" Its smoothed loss stayed {factor:.3g}x above lr*'s over steps {start}-{end}, then caught up."
+        for (start, end), factor in lag
+    )
     detail = (
-        "Training loss: " + ("; ".join(e.describe() for e in train_events) or "no period")
+        "Training loss: " + ("; ".join(e.describe() for e in train_events) or "no period above its own noise")
+        + ("." + lagging if lagging else "")
         + (". Validation loss (evaluated every step): " + "; ".join(e.describe() for e in valid_events)
            if valid_events else "")
         + "." + compare
@@ -146,7 +163,8 @@ def _check_run(study: Study, run: Run, best_runs: list[Run], best_lr, config: Co
         "best_run_events": best_events,
         "train_events": [e.to_dict() for e in train_events],
         "valid_events": [e.to_dict() for e in valid_events],
-        "worst_ratio": worst.ratio,
+        "worst_ratio": worst.ratio if worst else max(factor for _, factor in lag),
+        "lag_periods": [{"steps": period, "factor": factor} for period, factor in lag],
         "end_loss": end,
         "best_end_loss": best_end,
     }
@@ -166,6 +184,47 @@ def _check_run(study: Study, run: Run, best_runs: list[Run], best_lr, config: Co
         evidence=evidence,
         recommendation=recommendation,
     )
+
+
+def _lag_periods(run: Run, best_runs: list[Run], config: Config) -> list[tuple[list[int], float]]:
+    """Where the short run's smoothed loss stayed ``lag_factor`` x above the lr* runs' at the
+    same steps for a window or longer, starting in the first ``lag_early_fraction`` of the run,
+    and came back below it by the end: early instability whose rises are too noisy to stand
+    out against the run's own noise, seen against lr*.
+    """
+    steps, logs = _log_loss(run)
+    if steps is None or not best_runs:
+        return []
+    size = signal.window(len(steps), config.lag_window_fraction, minimum=5)
+    own = signal.smooth(logs, size)
+    references = []
+    for other in best_runs:
+        other_steps, other_logs = _log_loss(other, until=int(steps[-1]))
+        if other_steps is None:
+            return []
+        smoothed = signal.smooth(other_logs, signal.window(len(other_steps), config.lag_window_fraction, minimum=5))
+        references.append(np.interp(steps, other_steps, smoothed))
+    gap = own - np.median(references, axis=0)
+    threshold = np.log10(config.lag_factor)
+    if gap[-size:].max() >= threshold:
+        return []  # never caught up: the detector and divergence speak of runs that stay bad
+    early_until = steps[0] + config.lag_early_fraction * (steps[-1] - steps[0])
+    return [
+        ([int(steps[start]), int(steps[end])], float(10 ** gap[start:end + 1].max()))
+        for start, end in signal.segments(gap >= threshold)
+        if end - start + 1 >= size and steps[start] <= early_until
+    ]
+
+
+def _log_loss(run: Run, until: int | None = None):
+    updates = run.updates()
+    if until is not None:
+        updates = updates[updates["step"] <= until]
+    loss = updates["loss"].to_numpy(dtype=float)
+    keep = np.isfinite(loss) & (loss > 0)
+    if keep.sum() < 10:
+        return None, None
+    return updates["step"].to_numpy()[keep], np.log10(loss[keep])
 
 
 def _valid_events(run: Run, config: Config) -> list[InstabilityEvent]:
