@@ -22,8 +22,9 @@ def invoke(*args):
 
 @pytest.fixture
 def logs(tmp_path, make_run):
-    make_run(tmp_path / "logs" / "sweep" / "lr0.1", steps=HEALTHY, config={"lr": 0.1})
-    make_run(tmp_path / "logs" / "sweep" / "lr1.0", steps=DIVERGED, config={"lr": 1.0})
+    # Two runs of one model at different batch sizes (not an lr sweep): the diverged one is an error.
+    make_run(tmp_path / "logs" / "sweep" / "lr0.1", steps=HEALTHY, config={"lr": 0.1, "batch_size": 32})
+    make_run(tmp_path / "logs" / "sweep" / "lr1.0", steps=DIVERGED, config={"lr": 1.0, "batch_size": 256})
     return tmp_path / "logs"
 
 
@@ -151,3 +152,12 @@ def test_reading_and_reporting_never_import_torch(logs, tmp_path):
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_the_checks_documentation_page_is_generated_from_the_registry():
+    from pathlib import Path
+
+    page = Path(__file__).resolve().parent.parent / "docs" / "checks.md"
+    result = invoke("explain", "--markdown")
+    assert result.exit_code == 0
+    assert page.read_text() == result.output, "docs/checks.md is stale: run `diagnose explain --markdown > docs/checks.md`"
