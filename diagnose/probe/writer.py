@@ -88,7 +88,12 @@ class Window:
             evals={key: _pack_column(values, groups) for key, values in eval_columns.data.items()},
         )
         for device, tensors in groups.items():
-            stacked = torch.stack(tensors)
+            try:
+                stacked = torch.stack(tensors)  # the usual case: 0-dim floats on one device
+            except RuntimeError:
+                stacked = torch.stack([_scalar(t, device) for t in tensors])
+            if stacked.dtype not in (torch.float32, torch.float64):
+                stacked = stacked.to(torch.float32)
             if device.type == "cpu":
                 window.host.append(stacked)
                 window.events.append(None)
@@ -112,7 +117,8 @@ class Window:
 
 
 def _pack_column(values: list, groups: dict):
-    if any(isinstance(value, Norm) for value in values):
+    # A column holds one kind of value (Norm columns: Norm or None), so the first one tells.
+    if isinstance(next((v for v in values if v is not None), None), Norm):
         replicated = [None if v is None else v.replicated for v in values]
         sharded = [None if v is None else v.sharded_sumsq for v in values]
         present = [v is not None for v in values]
@@ -127,14 +133,11 @@ def _pack_values(values: list, groups: dict) -> Packed:
     device = values[positions[0]].device
     group = groups.setdefault(device, [])
     packed = Packed(list(values), positions, list(groups).index(device), len(group))
-    group.extend(_scalar(values[i], device) for i in positions)
+    group.extend(values[i] for i in positions)
     return packed
 
 
 def _scalar(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
-    # Most values are 0-dim float32 on the column's device already; skipping no-op calls keeps a flush cheap.
-    if tensor.dim() == 0 and tensor.dtype is torch.float32 and tensor.device == device:
-        return tensor
     return tensor.reshape(()).to(device=device, dtype=torch.float32, non_blocking=True)
 
 
