@@ -33,6 +33,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -77,7 +78,7 @@ class LrPoint:
     def scores(self) -> np.ndarray:
         return np.array([r.score for r in self.results], dtype=float)
 
-    @property
+    @cached_property  # asked for again and again while the checks look for lr*
     def score(self) -> float:
         """The median over seeds (+inf when half or more diverged)."""
         return float(np.median(self.scores))
