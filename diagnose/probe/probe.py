@@ -35,6 +35,7 @@ from .writer import Columns, Window, Writer
 
 STEP_COLUMNS = ["step", "loss", "grad_norm", "lr", "momentum", "time"]
 ALERT_KINDS = ("nonfinite", "explosion")
+FINAL_STATUSES = ("finished", "diverged", "crashed")
 EXTRAS = ("param_norm", "update_norm", "layer_grad_norms")
 
 
@@ -111,6 +112,8 @@ class Probe:
     ):
         if not isinstance(study, str) or not study or not isinstance(name, str) or not name:
             raise ValueError(f"study and name must be non-empty strings, got {study!r} and {name!r}")
+        if not isinstance(role, str) or not role:
+            raise ValueError(f"role must be a non-empty string (train, short, lr_range, ...), got {role!r}")
         if config is not None and not isinstance(config, dict):
             raise TypeError(f"config must be a dict, got {type(config).__name__}")
         if not isinstance(flush_every, int) or flush_every < 1:
@@ -215,6 +218,8 @@ class Probe:
 
     def close(self, status: str = "finished") -> None:
         """Flush, wait for the writer, and set ``status`` (``diverged`` if NaN/inf was seen). Idempotent."""
+        if status not in FINAL_STATUSES:
+            raise ValueError(f"status must be one of {', '.join(FINAL_STATUSES)}, got {status!r}")
         if self._closed:
             return
         self._closed = True
@@ -223,6 +228,9 @@ class Probe:
                 for handle in self._update_hooks:
                     handle.remove()
             self._flush(crashed=status == "crashed")
+        except Exception as error:  # noqa: BLE001 - the status below is still worth writing
+            self._warn("close", f"could not write the last steps: {error!r}")
+        try:
             self._writer.finish(status)
             self._writer.join(timeout=10)
             if self._writer.is_alive():

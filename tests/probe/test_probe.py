@@ -184,3 +184,17 @@ def test_resume_without_first_step_numbers_on_from_the_last_row(tmp_path):
     with Probe(tmp_path, "s", "again", resume=True) as probe:
         probe.step(torch.tensor(2.0))
     assert read(tmp_path / "s" / "again", "s").steps["step"].tolist() == [0, 1, 2, 3]
+
+
+def test_misuse_is_refused_at_once(tmp_path):
+    with pytest.raises(ValueError, match="study and name"):
+        Probe(tmp_path, "", "x")
+    with pytest.raises(ValueError, match="stop_on"):
+        Probe(tmp_path, "s", "x", stop_on="nan")
+    with pytest.raises(ValueError, match="extra"):
+        Probe(tmp_path, "s", "x", extra="grad_norms")
+    probe = Probe(tmp_path, "s", "x")
+    with pytest.raises(ValueError, match="status must be one of"):
+        probe.close("done")
+    probe.close("crashed")
+    assert read(tmp_path / "s" / "x", "s").status == "crashed"
