@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
+from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import fully_shard
 from torch.distributed.tensor import DTensor
 from torch.nn.parallel import DistributedDataParallel
@@ -43,10 +44,13 @@ def run(rank: int, world: int, logdir: Path, mode: str) -> None:
     if mode == "ddp":
         wrapped = DistributedDataParallel(model)
     else:
+        # hsdp: replicated over a 2-rank mesh dimension, "sharded" over a 1-rank one, so every
+        # rank holds DTensor gradients in full: the probe must not count them twice.
+        mesh = init_device_mesh("cpu", (world, 1), mesh_dim_names=("replicate", "shard")) if mode == "hsdp" else None
         for layer in model:
             if isinstance(layer, torch.nn.Linear):
-                fully_shard(layer)
-        wrapped = fully_shard(model)
+                fully_shard(layer, mesh=mesh)
+        wrapped = fully_shard(model, mesh=mesh)
     opt = torch.optim.SGD(wrapped.parameters(), lr=0.5, momentum=0.9)
     local = slice(rank * len(x) // world, (rank + 1) * len(x) // world)
 
@@ -73,6 +77,9 @@ def run(rank: int, world: int, logdir: Path, mode: str) -> None:
 
             loss = torch.nn.functional.mse_loss(wrapped(x[local]), y[local])
             loss.backward()
+            if mode == "hsdp":
+                assert all(isinstance(p.grad, DTensor) and p.grad.placements[0].is_replicate()
+                           for p in wrapped.parameters())
             grads = [p.grad.to_local() if isinstance(p.grad, DTensor) else p.grad for p in wrapped.parameters()]
             naive.append(torch.nn.utils.get_total_norm(grads).item())
             if mode == "fsdp2-clip":

@@ -1,4 +1,4 @@
-"""DDP and FSDP2 (DTensor) on 2 CPU processes with gloo: the logged norm is the global one, one collective per flush."""
+"""DDP, FSDP2 and HSDP (DTensor) on 2 CPU processes with gloo: the logged norm is the global one, one collective per flush."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from diagnose.readers.rundir import read
 
 import distributed_worker
 
-MODES = ["ddp", "fsdp2", "fsdp2-clip"]
+MODES = ["ddp", "fsdp2", "fsdp2-clip", "hsdp"]
 
 
 @pytest.fixture(scope="module")
