@@ -78,7 +78,8 @@ def clip_recommendation(run: Run, first_step: int, instability: str) -> Recommen
     steps = run.updates()["step"]
     return Recommendation(
         action="clip",
-        values={"threshold": round_sig(threshold), "percentile": 90, "window": [int(steps.iloc[0]), int(first_step) - 1]},
+        # Only what goes into a config; the percentile and its window are said in `why`.
+        values={"threshold": round_sig(threshold)},
         why=(
             f"gradient clipping helps {instability} (Tuning Playbook, 'Gradient clipping'); "
             + (

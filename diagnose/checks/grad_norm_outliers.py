@@ -144,7 +144,7 @@ def detect(run: Run, config: Config) -> list[Finding]:
             },
             recommendation=Recommendation(
                 action="clip",
-                values={"threshold": round_sig(threshold), "percentile": config.percentile, "window": span},
+                values={"threshold": round_sig(threshold)},  # the percentile and window are in evidence
                 why=(
                     f"the run already clips at {current:g}, and outliers still get through: clip harder, at half that"
                     if harder
