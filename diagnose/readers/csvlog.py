@@ -106,16 +106,11 @@ def read(folder: Path, study: str, keys: KeyMap = DEFAULT_KEYS) -> Run:
     parts = assemble(path, Table(frame=frame, nan_rows=nan_rows, notes=table.notes), keys,
                      what=f"columns of {path.name}")
     config = {"wandb_run": wandb_runs[0]} if wandb_runs else {}
-    return Run(
-        name=folder.name,
-        study=study,
-        source=folder,
-        steps=parts.steps,
-        evals=parts.evals,
-        config=config,
+    return parts.run(
+        folder,
+        study,
         format=WANDB_FORMAT if wandb_runs or step == "_step" else FORMAT,
-        notes=parts.notes,
-        nan_steps=parts.nan_steps,
+        config=config,
         sources={role: _original(column, names) for role, column in parts.sources.items()},
     )
 

@@ -50,20 +50,9 @@ def read(folder: Path, study: str, keys: KeyMap = DEFAULT_KEYS) -> Run:
     if records.frame.empty:
         raise LogError(path, "log_history holds no logged step yet")
     parts = assemble(path, records, keys, what=f"log_history keys of {STATE_FILE}")
-    run = Run(
-        name=folder.name,
-        study=study,
-        source=folder,
-        steps=parts.steps,
-        evals=parts.evals,
-        config=_config(state),
-        status="finished" if finished else None,
-        format=FORMAT,
-        notes=notes + parts.notes,
-        nan_steps=parts.nan_steps,
-        sources=parts.sources,
+    return parts.run(
+        folder, study, format=FORMAT, config=_config(state), status="finished" if finished else None, notes=notes
     )
-    return run
 
 
 def _checkpoint_states(folder: Path) -> list[tuple[int, Path]]:

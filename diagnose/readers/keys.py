@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import LogError
-from ..model import empty_evals
+from ..model import Run, empty_evals
 from .table import Table, order_steps, select_rows
 
 STEP_ROLES = ("loss", "grad_norm", "lr", "momentum")
@@ -198,6 +198,22 @@ class Assembled:
     evals: pd.DataFrame
     sources: dict[str, str]
     notes: list[str]
+
+    def run(self, folder: Path, study: str, *, format: str, config: dict, **fields) -> Run:
+        """The run of ``folder`` (named after it, CONTRACT §1) made of these steps and evals."""
+        fields.setdefault("sources", self.sources)
+        fields["notes"] = fields.get("notes", []) + self.notes
+        return Run(
+            name=folder.name,
+            study=study,
+            source=folder,
+            steps=self.steps,
+            evals=self.evals,
+            config=config,
+            format=format,
+            nan_steps=self.nan_steps,
+            **fields,
+        )
 
 
 def assemble(path: Path, records: Table, keys: KeyMap = DEFAULT_KEYS, what: str = "keys") -> Assembled:

@@ -46,18 +46,7 @@ def read(folder: Path, study: str, keys: KeyMap = DEFAULT_KEYS) -> Run:
     parts = assemble(path, records, keys, what=f"columns of {METRICS_FILE}")
     hparams_path = folder / HPARAMS_FILE
     config = config_from(read_hparams(hparams_path)) if hparams_path.is_file() else {}
-    return Run(
-        name=folder.name,
-        study=study,
-        source=folder,
-        steps=parts.steps,
-        evals=parts.evals,
-        config=config,
-        format=FORMAT,
-        notes=parts.notes,
-        nan_steps=parts.nan_steps,
-        sources=parts.sources,
-    )
+    return parts.run(folder, study, format=FORMAT, config=config)
 
 
 class _HparamsLoader(yaml.SafeLoader):

@@ -65,18 +65,7 @@ def read(folder: Path, study: str, keys: KeyMap = DEFAULT_KEYS) -> Run:
     where = files[0] if len(files) == 1 else folder
     parts = assemble(where, Table(frame=records[0], nan_rows=records[1], notes=notes), keys,
                      what="scalar tags of the event files")
-    return Run(
-        name=folder.name,
-        study=study,
-        source=folder,
-        steps=parts.steps,
-        evals=parts.evals,
-        config=config_from(hparams, keep_others=hparams_path.is_file()),
-        format=FORMAT,
-        notes=parts.notes,
-        nan_steps=parts.nan_steps,
-        sources=parts.sources,
-    )
+    return parts.run(folder, study, format=FORMAT, config=config_from(hparams, keep_others=hparams_path.is_file()))
 
 
 def _merge(per_file: list[tuple[float, dict]]) -> dict[str, tuple[array, array]]:

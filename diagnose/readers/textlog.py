@@ -89,18 +89,7 @@ def read(folder: Path, study: str, keys: KeyMap = DEFAULT_KEYS) -> Run:
     path = files[0]
     records, max_steps = _records(path, keys)
     parts = assemble(path, records, keys, what=f"keys printed in {path.name}")
-    return Run(
-        name=folder.name,
-        study=study,
-        source=folder,
-        steps=parts.steps,
-        evals=parts.evals,
-        config={"max_steps": max_steps} if max_steps else {},
-        format=FORMAT,
-        notes=parts.notes,
-        nan_steps=parts.nan_steps,
-        sources=parts.sources,
-    )
+    return parts.run(folder, study, format=FORMAT, config={"max_steps": max_steps} if max_steps else {})
 
 
 def _records(path: Path, keys: KeyMap) -> tuple[Table, int | None]:
