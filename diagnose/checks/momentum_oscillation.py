@@ -59,7 +59,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import signal as sps
 
 from ..findings import Finding, Recommendation, Severity, round_sig
 from ..model import Run
@@ -156,6 +155,8 @@ def _ringing(x: np.ndarray, config: Config):
     residual = residual - residual.mean()
     if not np.any(residual):
         return None
+    from scipy import signal as sps  # imported here: ~1 s that a log root without momentum never pays
+
     acf = sps.correlate(residual, residual, mode="full", method="fft")[len(residual) - 1 :]
     acf = acf / acf[0]
     peaks, _ = sps.find_peaks(acf[: len(acf) // 3], prominence=0.1)
