@@ -34,10 +34,7 @@ def events(run: Run, detector: InstabilityConfig) -> list[InstabilityEvent]:
     momentum, rises under ``RINGING_BUMP`` (``momentum_oscillation``).
     """
     found = run_instability(run, detector)
-    # both checks need it: computed once per run (kept in the run's __dict__, like its instability events)
-    if "_divergence_findings" not in run.__dict__:
-        run.__dict__["_divergence_findings"] = divergence.detect(run, divergence.CHECK.config)
-    diverged = run.__dict__["_divergence_findings"]
+    diverged = divergence.detect(run, divergence.CHECK.config)  # found once per run (divergence memoises it)
     cut = diverged[0].steps[0] if diverged and diverged[0].steps else None
     kept = [e for e in found if not e.nonfinite and not (cut is not None and not e.recovered and e.end_step >= cut)]
     if kept and momentum_oscillation.CHECK.why_skipped(run) is None:
