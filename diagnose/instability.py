@@ -7,7 +7,9 @@ agree on what an unstable period is.
 Public API::
 
     find_instability(steps, loss, config=InstabilityConfig()) -> list[InstabilityEvent]
-    run_instability(run, config=InstabilityConfig()) -> list[InstabilityEvent]   # cached per run
+    run_instability(run, config=InstabilityConfig()) -> list[InstabilityEvent]   # memoised on the run;
+                                                  # runs over 32k points: in blocks of <= 10k medians
+    memoised(run) / remember(run, found)          # the memo, for the run cache
     noise_scale(loss) -> float        # the per-point noise of a loss series, in the detector's units
 
 ``InstabilityEvent`` fields: ``start_step``, ``end_step`` (the unstable
