@@ -16,7 +16,7 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from . import __version__
+from . import __version__, sweep
 from .analyze import Analysis, Skip, assemble, check_target
 from .cache import RunCache
 from .checks import BY_ID, CHECKS, Check, Scope
@@ -92,6 +92,7 @@ def _check_folders(root: Path, items: list[tuple[Path, str]], specs, cache_dir: 
         key = cache.key(folder, reader_id, default_study(root, folder)) if cache else None
         hit = cache.load(key, checks_key) if cache else None
         if hit and hit[1] is not None:
+            sweep.best_valid_loss(hit[0])
             results.append(hit)
             continue
         run = hit[0] if hit else read_run(root, folder, reader, keys)
@@ -99,6 +100,8 @@ def _check_folders(root: Path, items: list[tuple[Path, str]], specs, cache_dir: 
             results.append((run, [], []))
             continue
         findings, skipped = check_target(run, checks)
+        # the study phase asks every run for it: found here, in parallel, memoised on the run
+        sweep.best_valid_loss(run)
         if cache:
             cache.store(key, run, checks_key, findings, skipped)
         results.append((run, findings, skipped))
