@@ -202,7 +202,7 @@ def check(logroot: Path, fail_on: str, strict: bool, json_path: Path | None, set
     analysis = _analyze(logroot, settings, use_cache=not no_cache, keys=_key_map(key_options))
     if json_path:
         analysis.document.write_json(json_path)
-    _print_summary(analysis)
+    _print_summary(analysis, shown=min(Severity(fail_on), Severity.WARNING, key=lambda s: s.rank))
     if not analysis.document.runs:
         click.echo(f"error: no readable run under {logroot}", err=True)
         sys.exit(EXIT_UNREADABLE)
@@ -296,12 +296,18 @@ def _understood(run) -> list[str]:
     return shown
 
 
-def _print_summary(analysis: Analysis) -> None:
+def _print_summary(analysis: Analysis, shown: Severity = Severity.WARNING) -> None:
+    """One line per finding at ``shown`` or worse, then the verdict with the counts."""
     document = analysis.document
+    quieter = 0
     for finding in document.findings:
-        click.echo(f"{finding.severity.value:7} {finding.check}: {finding.title}")
+        if finding.severity.rank >= shown.rank:
+            click.echo(f"{finding.severity.value:7} {finding.check}: {finding.title}")
+        else:
+            quieter += 1
     click.echo(
         f"{document.verdict}: {len(document.findings)} findings in {len(document.runs)} runs"
+        + (f" ({quieter} informational, not listed here)" if quieter else "")
         + (f", {len(document.unreadable)} unreadable" if document.unreadable else "")
     )
 

@@ -78,3 +78,17 @@ def test_healthy_clipping_and_overfitting_samples_get_what_they_show(document):
     assert findings(document, run="warmup-cosine-lr0.1") == []
     assert [f.check for f in findings(document, run="clip0.25-lr0.1")] == ["clipping_too_aggressive"]
     assert "overfitting" in {f.check for f in findings(document, run="wide-n100")}
+
+
+def test_the_terminal_lists_what_fails_the_gate_and_counts_the_rest(document):
+    from click.testing import CliRunner
+
+    from diagnose.cli import main
+
+    quiet = CliRunner().invoke(main, ["check", str(SAMPLES), "--fail-on", "warning"])
+    infos = sum(f.severity.value == "info" for f in document.findings)
+    assert quiet.exit_code == 1
+    assert f"({infos} informational, not listed here)" in quiet.output
+    assert not [line for line in quiet.output.splitlines() if line.startswith("info ")]
+    loud = CliRunner().invoke(main, ["check", str(SAMPLES), "--fail-on", "info"])
+    assert len([line for line in loud.output.splitlines() if line.startswith("info ")]) == infos
