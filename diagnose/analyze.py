@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 
 from . import __version__, sweep
 from .checks import BY_ID, CHECKS, Check, Scope
+from .checks._events import RINGING_BUMP
 from .findings import Finding, FindingsDocument, Severity
 from .model import Run, Study
 from .readers import LogRoot
@@ -126,21 +127,10 @@ def in_sweep_context(findings: list[Finding], studies: list[Study]) -> list[Find
         if best_lr is None or BY_ID.get(finding.check) is None or BY_ID[finding.check].scope is not Scope.RUN:
             kept.append(finding)
         elif finding.check != "underfitting":
-            kept.append(
-                dataclasses.replace(
-                    finding,
-                    severity=Severity.INFO,
-                    recommendation=None,
-                    detail=f"{finding.detail} This run's lr is above lr* ({best_lr:g}) of its lr sweep, where "
-                    "instability is expected; the sweep's findings say what to change.",
-                    evidence={**finding.evidence, "above_best_lr": best_lr},
-                )
-            )
+            note = (f"This run's lr is above lr* ({best_lr:g}) of its lr sweep, where instability is expected; "
+                    "the sweep's findings say what to change.")
+            kept.append(_as_evidence(finding, note, above_best_lr=best_lr))
     return kept
-
-
-# Rises under this, in a config whose seeds ring, are the ringing (as checks/_events.py rules within one run).
-RINGING_BUMP = 3.0
 
 
 def in_ringing_cells(findings: list[Finding], studies: list[Study]) -> list[Finding]:
@@ -148,18 +138,19 @@ def in_ringing_cells(findings: list[Finding], studies: list[Study]) -> list[Find
 
     ``momentum_oscillation`` judges each seed alone, and a seed whose ringing
     is less regular is missed; its bumps then show as ``early_instability`` or
-    ``loss_spike``. When a sibling seed of the same config rings, rises under
-    ``RINGING_BUMP`` become ``info`` (Morrison's bees at momentum 0.99).
+    ``loss_spike``. When a sibling seed of the same config (``sweep.seed_cells``)
+    rings, rises under ``RINGING_BUMP`` become ``info``, as they do within one
+    ringing run (Morrison's bees at momentum 0.99).
     """
-    runs = {(study.name, run.name): run for study in studies for run in study.runs}
-
-    def cell(study: str, name: str):
-        run = runs.get((study, name))
-        if run is None or run.seed is None:
-            return None
-        return study, repr(sorted((k, repr(v)) for k, v in run.config.items() if k != "seed"))
-
-    ringing = {cell(f.study, f.runs[0]) for f in findings if f.check == "momentum_oscillation" and len(f.runs) == 1}
+    cell_of = {
+        (study.name, run.name): (study.name, index)
+        for study in studies
+        for index, (_, runs) in enumerate(sweep.seed_cells(study))
+        for run in runs
+    }
+    ringing = {
+        cell_of.get((f.study, f.runs[0])) for f in findings if f.check == "momentum_oscillation" and len(f.runs) == 1
+    }
     ringing.discard(None)
     kept = []
     for finding in findings:
@@ -170,17 +161,23 @@ def in_ringing_cells(findings: list[Finding], studies: list[Study]) -> list[Find
             and finding.severity is not Severity.INFO
             and len(finding.runs) == 1
             and small
-            and cell(finding.study, finding.runs[0]) in ringing
+            and cell_of.get((finding.study, finding.runs[0])) in ringing
         ):
-            finding = dataclasses.replace(
-                finding,
-                severity=Severity.INFO,
-                recommendation=None,
-                detail=f"{finding.detail} Other seeds of this config ring (momentum_oscillation): "
-                "rises this small are that ringing.",
-            )
+            note = "Other seeds of this config ring (momentum_oscillation): rises this small are that ringing."
+            finding = _as_evidence(finding, note)
         kept.append(finding)
     return kept
+
+
+def _as_evidence(finding: Finding, note: str, **evidence) -> Finding:
+    """``finding`` kept as evidence for another finding: info, no fix of its own, ``note`` saying why."""
+    return dataclasses.replace(
+        finding,
+        severity=Severity.INFO,
+        recommendation=None,
+        detail=f"{finding.detail} {note}",
+        evidence={**finding.evidence, **evidence},
+    )
 
 
 def run_summary(run: Run) -> dict:
