@@ -97,3 +97,10 @@ def warmup_steps_for(end_step: int, run_span: int) -> int | None:
         if fitting:
             return fitting[0]
     return None
+
+
+def halve_lr(run: Run, why: str) -> Recommendation | None:
+    """The Tuning Playbook's last resort, when nothing better can be computed: half the run's lr."""
+    if not run.lr:
+        return None
+    return Recommendation(action="lr", values={"value": round_sig(run.lr / 2)}, why=why)

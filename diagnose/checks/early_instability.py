@@ -54,7 +54,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 
-from ..findings import Finding, Recommendation, Severity, round_sig
+from ..findings import Finding, Recommendation, Severity
 from ..instability import InstabilityConfig, InstabilityEvent
 from ..model import Run
 from . import _events
@@ -126,14 +126,8 @@ def _recommend(run: Run, early: list[InstabilityEvent], span: int) -> Recommenda
                 f"{warmup / span:.1%} of the run)"
             ),
         )
-    return _events.clip_recommendation(run, early[0].start_step, "early instability") or (
-        Recommendation(
-            action="lr",
-            values={"value": round_sig(run.lr / 2)},
-            why="no warmup short enough fits in this run and no grad norms were logged: halve the lr (the last resort)",
-        )
-        if run.lr
-        else None
+    return _events.clip_recommendation(run, early[0].start_step, "early instability") or _events.halve_lr(
+        run, "no warmup short enough fits in this run and no grad norms were logged: halve the lr (the last resort)"
     )
 
 

@@ -53,7 +53,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..findings import Finding, Recommendation, Severity, round_sig
+from ..findings import Finding, Recommendation, Severity
 from ..instability import InstabilityConfig, InstabilityEvent
 from ..model import Run
 from . import _events
@@ -127,17 +127,11 @@ def _grad_at(run: Run, spikes: list[InstabilityEvent]) -> list[dict]:
 
 
 def _recommend(run: Run, spikes: list[InstabilityEvent]) -> Recommendation | None:
-    clip = _events.clip_recommendation(run, spikes[0].start_step, "mid-training instability")
-    if clip is not None:
-        return clip
-    if run.lr:
-        return Recommendation(
-            action="lr",
-            values={"value": round_sig(run.lr / 2)},
-            why="no grad norms were logged to choose a clipping threshold (log them: the Playbook's first fix is "
-            "clipping at their 90th percentile); halving the lr is the last resort",
-        )
-    return None
+    return _events.clip_recommendation(run, spikes[0].start_step, "mid-training instability") or _events.halve_lr(
+        run,
+        "no grad norms were logged to choose a clipping threshold (log them: the Playbook's first fix is "
+        "clipping at their 90th percentile); halving the lr is the last resort",
+    )
 
 
 CHECK = Check(
