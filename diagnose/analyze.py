@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from . import __version__, sweep
@@ -21,6 +21,9 @@ class Analysis:
 
     document: FindingsDocument
     studies: list[Study]
+    # study name -> digest of everything its findings and plots depend on (its runs' files, the
+    # checks' settings, the version); empty when nothing is cached. Lets renderers reuse earlier work.
+    study_digests: dict[str, str] = field(default_factory=dict)
 
     def run(self, study: str, name: str) -> Run | None:
         for candidate in self.studies:
