@@ -65,8 +65,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
+from . import rolling
 from .signal import MAD_TO_SIGMA
 
 # Standard deviation of the median of w white-noise points, in sigma/sqrt(w).
@@ -149,7 +149,7 @@ def find_instability(steps, loss, config: InstabilityConfig = DEFAULT) -> list[I
         return []
     log_space = bool((loss[finite] > 0).all())
     # Smoothing skips broken (NaN/inf) points; afterwards they are a huge finite stand-in
-    # (pandas' rolling median would drop inf), so they always count as unstable.
+    # (the rolling median drops inf, as pandas' does), so they always count as unstable.
     x = np.where(finite, np.log10(np.where(finite & (loss > 0), loss, 1.0)) if log_space else loss, np.nan)
 
     sigma = _local_noise(x, finite, config)
@@ -307,7 +307,7 @@ def _local_noise(x: np.ndarray, finite: np.ndarray, config: InstabilityConfig) -
     n = len(x)
     d2 = _second_differences(np.where(finite, x, np.nan))
     size = max(21, int(n * config.noise_fraction)) | 1
-    local = pd.Series(d2).rolling(size, center=True, min_periods=1).median().ffill().bfill().to_numpy() * _D2_TO_SIGMA
+    local = rolling.bfill(rolling.ffill(rolling.median(d2, size, center=True, min_periods=1))) * _D2_TO_SIGMA
     diffs = np.abs(np.diff(x[finite]))
     changes = diffs[diffs > 0]
     resolution = float(changes.min()) if changes.size else 0.0
@@ -331,7 +331,7 @@ def _level_noise(level: np.ndarray, sigma: np.ndarray, w: int, config: Instabili
         d2[w:-w] = np.abs(level[: -2 * w] - 2 * level[w:-w] + level[2 * w :])
     d2[~(d2 < _BROKEN / 2)] = np.nan
     size = max(21, int(n * config.noise_fraction), 8 * w) | 1
-    measured = pd.Series(d2).rolling(size, center=True, min_periods=1).median().to_numpy() * _D2_TO_SIGMA
+    measured = rolling.median(d2, size, center=True, min_periods=1) * _D2_TO_SIGMA
     return np.fmax(theory, measured)
 
 
@@ -343,7 +343,7 @@ def _scales(n: int) -> list[int]:
 
 
 def _median(x: np.ndarray, w: int) -> np.ndarray:
-    level = pd.Series(x).rolling(w, center=True, min_periods=w).median().ffill().bfill().to_numpy(copy=True)
+    level = rolling.bfill(rolling.ffill(rolling.median(x, w, center=True)))
     level[np.isnan(x)] = _BROKEN
     return level
 
@@ -356,8 +356,8 @@ def _trailing_median(x: np.ndarray, w: int, min_periods: int = 3) -> np.ndarray:
     until ``min_periods`` points exist, so a long-window level is only ever
     compared with a reference as smooth as itself.
     """
-    level = pd.Series(x).rolling(w, min_periods=min(min_periods, w)).median()
-    level = (level.ffill().bfill() if min_periods <= 3 else level.ffill().fillna(np.inf)).to_numpy(copy=True)
+    level = rolling.ffill(rolling.median(x, w, min_periods=min(min_periods, w)))
+    level = rolling.bfill(level) if min_periods <= 3 else np.where(np.isnan(level), np.inf, level)
     level[np.isnan(x)] = _BROKEN
     return level
 

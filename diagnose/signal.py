@@ -8,7 +8,8 @@ fraction of the run, never on absolute numbers or fixed step counts.
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
+
+from . import rolling
 
 # MAD of a normal sample times this is its standard deviation.
 MAD_TO_SIGMA = 1.4826
@@ -24,7 +25,7 @@ def window(n: int, fraction: float = 0.02, minimum: int = 3, maximum: int | None
 
 def smooth(values: np.ndarray, size: int) -> np.ndarray:
     """Centered rolling median: follows the trend, ignores single-step spikes."""
-    return pd.Series(values).rolling(size, center=True, min_periods=1).median().to_numpy()
+    return rolling.median(values, size, center=True, min_periods=1)
 
 
 def robust_scale(values: np.ndarray) -> float:

@@ -161,8 +161,13 @@ def _explosion(run: Run, steps, loss, config: Config) -> Finding | None:
         return None
     finite = np.isfinite(logs)
     steps, logs = steps[finite], logs[finite]
-    level = signal.smooth(logs, signal.window(len(logs), 0.01))
+    size = signal.window(len(logs), 0.01)
     start = float(np.median(logs[: max(1, int(len(logs) * 0.02))]))
+    # A run that ends below 10x its start did not diverge: its last smoothed value (the centered window
+    # of the last point holds only the last size // 2 + 1 points) decides before the whole run is smoothed.
+    if signal.smooth(logs[-size:], size)[-1] <= start + np.log10(config.start_factor):
+        return None
+    level = signal.smooth(logs, size)
     best_before = np.minimum.accumulate(level)
     above = (level > start + np.log10(config.start_factor)) & (
         level > best_before + np.log10(config.best_factor)

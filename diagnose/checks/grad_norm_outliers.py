@@ -54,8 +54,8 @@ import sys
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
+from .. import rolling
 from ..findings import Finding, Recommendation, Severity, round_sig
 from ..instability import run_instability
 from ..model import Run
@@ -182,16 +182,11 @@ def _rolling_medians(x: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     instead of two over a long run, with the very same numbers. ``x`` has no NaN.
     """
     half = size // 2
-    if len(x) < size:
-        centered = pd.Series(x).rolling(size, center=True, min_periods=1).median().to_numpy()
-        trailing = pd.Series(x).shift(1).rolling(size, min_periods=5).median().to_numpy()
-        return centered, trailing
-    ending = pd.Series(x).rolling(size, min_periods=1).median().to_numpy()
-    # the last half windows are cut short by the end: medians of the run's last points, grown backwards
-    tail = pd.Series(x[::-1][: 2 * half]).expanding().median().to_numpy()
-    centered = np.concatenate((ending[half:], tail[half:][::-1]))
-    trailing = np.concatenate(([np.nan], ending[:-1]))
-    trailing[:5] = np.nan
+    # past the end the windows are cut short: padded with missing values, which the median skips
+    ending = rolling.median(np.concatenate((x, np.full(half, np.nan))), size, min_periods=1)
+    centered = ending[half:]
+    trailing = np.concatenate(([np.nan], ending[: len(x) - 1]))
+    trailing[:5] = np.nan  # at least 5 earlier points
     return centered, trailing
 
 
