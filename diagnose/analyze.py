@@ -6,6 +6,7 @@ import dataclasses
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import Protocol
 
 from . import __version__, sweep
 from .checks import BY_ID, CHECKS, Check, Scope
@@ -72,18 +73,65 @@ def analyze(root: LogRoot, checks: tuple[Check, ...] = CHECKS) -> Analysis:
     return assemble(root.path, checked, [u.to_dict() for u in root.unreadable], checks)
 
 
+@dataclass
+class StudyWork:
+    """All that a study adds to the document, found from its runs alone (so it can be cached whole)."""
+
+    findings: list[Finding]
+    skipped: list[Skip]
+    summary: dict
+    # run name -> lr* of the study's sweep, for the runs above it (``in_sweep_context``)
+    above_best_lr: dict[str, float]
+    # run name -> index of its seed cell (``sweep.seed_cells``, for ``in_ringing_cells``)
+    cells: dict[str, int]
+
+
+def study_work(study: Study, checks: tuple[Check, ...]) -> StudyWork:
+    findings, skipped = check_target(study, checks)
+    main = sweep.main_sweep(study)
+    above = {}
+    if main is not None and main.best_lr is not None:
+        above = {run.name: main.best_lr for point in main.points if point.lr > main.best_lr for run in point.runs}
+    cells = {run.name: index for index, (_, runs) in enumerate(sweep.seed_cells(study)) for run in runs}
+    return StudyWork(findings, skipped, _study_summary(study), above, cells)
+
+
+class StudyStore(Protocol):
+    """Where ``assemble`` finds a study's work done before (``cache.StudyCache``)."""
+
+    def digest(self, study: Study) -> str | None: ...
+    def load(self, digest: str) -> StudyWork | None: ...
+    def store(self, digest: str, work: StudyWork) -> None: ...
+
+
 def assemble(root_path, checked: list[tuple[Run, list[Finding], list[Skip]]], unreadable: list[dict],
-             checks: tuple[Check, ...]) -> Analysis:
-    """Studies, study-level checks, ranking: the findings document from checked runs."""
+             checks: tuple[Check, ...], store: StudyStore | None = None) -> Analysis:
+    """Studies, study-level checks, ranking: the findings document from checked runs.
+
+    With a ``store``, a study whose digest it knows is taken from it instead of
+    being checked again (its runs' tables are then never read).
+    """
     studies = group_studies([run for run, _, _ in checked])
     findings = [f for _, run_findings, _ in checked for f in run_findings]
     skipped = [s for _, _, run_skipped in checked for s in run_skipped]
+    digests = {}
+    works = []
     for study in studies:
-        study_findings, study_skipped = check_target(study, checks)
-        findings.extend(study_findings)
-        skipped.extend(study_skipped)
-    findings = in_sweep_context(findings, studies)
-    findings = in_ringing_cells(findings, studies)
+        digest = store.digest(study) if store else None
+        work = store.load(digest) if digest else None
+        if work is None:
+            work = study_work(study, checks)
+            if digest:
+                store.store(digest, work)
+        if digest:
+            digests[study.name] = digest
+        works.append(work)
+        findings.extend(work.findings)
+        skipped.extend(work.skipped)
+    findings = in_sweep_context(findings, {(s.name, run): lr for s, w in zip(studies, works)
+                                           for run, lr in w.above_best_lr.items()})
+    findings = in_ringing_cells(findings, {(s.name, run): (s.name, cell) for s, w in zip(studies, works)
+                                           for run, cell in w.cells.items()})
 
     order = {check.id: i for i, check in enumerate(checks)}
     findings.sort(key=lambda f: (-f.severity.rank, order.get(f.check, len(order)), f.study, f.runs, f.steps or (0, 0)))
@@ -92,7 +140,7 @@ def assemble(root_path, checked: list[tuple[Run, list[Finding], list[Skip]]], un
         grouped[(check_id, reason)].append(label)
     document = FindingsDocument(
         root=str(root_path),
-        studies=[_study_summary(study) for study in studies],
+        studies=[work.summary for work in works],
         findings=findings,
         unreadable=unreadable,
         skipped=[
@@ -103,10 +151,10 @@ def assemble(root_path, checked: list[tuple[Run, list[Finding], list[Skip]]], un
         generated=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         tool_version=__version__,
     )
-    return Analysis(document=document, studies=studies)
+    return Analysis(document=document, studies=studies, study_digests=digests)
 
 
-def in_sweep_context(findings: list[Finding], studies: list[Study]) -> list[Finding]:
+def in_sweep_context(findings: list[Finding], above: dict[tuple[str, str], float]) -> list[Finding]:
     """Run findings on the runs above lr* of an lr sweep, read as the sweep reads them.
 
     A sweep's lrs above lr* are expected to be unstable: that is what the
@@ -114,16 +162,9 @@ def in_sweep_context(findings: list[Finding], studies: list[Study]) -> list[Find
     ``best_lr_at_edge`` say what to change. Their run-level findings stay as
     evidence, at ``info`` and without a fix of their own; ``underfitting`` is
     dropped there, since a loss that barely moved at too large an lr does not
-    mean the lr is too small.
+    mean the lr is too small. ``above`` maps (study, run) to that lr*
+    (``StudyWork.above_best_lr``).
     """
-    above: dict[tuple[str, str], float] = {}
-    for study in studies:
-        main = sweep.main_sweep(study)
-        if main is None or main.best_lr is None:
-            continue
-        for point in main.points:
-            if point.lr > main.best_lr:
-                above.update({(study.name, run.name): main.best_lr for run in point.runs})
     kept = []
     for finding in findings:
         best_lr = above.get((finding.study, finding.runs[0])) if len(finding.runs) == 1 else None
@@ -136,21 +177,16 @@ def in_sweep_context(findings: list[Finding], studies: list[Study]) -> list[Find
     return kept
 
 
-def in_ringing_cells(findings: list[Finding], studies: list[Study]) -> list[Finding]:
+def in_ringing_cells(findings: list[Finding], cell_of: dict[tuple[str, str], tuple[str, int]]) -> list[Finding]:
     """Small loss rises on seeds of a config where another seed's loss rings are the ringing too.
 
     ``momentum_oscillation`` judges each seed alone, and a seed whose ringing
     is less regular is missed; its bumps then show as ``early_instability`` or
     ``loss_spike``. When a sibling seed of the same config (``sweep.seed_cells``)
     rings, rises under ``RINGING_BUMP`` become ``info``, as they do within one
-    ringing run (Morrison's bees at momentum 0.99).
+    ringing run (Morrison's bees at momentum 0.99). ``cell_of`` maps (study, run)
+    to its cell (``StudyWork.cells``).
     """
-    cell_of = {
-        (study.name, run.name): (study.name, index)
-        for study in studies
-        for index, (_, runs) in enumerate(sweep.seed_cells(study))
-        for run in runs
-    }
     ringing = {
         cell_of.get((f.study, f.runs[0])) for f in findings if f.check == "momentum_oscillation" and len(f.runs) == 1
     }
@@ -191,15 +227,24 @@ def run_summary(run: Run) -> dict:
         "status": run.status,
         "format": run.format,
         "source": str(run.source),
-        "steps": run.n_steps,
-        "last_step": run.last_step,
-        "evals": len(run.evals),
-        "columns": [c for c in run.steps.columns if c != "step" and run.has(c)],
+        **run_facts(run),
         "lr": run.lr,
         "momentum": run.momentum,
         "config": run.config,
         "notes": list(run.notes),
     }
+
+
+def run_facts(run: Run) -> dict:
+    """What the document says of a run's tables; memoised on the run, and a cached run brings it along."""
+    if "_facts" not in run.__dict__:
+        run.__dict__["_facts"] = {
+            "steps": run.n_steps,
+            "last_step": run.last_step,
+            "evals": len(run.evals),
+            "columns": [c for c in run.steps.columns if c != "step" and run.has(c)],
+        }
+    return run.__dict__["_facts"]
 
 
 def _study_summary(study: Study) -> dict:

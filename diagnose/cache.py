@@ -6,16 +6,24 @@ mtime of every file under the folder (subfolders too: a Hugging Face run's new
 ``checkpoint-N/trainer_state.json`` is a change), so a changed file is a miss; an entry that cannot be loaded
 (corrupt, truncated, written by another version) is dropped and the run read
 again. Runs still ``running`` are never cached: their status depends on the
-clock. Tables are stored as Arrow IPC files, never pickles; with the
-run-level findings goes the run's instability events
-(``diagnose.instability``), so the study checks of a warm re-run need not find
-them again.
+clock. Tables are stored as Arrow IPC files, never pickles, and read only
+when something asks for them; with the run-level findings goes the run's
+instability events (``diagnose.instability``), so the study checks of a warm
+re-run need not find them again.
+
+The study-level work (``analyze.StudyWork``: the study checks' findings, the
+study summary) is cached too, by a digest of its runs' keys and every check's
+settings: a warm report whose studies did not change reads no run's tables.
+Every key holds ``code_version()``, so an edited checkout never serves what
+older code found.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
+import importlib
 import json
 import os
 import shutil
@@ -27,9 +35,11 @@ import pyarrow as pa
 import pyarrow.feather as feather
 
 from . import __version__, instability
+from .analyze import StudyWork, run_facts
+from .errors import LogError
 from .findings import Finding, to_jsonable
 from .instability import InstabilityConfig, InstabilityEvent
-from .model import Run
+from .model import Run, Study
 
 CACHE_ENV = "DIAGNOSE_CACHE_DIR"
 
@@ -41,6 +51,27 @@ def default_directory() -> Path:
     return Path(base) / "diagnose"
 
 
+# A run in one of these states may read differently later with the same files: never cached.
+UNCACHED = ("running", "interrupted")
+
+
+@functools.cache
+def code_version() -> str:
+    """The version and the size and mtime of every file of the package: what found a cached result."""
+    package = Path(__file__).parent
+    files = sorted(
+        (str(path.relative_to(package)), path.stat().st_size, path.stat().st_mtime_ns)
+        for path in package.rglob("*")
+        if "__pycache__" not in path.parts and path.is_file()
+    )
+    return hashlib.sha256(json.dumps([__version__, files]).encode()).hexdigest()[:16]
+
+
+def checks_key(checks) -> str:
+    """The settings of ``checks`` (``Check`` objects) and the code that runs them."""
+    return hashlib.sha256(repr([code_version(), [(c.id, c.config) for c in checks]]).encode()).hexdigest()[:16]
+
+
 class RunCache:
     def __init__(self, directory: Path):
         self.directory = Path(directory)
@@ -48,21 +79,25 @@ class RunCache:
     def key(self, folder: Path, reader_name: str, study: str) -> str:
         """The entry of ``folder`` as ``reader_name`` reads it into ``study``, now."""
         files = sorted(_fingerprints(Path(folder)))
-        identity = json.dumps([__version__, reader_name, str(Path(folder).resolve()), study, files])
+        identity = json.dumps([code_version(), reader_name, str(Path(folder).resolve()), study, files])
         return hashlib.sha256(identity.encode()).hexdigest()
 
-    def load(self, key: str, checks_key: str) -> tuple[Run, list[Finding], list] | None:
+    def load(self, key: str, checks_key: str, source: tuple) -> tuple[Run, list[Finding], list] | None:
+        """The run of entry ``key`` (its tables read on first use), with its findings when ``checks_key`` ran on it.
+
+        ``source`` is ``(root, folder, reader module name, keys)``: where the run
+        is read again from should its tables turn out damaged when first used.
+        """
         entry = self._entry(key)
         if not (entry / "meta.json").is_file():
             return None
         try:
             meta = json.loads((entry / "meta.json").read_text())
-            run = Run(
+            run = Run.with_tables_later(
+                functools.partial(_read_tables, entry, source),
                 name=meta["name"],
                 study=meta["study"],
                 source=Path(meta["source"]),
-                steps=feather.read_table(entry / "steps.arrow").to_pandas(),
-                evals=feather.read_table(entry / "evals.arrow").to_pandas(),
                 role=meta["role"],
                 config=meta["config"],
                 status=meta["status"],
@@ -71,6 +106,10 @@ class RunCache:
                 nan_steps={k: np.asarray(v, dtype=np.int64) for k, v in meta["nan_steps"].items()},
                 sources=meta["sources"],
             )
+            # what the findings document says of the tables, and the cached properties it reads
+            run.__dict__.update(_facts=meta["facts"], lr=meta["lr"], momentum=meta["momentum"])
+            if not (entry / "steps.arrow").is_file() or not (entry / "evals.arrow").is_file():
+                raise FileNotFoundError(entry)
             checked_path = entry / f"checks-{checks_key}.json"
             if not checked_path.is_file():
                 return run, None, None
@@ -79,20 +118,20 @@ class RunCache:
                 InstabilityConfig(**config): [InstabilityEvent(**event) for event in events]
                 for config, events in checked["instability"]
             })
-            return run, [Finding.from_dict(f) for f in checked["findings"]], checked["skipped"]
+            return run, [Finding.from_dict(f) for f in checked["findings"]], [tuple(s) for s in checked["skipped"]]
         except Exception:  # any damage: forget the entry, read the run again
             shutil.rmtree(entry, ignore_errors=True)
             return None
 
     def store(self, key: str, run: Run, checks_key: str, findings: list[Finding], skipped: list) -> None:
-        if run.status in ("running", "interrupted"):
+        if run.status in UNCACHED:
             return
         entry = self._entry(key)
         try:
             if not (entry / "meta.json").is_file():
                 self._write_run(entry, run)
             checked = {
-                "findings": [f.to_dict() for f in findings],
+                "findings": [_finding_record(f) for f in findings],
                 "skipped": skipped,
                 # inf is a real value of an event (a loss gone non-finite): Python's JSON keeps it
                 "instability": [
@@ -121,6 +160,9 @@ class RunCache:
                 "notes": run.notes,
                 "nan_steps": {k: v.tolist() for k, v in run.nan_steps.items()},
                 "sources": run.sources,
+                "facts": run_facts(run),
+                "lr": run.lr,
+                "momentum": run.momentum,
             }
             (staging / "meta.json").write_text(json.dumps(meta))
             shutil.rmtree(entry, ignore_errors=True)
@@ -130,6 +172,88 @@ class RunCache:
 
     def _entry(self, key: str) -> Path:
         return self.directory / key[:2] / key
+
+
+def _read_tables(entry: Path, source: tuple):
+    """A cached run's ``steps`` and ``evals``; damaged since the entry was loaded: the run's own files again."""
+    try:
+        return feather.read_table(entry / "steps.arrow").to_pandas(), feather.read_table(entry / "evals.arrow").to_pandas()
+    except Exception:
+        shutil.rmtree(entry, ignore_errors=True)
+    from .readers import Unreadable, read_run  # the readers import this module's callers: import late
+
+    root, folder, reader_name, keys = source
+    run = read_run(root, folder, importlib.import_module(reader_name), keys)
+    if isinstance(run, Unreadable):
+        raise LogError(Path(run.path), f"changed while being analyzed: {run.error}")
+    return run.steps, run.evals
+
+
+class StudyCache:
+    """``analyze.StudyWork`` of each study, by a digest of its runs' cache keys and every check's settings."""
+
+    def __init__(self, directory: Path, run_keys: dict[int, str], checks):
+        self.directory = Path(directory) / "studies"
+        self.run_keys = run_keys  # id(run) -> its RunCache key
+        self.checks_key = checks_key(checks)
+
+    def digest(self, study: Study) -> str | None:
+        """None when a run of the study is not cached (still running, say): its work is done again each time."""
+        keys = [self.run_keys.get(id(run)) for run in study.runs]
+        if None in keys or any(run.status in UNCACHED for run in study.runs):
+            return None
+        identity = json.dumps([self.checks_key, study.name, sorted([run.name, key] for run, key in zip(study.runs, keys))])
+        return hashlib.sha256(identity.encode()).hexdigest()
+
+    def load(self, digest: str) -> StudyWork | None:
+        path = self._path(digest)
+        if not path.is_file():
+            return None
+        try:
+            record = json.loads(path.read_text())
+            return StudyWork(
+                findings=[Finding.from_dict(f) for f in record["findings"]],
+                skipped=[tuple(s) for s in record["skipped"]],
+                summary=record["summary"],
+                above_best_lr=record["above_best_lr"],
+                cells=record["cells"],
+            )
+        except Exception:  # any damage: forget it, check the study again
+            path.unlink(missing_ok=True)
+            return None
+
+    def store(self, digest: str, work: StudyWork) -> None:
+        record = {
+            "findings": [_finding_record(f) for f in work.findings],
+            "skipped": work.skipped,
+            "summary": _plain(work.summary),
+            "above_best_lr": work.above_best_lr,
+            "cells": work.cells,
+        }
+        try:
+            self._path(digest).parent.mkdir(parents=True, exist_ok=True)
+            _atomic_write(self._path(digest), json.dumps(record))
+        except OSError:
+            return  # a cache that cannot be written costs speed, never the report
+
+    def _path(self, digest: str) -> Path:
+        return self.directory / digest[:2] / f"{digest}.json"
+
+
+def _finding_record(finding: Finding) -> dict:
+    """``Finding.to_dict`` with the evidence as the check made it: inf stays a number, not ``"inf"``."""
+    return {**finding.to_dict(), "evidence": _plain(finding.evidence)}
+
+
+def _plain(value):
+    """JSON types as ``to_jsonable`` makes them, but non-finite floats kept (Python's JSON writes and reads them)."""
+    if isinstance(value, (float, np.floating)):
+        return float(value)
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [_plain(v) for v in (value.tolist() if isinstance(value, np.ndarray) else value)]
+    return to_jsonable(value)
 
 
 def _fingerprints(folder: Path):

@@ -2,23 +2,23 @@
 
 Each worker process reads a share of the run folders and runs the run-level
 checks on them right there, so a run's series cross a process boundary once
-(back, for the study checks and the plots). Small roots are done in this
+(back, for the study checks and the plots; a run from the cache crosses
+without them and reads them only if asked). Small roots are done in this
 process: forking costs more than it saves there.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import importlib
 import os
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from . import __version__, sweep
+from . import sweep
 from .analyze import Analysis, Skip, assemble, check_target
-from .cache import RunCache
+from .cache import RunCache, StudyCache, checks_key
 from .checks import BY_ID, CHECKS, Check, Scope
 from .findings import Finding
 from .model import Run
@@ -28,7 +28,8 @@ from .readers.keys import DEFAULT_KEYS, KeyMap
 # Below this many bytes of logs one process is faster than a pool.
 PARALLEL_MIN_BYTES = 32 << 20
 
-Checked = tuple[Run | Unreadable, list[Finding], list[Skip]]
+# A folder's run (or why it is unreadable), its run-level findings and skips, and its cache key.
+Checked = tuple[Run | Unreadable, list[Finding], list[Skip], str | None]
 
 
 def analyze_root(
@@ -67,15 +68,17 @@ def analyze_root(
             if on_progress:
                 on_progress(done, len(folders))
 
-    runs = [run for run, _, _ in outcomes if isinstance(run, Run)]
+    runs = [run for run, _, _, _ in outcomes if isinstance(run, Run)]
     renamed = set(map(id, disambiguate(root, runs)))
     checked = [
         (run, *check_target(run, run_checks)) if id(run) in renamed else (run, findings, skipped)
-        for run, findings, skipped in outcomes
+        for run, findings, skipped, _ in outcomes
         if isinstance(run, Run)
     ]
-    unreadable = sorted((run.to_dict() for run, _, _ in outcomes if isinstance(run, Unreadable)), key=lambda u: u["path"])
-    return assemble(root, checked, unreadable, checks)
+    unreadable = sorted((run.to_dict() for run, _, _, _ in outcomes if isinstance(run, Unreadable)),
+                        key=lambda u: u["path"])
+    studies = StudyCache(cache.directory, {id(run): key for run, _, _, key in outcomes}, checks) if cache else None
+    return assemble(root, checked, unreadable, checks, studies)
 
 
 def _check_folders(root: Path, items: list[tuple[Path, str]], specs, cache_dir: Path | None,
@@ -83,28 +86,26 @@ def _check_folders(root: Path, items: list[tuple[Path, str]], specs, cache_dir: 
     """Worker: read each folder (or take it from the cache) and run the run-level checks."""
     checks = tuple(dataclasses.replace(BY_ID[check_id], config=config) for check_id, config in specs)
     cache = RunCache(cache_dir) if cache_dir else None
-    checks_key = hashlib.sha256(repr([__version__, specs]).encode()).hexdigest()[:16]
+    checked_with = checks_key(checks)
     results: list[Checked] = []
     for folder, reader_name in items:
-        reader = importlib.import_module(reader_name)
         # other key names read other columns: part of what the cached run depends on
         reader_id = reader_name if keys == DEFAULT_KEYS else f"{reader_name} {keys!r}"
         key = cache.key(folder, reader_id, default_study(root, folder)) if cache else None
-        hit = cache.load(key, checks_key) if cache else None
+        hit = cache.load(key, checked_with, (root, folder, reader_name, keys)) if cache else None
         if hit and hit[1] is not None:
-            sweep.best_valid_loss(hit[0])
-            results.append(hit)
+            results.append((*hit, key))
             continue
-        run = hit[0] if hit else read_run(root, folder, reader, keys)
+        run = hit[0] if hit else read_run(root, folder, importlib.import_module(reader_name), keys)
         if isinstance(run, Unreadable):
-            results.append((run, [], []))
+            results.append((run, [], [], None))
             continue
         findings, skipped = check_target(run, checks)
         # the study phase asks every run for it: found here, in parallel, memoised on the run
         sweep.best_valid_loss(run)
         if cache:
-            cache.store(key, run, checks_key, findings, skipped)
-        results.append((run, findings, skipped))
+            cache.store(key, run, checked_with, findings, skipped)
+        results.append((run, findings, skipped, key))
     return results
 
 
