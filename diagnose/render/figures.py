@@ -379,18 +379,27 @@ def hyper_axis(summary: dict) -> Plot | None:
     return _plot(fig, "Hyperparameter axis: loss vs learning rate", caption)
 
 
-def swarm_grid(study: Study, summary: dict) -> Plot | None:
-    """Small multiples momentum x lr (seed 000), one line per seed, shared axes."""
+def swarm_axes(summary: dict) -> tuple[list[dict], list[float], list[float]] | None:
+    """The swarm grid's cells, its momenta (rows) and lrs (columns); None when the study has no grid to show."""
     swarm = summary.get("swarm")
     if not isinstance(swarm, dict) or not isinstance(swarm.get("cells"), list):
         return None
-    by_name = {run.name: run for run in study.runs}
     cells = [c for c in swarm["cells"] if isinstance(c, dict)]
     momenta = sorted({m for m in (_number(c.get("momentum")) for c in cells) if m is not None})
     lrs = sorted({v for v in (_number(c.get("lr")) for c in cells) if v is not None})
     # One momentum is an lr sweep: its loss curves show it better than a row of small multiples.
     if len(momenta) < 2 or not lrs or len(momenta) * len(lrs) > 64:
         return None
+    return cells, momenta, lrs
+
+
+def swarm_grid(study: Study, summary: dict) -> Plot | None:
+    """Small multiples momentum x lr (seed 000), one line per seed, shared axes."""
+    shape = swarm_axes(summary)
+    if shape is None:
+        return None
+    cells, momenta, lrs = shape
+    by_name = {run.name: run for run in study.runs}
     fig, axes = _figure(width=min(7.6, 1.9 * len(lrs) + 0.6), height=1.45 * len(momenta) + 0.5,
                         nrows=len(momenta), ncols=len(lrs), sharex=True, sharey=True)
     curves = []

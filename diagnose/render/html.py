@@ -23,7 +23,7 @@ import jinja2
 from ..analyze import Analysis
 from ..findings import Finding, Recommendation, Severity
 from ..model import Run, Study
-from . import figures
+from . import drawing, figures
 
 # Findings past this many get no plot of their own (their study's figures still show them).
 MAX_FINDING_PLOTS = 12
@@ -85,29 +85,37 @@ class StudyView:
     notes: list[str] = field(default_factory=list)
 
 
-def render(analysis: Analysis) -> str:
-    """The report's HTML text."""
+def render(analysis: Analysis, cache_dir: Path | None = None, jobs: int | None = None) -> str:
+    """The report's HTML text.
+
+    ``cache_dir``: where figures are kept for the next report, by ``analysis.study_digests`` (none
+    without digests); ``jobs``: processes that may draw figures (default: one per core).
+    """
     document = analysis.document
     summaries = {s.get("study"): s for s in document.studies if isinstance(s, dict)}
     # Keyed by identity: a Finding holds dicts, so it is not hashable.
     views = {id(f): FindingView(f"f{i}", f, where(f), config_snippet(f.recommendation))
              for i, f in enumerate(document.findings, start=1)}
-    studies, by_name = [], {}
-    for index, study in enumerate(analysis.studies, start=1):
+    index = {id(f): i for i, f in enumerate(document.findings)}
+    studies, by_name, wanted = [], {}, []
+    for number, study in enumerate(analysis.studies, start=1):
         findings = [f for f in document.findings if f.study == study.name]
         summary = summaries.get(study.name, {})
-        view = StudyView(f"s{index}", study.name, _facts(summary, study), runs=len(study.runs),
+        view = StudyView(f"s{number}", study.name, _facts(summary, study), runs=len(study.runs),
                          best_lr=_lr_list([summary.get("best_lr")]), unstable=_lr_list(summary.get("unstable_lrs")),
                          tally=_tally(findings))
-        view.plots = _study_plots(view.anchor, study, summary, findings, view.notes)
         view.findings = [views[id(f)] for f in findings]
+        wanted.extend((view, key, spec, what) for key, spec, what in _study_figures(study, summary, findings, index))
         studies.append(view)
         by_name[study.name] = (study, view)
-    budget = MAX_FINDING_PLOTS
-    for finding in document.findings:  # most severe first: they get the plots
-        if finding.study in by_name:
-            budget = _attach_plot(views[id(finding)], *by_name[finding.study], budget)
-    orphans = [views[id(f)] for f in document.findings if f.study not in {s.name for s in analysis.studies}]
+    with drawing.Painter(analysis, cache_dir, jobs) as painter:
+        for (view, key, _, what), drawn in zip(wanted, painter.draw([spec for _, _, spec, _ in wanted])):
+            if drawn.plot is not None:
+                view.plots.append((f"{view.anchor}-{key}", drawn.plot))
+            if drawn.error is not None:
+                view.notes.append(f"The {what} could not be drawn ({drawn.error}); please report this.")
+        _finding_plots(painter, [views[id(f)] for f in document.findings if f.study in by_name], by_name, index)
+    orphans = [views[id(f)] for f in document.findings if f.study not in by_name]
     severities = [f.severity for f in document.findings]
     return _ENV.get_template("report.html.j2").render(
         doc=document,
@@ -132,10 +140,10 @@ def render(analysis: Analysis) -> str:
     )
 
 
-def write(analysis: Analysis, path: Path) -> None:
-    """Write the report to ``path`` (folders created)."""
+def write(analysis: Analysis, path: Path, cache_dir: Path | None = None, jobs: int | None = None) -> None:
+    """Write the report to ``path`` (folders created); ``cache_dir`` and ``jobs`` as for ``render``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render(analysis), encoding="utf-8")
+    path.write_text(render(analysis, cache_dir, jobs), encoding="utf-8")
 
 
 def config_snippet(recommendation: Recommendation | None) -> str | None:
@@ -282,74 +290,80 @@ def _default_run(study: Study, summary: dict, needs) -> Run | None:
     return candidates[0] if candidates else None
 
 
-def _safe(draw, notes: list[str], what: str):
-    """Draw one figure; a drawing bug costs that figure (said in the report), never the report."""
-    try:
-        return draw()
-    except Exception as error:  # noqa: BLE001
-        notes.append(f"The {what} could not be drawn ({type(error).__name__}: {error}); please report this.")
-        return None
+def _study_figures(study: Study, summary: dict, findings: list[Finding], index: dict[int, int]):
+    """``(key, spec, what)`` of each figure the study's section shows."""
+    name = study.name
 
+    def spec(kind: str, run: Run | None = None, finding: Finding | None = None) -> drawing.Spec:
+        return drawing.Spec(kind, name, (run.name,) if run else (), index[id(finding)] if finding else None)
 
-def _study_plots(anchor: str, study: Study, summary: dict, findings: list[Finding], notes: list[str]):
-    plots = []
-
-    def add(key: str, draw, what: str):
-        plot = _safe(draw, notes, what)
-        if plot is not None:
-            plots.append((f"{anchor}-{key}", plot))
-
-    add("swarm", lambda: figures.swarm_grid(study, summary), "swarm grid")
-    if not plots:  # the swarm grid already shows every run's loss
-        add("sweep", lambda: figures.sweep_curves(study, summary, findings), "training-loss plot")
-    add("axis", lambda: figures.hyper_axis(summary), "hyperparameter-axis plot")
+    wanted = []
+    if figures.swarm_axes(summary) is not None:
+        wanted.append(("swarm", spec("swarm_grid"), "swarm grid"))
+    else:  # the swarm grid already shows every run's loss
+        wanted.append(("sweep", spec("sweep_curves"), "training-loss plot"))
+    wanted.append(("axis", spec("hyper_axis"), "hyperparameter-axis plot"))
     for run in study.by_role("lr_range"):
-        add(f"range-{run.name}", lambda run=run: figures.lr_range(run, _first(findings, "lr_range", run.name)),
-            "LR range plot")
+        wanted.append((f"range-{run.name}", spec("lr_range", run, _first(findings, "lr_range", run.name)),
+                       "LR range plot"))
     for run in study.by_role("short"):
-        add(f"short-{run.name}",
-            lambda run=run: figures.short_run(run, _first(findings, "short_run_instability", run.name)),
-            "short-run plot")
+        wanted.append((f"short-{run.name}", spec("short_run", run, _first(findings, "short_run_instability", run.name)),
+                       "short-run plot"))
     if not _first(findings, "overfitting"):
         run = _default_run(study, summary, lambda r: not r.valid_evals().empty)
         if run is not None:
-            add("gap", lambda: figures.gap_curve(run, None), "generalization-gap plot")
+            wanted.append(("gap", spec("gap_curve", run), "generalization-gap plot"))
     if not (_first(findings, "grad_norm_outliers") or _first(findings, "clipping_too_aggressive")):
         run = _default_run(study, summary, lambda r: r.has("grad_norm"))
         if run is not None:
-            add("grad", lambda: figures.grad_norms(run, None), "grad-norm plot")
-    return plots
+            wanted.append(("grad", spec("grad_norms", run), "grad-norm plot"))
+    return wanted
 
 
-def _attach_plot(view: FindingView, study: Study, study_view: StudyView, budget: int) -> int:
-    """Give the finding its own zoomed plot, or point at the study figure that already shows it."""
-    finding = view.finding
-    by_key = dict(study_view.plots)
-    references = {
-        "lr_range": [f"{study_view.anchor}-range-{name}" for name in finding.runs],
-        "short_run_instability": [f"{study_view.anchor}-short-{name}" for name in finding.runs],
-        "best_lr_at_edge": [f"{study_view.anchor}-axis", f"{study_view.anchor}-sweep"],
-    }
-    for key in references.get(finding.check, []):
-        if key in by_key:
-            view.see = (key, by_key[key].title)
-            return budget
-    if budget <= 0:
+def _finding_plots(painter: drawing.Painter, views: list[FindingView], by_name: dict, index: dict[int, int]) -> None:
+    """Give each finding (most severe first) its own zoomed plot, or point at the study figure that shows it.
+
+    Only the first MAX_FINDING_PLOTS plots are drawn; a finding whose plot comes out empty leaves its
+    place to the next, so plots are drawn in batches of the places left.
+    """
+    pending = []  # (view, spec or None when it has no run to show)
+    run_names: dict[str, set[str]] = {}
+    for view in views:
+        finding = view.finding
+        study, study_view = by_name[finding.study]
+        by_key = dict(study_view.plots)
+        references = {
+            "lr_range": [f"{study_view.anchor}-range-{name}" for name in finding.runs],
+            "short_run_instability": [f"{study_view.anchor}-short-{name}" for name in finding.runs],
+            "best_lr_at_edge": [f"{study_view.anchor}-axis", f"{study_view.anchor}-sweep"],
+        }
+        shown = next((key for key in references.get(finding.check, []) if key in by_key), None)
+        if shown is not None:
+            view.see = (shown, by_key[shown].title)
+            continue
+        names = tuple(name for name in finding.runs if name in run_names.setdefault(study.name, {r.name for r in study.runs}))
+        kind = {"grad_norm_outliers": "grad_norms", "clipping_too_aggressive": "grad_norms",
+                "overfitting": "gap_curve"}.get(finding.check, "finding_zoom")
+        if kind != "finding_zoom":
+            names = names[:1]
+        pending.append((view, drawing.Spec(kind, study.name, names, index[id(finding)]) if names else None))
+    budget = MAX_FINDING_PLOTS
+    while pending and budget > 0:
+        batch = []
+        while pending and sum(spec is not None for _, spec in batch) < budget:
+            batch.append(pending.pop(0))
+        specs = [spec for _, spec in batch if spec is not None]
+        results = iter(painter.draw(specs))
+        for view, spec in batch:
+            if spec is None:
+                continue
+            drawn = next(results)
+            view.plot = drawn.plot
+            if drawn.error is not None:
+                view.note = f"The plot of this finding could not be drawn ({drawn.error}); please report this."
+            budget -= drawn.plot is not None
+    for view, _ in pending:
         view.note = f"No plot: only the first {MAX_FINDING_PLOTS} findings get one; the study's figures show the rest."
-        return budget
-    runs = [run for run in (next((r for r in study.runs if r.name == name), None) for name in finding.runs) if run]
-    if not runs:
-        return budget
-    if finding.check in ("grad_norm_outliers", "clipping_too_aggressive"):
-        draw = lambda: figures.grad_norms(runs[0], finding)  # noqa: E731
-    elif finding.check == "overfitting":
-        draw = lambda: figures.gap_curve(runs[0], finding)  # noqa: E731
-    else:
-        draw = lambda: figures.finding_zoom(runs, finding)  # noqa: E731
-    notes: list[str] = []
-    view.plot = _safe(draw, notes, "plot of this finding")
-    view.note = notes[0] if notes else None
-    return budget - 1 if view.plot is not None else budget
 
 
 def _csp(script: str) -> str:
