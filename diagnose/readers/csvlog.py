@@ -19,7 +19,7 @@ from pathlib import Path
 from ..errors import LogError
 from ..model import Run
 from .keys import DEFAULT_KEYS, KeyMap, assemble, classify, find_step_column
-from .table import Table, check_steps, read_table
+from .table import Table, read_table
 
 FORMAT = "csv"
 WANDB_FORMAT = "wandb.csv"
@@ -95,9 +95,8 @@ def read(folder: Path, study: str, keys: KeyMap = DEFAULT_KEYS) -> Run:
     roles = classify(list(names.values()), keys)
     used = set(roles.step.values()) | set(roles.evals.values())
     numeric = tuple(raw for raw, name in names.items() if name in used)  # an error at its line, not left out
-    table = read_table(path, required=(step,), numeric=numeric, index_column=INDEX_COLUMN)
+    table = read_table(path, required=(step,), numeric=numeric, index_column=INDEX_COLUMN, step=step)
     frame = table.frame[[step] + [c for c in names if c in table.frame.columns]]
-    frame = frame.assign(**{step: check_steps(path, frame, step)})
     renamed = {step: "step", **names}
     if len(set(renamed.values())) < len(renamed):
         raise LogError(path, "two columns map to the same metric name (" + ", ".join(names) + ")", line=1)

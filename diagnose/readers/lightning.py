@@ -20,7 +20,7 @@ import yaml
 from ..errors import LogError
 from ..model import Run
 from .keys import DEFAULT_KEYS, KeyMap, assemble, classify, config_from
-from .table import Table, check_steps, read_header, read_table
+from .table import Table, read_header, read_table
 
 FORMAT = "lightning.csv"
 METRICS_FILE = "metrics.csv"
@@ -37,11 +37,10 @@ def read(folder: Path, study: str, keys: KeyMap = DEFAULT_KEYS) -> Run:
     step_column = keys.step or "step"
     roles = classify(read_header(path, (step_column,)), keys, step_column)
     numeric = tuple(set(roles.step.values()) | set(roles.evals.values()))  # wrong values: an error at their line
-    table = read_table(path, required=(step_column,), numeric=numeric)
+    table = read_table(path, required=(step_column,), numeric=numeric, step=step_column)
     frame = table.frame
     if step_column != "step":
         frame = frame.drop(columns=["step"], errors="ignore").rename(columns={step_column: "step"})
-    frame = frame.assign(step=check_steps(path, frame))
     records = Table(frame=frame, nan_rows=table.nan_rows, notes=table.notes)
     parts = assemble(path, records, keys, what=f"columns of {METRICS_FILE}")
     hparams_path = folder / HPARAMS_FILE

@@ -10,9 +10,11 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
+
 from ..errors import LogError
-from ..model import STATUSES, Run, empty_evals
-from .table import check_steps, order_steps, read_table
+from ..model import STATUSES, Run, empty_evals, empty_steps
+from .table import order_steps, read_table
 
 FORMAT = "diagnose.run/1"
 RUN_FILE = "run.json"
@@ -32,46 +34,58 @@ def sniff(folder: Path) -> bool:
 def read(folder: Path, study: str, now: float | None = None) -> Run:
     meta_path = folder / RUN_FILE
     meta = _read_meta(meta_path)
-    run = Run(
-        name=_string(meta_path, meta, "name", folder.name),
-        study=_string(meta_path, meta, "study", study),
-        source=folder,
-        role=_string(meta_path, meta, "role", "train"),
-        config=_config(meta_path, meta),
-        status=_status(meta_path, meta),
-        format=FORMAT,
-    )
+    name = _string(meta_path, meta, "name", folder.name)
+    study = _string(meta_path, meta, "study", study)
+    role = _string(meta_path, meta, "role", "train")
+    config = _config(meta_path, meta)
+    status = _status(meta_path, meta)
+    notes: list[str] = []
 
     steps_path = folder / STEPS_FILE
     if steps_path.is_file():
-        table = read_table(steps_path, required=("step", "loss"), numeric=STEP_COLUMNS)
-        run.steps, run.nan_steps = order_steps(steps_path, table)
-        run.notes.extend(table.notes)
-        if run.steps.empty:
-            run.notes.append(f"{STEPS_FILE}: no steps logged yet")
-    elif run.status == "running":
-        run.notes.append(f"{STEPS_FILE}: not written yet")
+        table = read_table(steps_path, required=("step", "loss"), numeric=STEP_COLUMNS, step="step")
+        steps, nan_steps = order_steps(steps_path, table)
+        notes.extend(table.notes)
+        if steps.empty:
+            notes.append(f"{STEPS_FILE}: no steps logged yet")
+    elif status == "running":
+        steps, nan_steps = empty_steps(), {}
+        notes.append(f"{STEPS_FILE}: not written yet")
     else:
-        raise LogError(steps_path, f"missing: every run needs one ({RUN_FILE} says status {run.status!r})")
+        raise LogError(steps_path, f"missing: every run needs one ({RUN_FILE} says status {status!r})")
 
     evals_path = folder / EVALS_FILE
     if evals_path.is_file():
-        table = read_table(evals_path, required=("step", "split"), numeric=("loss",), text=("split",))
-        evals = table.frame.assign(step=check_steps(evals_path, table.frame))
+        table = read_table(evals_path, required=("step", "split"), numeric=("loss",), text=("split",), step="step")
+        evals = table.frame
         if "loss" not in evals.columns:
             evals = evals.assign(loss=float("nan"))
-        run.evals = evals.sort_values("step", kind="stable").reset_index(drop=True)
-        run.notes.extend(table.notes)
+        if len(evals) > 1 and not (np.diff(evals["step"].to_numpy()) >= 0).all():
+            evals = evals.sort_values("step", kind="stable").reset_index(drop=True)
+        notes.extend(table.notes)
     else:
-        run.evals = empty_evals()
+        evals = empty_evals()
 
-    if run.status == "running" and _stale(folder, now):
-        run.status = "interrupted"
-        run.notes.append(
+    if status == "running" and _stale(folder, now):
+        status = "interrupted"
+        notes.append(
             f"{RUN_FILE} says running, but no file changed for over {STALE_AFTER_SECONDS // 60} minutes: "
             "shown as interrupted"
         )
-    return run
+    # Built last, with its tables: Run's defaults would build two empty DataFrames for nothing (tiny runs).
+    return Run(
+        name=name,
+        study=study,
+        source=folder,
+        steps=steps,
+        evals=evals,
+        role=role,
+        config=config,
+        status=status,
+        format=FORMAT,
+        notes=notes,
+        nan_steps=nan_steps,
+    )
 
 
 def _read_meta(path: Path) -> dict:

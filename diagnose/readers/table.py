@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import io
-import mmap
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +44,7 @@ def read_table(
     numeric: tuple[str, ...] = (),
     text: tuple[str, ...] = (),
     index_column: str | None = None,
+    step: str | None = None,
 ) -> Table:
     """Read a CSV whose header names ``required`` columns.
 
@@ -52,35 +52,58 @@ def read_table(
     ``text`` columns are kept as strings; any other column is kept when it is
     numeric and left out, with a note, when it holds text. ``index_column``
     names an unnamed first column (the index that pandas' ``to_csv`` writes).
+    ``step`` names the column that numbers the steps: whole numbers >= 0, given as int64.
     """
-    header = _read_header(path, required, index_column)
+    # One read serves the header, the last-line check and the parse (tiny runs pay per system call).
+    data = path.read_bytes()
+    header = _parse_header(path, data, required, index_column)
     forced_numeric = [c for c in header if c in required or c in numeric]
-    limit, notes = _complete_lines_end(path, header, forced_numeric, text)
+    limit, notes = _complete_lines_end(path, data, header, forced_numeric, text)
 
     column_types = {c: pa.float64() for c in forced_numeric}
     column_types.update({c: pa.string() for c in header if c in text})
     try:
-        table = _arrow_read(path, limit, column_types, header)
+        table = _arrow_read(data, limit, column_types, header)
     except pa.ArrowInvalid as error:
-        raise _locate_error(path, header, forced_numeric, text, limit, error) from None
+        raise _locate_error(path, data, header, forced_numeric, text, limit, error) from None
+    del data
 
-    columns: dict[str, object] = {}
+    # Column by column, each freed once converted: the peak holds one copy of the table, not two.
+    parsed = dict(zip(header, table.columns))
+    del table
+    columns: dict[str, np.ndarray] = {}
     nan_rows: dict[str, np.ndarray] = {}
     for name in header:
-        column = table.column(name)
+        column = parsed.pop(name)
         if name in text:
-            columns[name] = np.asarray(column.to_pylist(), dtype=object)
+            columns[name] = column.to_numpy()  # object strings, None where empty
             continue
         if not (pa.types.is_floating(column.type) or pa.types.is_integer(column.type)
                 or pa.types.is_boolean(column.type) or pa.types.is_null(column.type)):
             notes.append(_text_column_note(path, column, name))
             continue
+        values, rows = _numbers(column)
+        if rows is not None:
+            nan_rows[name] = rows
+        columns[name] = _check_steps(path, values, name) if name == step else values
+    # copy=False: one block per column, no consolidating copy of the whole table.
+    return Table(frame=pd.DataFrame(columns, copy=False), nan_rows=nan_rows, notes=notes)
+
+
+def _numbers(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray | None]:
+    """A column as writable float64 (empty cells NaN), and the rows that wrote a literal NaN (None: none)."""
+    if column.type != pa.float64():
         column = column.cast(pa.float64())
-        is_nan = pc.and_(pc.is_nan(column), pc.is_valid(column))
-        if pc.any(is_nan).as_py():
-            nan_rows[name] = np.flatnonzero(is_nan.to_numpy(zero_copy_only=False))
-        columns[name] = column.to_numpy(zero_copy_only=False)
-    return Table(frame=pd.DataFrame(columns), nan_rows=nan_rows, notes=notes)
+    values = column.to_numpy()
+    if not values.flags.writeable:  # one chunk without empty cells is arrow's read-only memory
+        values = values.copy()
+    is_nan = np.isnan(values)
+    if not is_nan.any():
+        return values, None
+    if column.null_count:  # an empty cell is NaN in ``values`` too: only the valid ones wrote nan
+        is_nan &= pc.is_valid(column).to_numpy()
+    rows = np.flatnonzero(is_nan)
+    return values, (rows if len(rows) else None)
 
 
 def line_of_row(path: Path, row: int) -> int:
@@ -98,12 +121,14 @@ def line_of_row(path: Path, row: int) -> int:
 
 def read_header(path: Path, required: tuple[str, ...] = (), index_column: str | None = None) -> list[str]:
     """The cleaned column names of a CSV's header row; an empty, binary or malformed header is an error."""
-    return _read_header(path, required, index_column)
-
-
-def _read_header(path: Path, required: tuple[str, ...], index_column: str | None = None) -> list[str]:
     with open(path, "rb") as handle:
-        raw = handle.readline()
+        return _parse_header(path, handle.readline(), required, index_column)
+
+
+def _parse_header(path: Path, data: bytes, required: tuple[str, ...], index_column: str | None = None) -> list[str]:
+    """The header row at the start of ``data`` (the whole file, or its first line)."""
+    end = data.find(b"\n")
+    raw = data if end < 0 else data[:end + 1]
     if not raw.strip():
         raise LogError(path, f"file is empty: expected a header row naming {', '.join(required)}", line=1)
     try:
@@ -128,50 +153,34 @@ def _read_header(path: Path, required: tuple[str, ...], index_column: str | None
     return header
 
 
-def _complete_lines_end(path, header, numeric, text) -> tuple[int, list[str]]:
+def _complete_lines_end(path: Path, data: bytes, header, numeric, text) -> tuple[int, list[str]]:
     """Where the parsable part of the file ends: a last line cut short by a crash is left out."""
-    size = path.stat().st_size
-    with open(path, "rb") as handle:
-        handle.seek(max(0, size - 65536))
-        tail = handle.read()
-    if tail.endswith(b"\n") or b"\n" not in tail:
-        return size, []
-    last_newline = size - (len(tail) - tail.rindex(b"\n") - 1)
-    last_line = tail[tail.rindex(b"\n") + 1:].decode("utf-8", errors="replace")
+    last_newline = data.rfind(b"\n") + 1
+    if last_newline in (0, len(data)):
+        return len(data), []
+    last_line = data[last_newline:].decode("utf-8", errors="replace")
     if _row_problem(last_line, header, numeric, text) is None:
-        return size, []
-    number = _count_lines(path, last_newline) + 1
+        return len(data), []
+    number = data.count(b"\n", 0, last_newline) + 1
     return last_newline, [f"{path.name}:{number}: last line cut short ({last_line[:40]!r}), ignored"]
 
 
-def _count_lines(path: Path, end: int) -> int:
-    count = 0
-    with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as view:
-        position = 0
-        while position < end:
-            chunk = view[position:min(end, position + (1 << 24))]
-            count += chunk.count(b"\n")
-            position += len(chunk)
-    return count
-
-
-def _arrow_read(path: Path, limit: int, column_types: dict, header: list[str]) -> pa.Table:
-    # The names as _read_header cleaned them (stripped, BOM removed, index named), not as pyarrow would.
+def _arrow_read(data: bytes, limit: int, column_types: dict, header: list[str]) -> pa.Table:
+    # The names as _parse_header cleaned them (stripped, BOM removed, index named), not as pyarrow would.
     read = pacsv.ReadOptions(column_names=header, skip_rows=1)
     convert = pacsv.ConvertOptions(
         null_values=[""],
         strings_can_be_null=True,
         column_types=column_types,
     )
-    with pa.memory_map(str(path)) as source:
-        buffer = source.read_buffer(limit)
+    buffer = pa.py_buffer(data)
+    if limit < len(data):
+        buffer = buffer.slice(0, limit)
     return pacsv.read_csv(pa.BufferReader(buffer), read_options=read, convert_options=convert)
 
 
-def _locate_error(path, header, numeric, text, limit, error) -> LogError:
-    with open(path, "rb") as handle:
-        data = handle.read(limit)
-    lines = io.StringIO(data.decode("utf-8", errors="replace"), newline="")
+def _locate_error(path, data, header, numeric, text, limit, error) -> LogError:
+    lines = io.StringIO(data[:limit].decode("utf-8", errors="replace"), newline="")
     reader = csv.reader(lines)
     next(reader, None)
     for row in reader:
@@ -208,24 +217,27 @@ def _text_column_note(path: Path, column: pa.ChunkedArray, name: str) -> str:
     return f"{path.name}:{line}: column {name!r} holds text ({str(values[row])[:40]!r}), not numbers: column left out"
 
 
-def check_steps(path: Path, frame: pd.DataFrame, column: str = "step") -> np.ndarray:
+def _check_steps(path: Path, values: np.ndarray, column: str) -> np.ndarray:
     """The step column as int64; a missing, negative, fractional or absurdly large step is an error."""
-    values = frame[column].to_numpy(dtype=float)
+    with np.errstate(invalid="ignore"):  # nan and inf have no int64: they fail the comparison below
+        steps = values.astype(np.int64)
+    if (steps == values).all() and (not len(steps) or (steps.min() >= 0 and steps.max() <= MAX_STEP)):
+        return steps
     bad = ~np.isfinite(values) | (values < 0) | (values != np.floor(values)) | (values > MAX_STEP)
-    if bad.any():
-        row = int(np.flatnonzero(bad)[0])
-        shown = "empty" if np.isnan(values[row]) else repr(float(values[row]))
-        raise LogError(path, f"{column} must be a whole number >= 0, found {shown}", line=line_of_row(path, row))
-    return values.astype(np.int64)
+    row = int(np.flatnonzero(bad)[0])
+    shown = "empty" if np.isnan(values[row]) else repr(float(values[row]))
+    raise LogError(path, f"{column} must be a whole number >= 0, found {shown}", line=line_of_row(path, row))
 
 
 def order_steps(path: Path, table: Table) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
-    """One row per step, by step; a step logged twice (a resumed run) keeps its last row."""
+    """One row per step, by step; a step logged twice (a resumed run) keeps its last row.
+
+    ``table.frame["step"]`` holds checked steps (int64), as ``read_table(step=...)`` gives them.
+    """
     frame = table.frame
-    steps = check_steps(path, frame)
-    frame = frame.assign(step=steps)
+    steps = frame["step"].to_numpy()
     nan_steps = {name: steps[rows] for name, rows in table.nan_rows.items()}
-    if len(steps) > 1 and not (np.diff(steps) > 0).all():
+    if len(steps) > 1 and not (steps[1:] > steps[:-1]).all():
         duplicated = frame.duplicated("step", keep="last")
         if duplicated.any():
             first = int(frame.loc[duplicated, "step"].iloc[0])
@@ -234,8 +246,8 @@ def order_steps(path: Path, table: Table) -> tuple[pd.DataFrame, dict[str, np.nd
                 "the last row of each is used (a resumed run?)"
             )
             frame = frame[~duplicated]
-        frame = frame.sort_values("step", kind="stable")
-    return frame.reset_index(drop=True), nan_steps
+        frame = frame.sort_values("step", kind="stable").reset_index(drop=True)
+    return frame, nan_steps
 
 
 def select_rows(table: Table, mask: np.ndarray) -> Table:
