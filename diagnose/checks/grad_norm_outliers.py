@@ -100,8 +100,8 @@ def detect(run: Run, config: Config) -> list[Finding]:
     clipped = int((window > threshold).sum())
     outlier_steps = [int(s) for s in steps[outliers]]
     with_loss = _with_loss_instability(run, outlier_steps)
-    worst = int(np.argmax(ratios[outliers]))
-    worst_step, worst_ratio = outlier_steps[worst], float(ratios[outliers][worst])
+    worst = int(np.argmax(ratios))
+    worst_step, worst_ratio = outlier_steps[worst], float(ratios[worst])
     median = float(np.median(norms))
     span = [int(steps[start]), int(steps[stop - 1])]
 
@@ -137,9 +137,9 @@ def detect(run: Run, config: Config) -> list[Finding]:
                 "clipped_fraction": clipped / window.size,
                 "clipped_updates": clipped,
                 "outlier_steps": outlier_steps[:50],
-                "outlier_ratios": [round_sig(float(r), 3) for r in ratios[outliers][:50]],
+                "outlier_ratios": [round_sig(float(r), 3) for r in ratios[:50]],
                 "median": median,
-                "typical_at_worst": float(typical[outliers][worst]),
+                "typical_at_worst": float(typical[worst]),
                 "loss_instability_steps": with_loss,
             },
             recommendation=Recommendation(
@@ -162,32 +162,61 @@ def _clips(value) -> bool:
 
 
 def _outliers(norms: np.ndarray, config: Config):
+    """Indices of the outliers, their ratios to the typical level and that level."""
     x = np.log10(norms)
     size = min(max(21, int(len(x) * config.window_fraction)), 1001) | 1
-    centered, trailing = _rolling_medians(x, size)
-    typical = np.fmax(centered, trailing)
     sigma = max(MAD_TO_SIGMA * float(np.median(np.abs(np.diff(x)))) / math.sqrt(2), 1e-12)
-    excess = x - typical
-    outliers = np.flatnonzero(
-        np.isfinite(trailing) & (excess >= math.log10(config.min_ratio)) & (excess > config.z * sigma)
-    )
-    return outliers, 10**excess, 10**typical
+
+    def outlying(excess):
+        return (excess >= math.log10(config.min_ratio)) & (excess > config.z * sigma)
+
+    # the typical level is at least the centered median, which is at least its floor: only points
+    # outlying above the floor are candidates (on a long run a few, whose medians are taken one by one)
+    at = np.flatnonzero(outlying(x - _median_floor(x, size)))
+    centered, trailing = _rolling_medians(x, size, at)
+    typical = np.fmax(centered, trailing)
+    excess = x[at] - typical
+    keep = np.isfinite(trailing) & outlying(excess)
+    return at[keep], 10 ** excess[keep], 10 ** typical[keep]
 
 
-def _rolling_medians(x: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Centered median over ``size`` points (fewer at the ends) and the median of the ``size`` points before.
+def _median_floor(x: np.ndarray, size: int) -> np.ndarray:
+    """A lower bound of the centered ``size``-point median at every point, in one O(n) pass.
 
-    Both are windows of one rolling median, shifted (the centered window of t
-    ends at t + size // 2; the trailing one of t ends at t - 1): one pass
-    instead of two over a long run, with the very same numbers. ``x`` has no NaN.
+    The centered window of t holds k >= min(n, size // 2 + 1) points and lies within
+    blocks b, b + 1 of ``size`` points (b: the block of its first point). Its median is
+    at least its ceil(k / 2)-th smallest value, which is at least the ceil(k / 2)-th
+    smallest of the two blocks.
+    """
+    n = len(x)
+    rank = (min(n, size // 2 + 1) + 1) // 2
+    blocks = -(-n // size)
+    padded = np.full((blocks + 1) * size, np.inf)
+    padded[:n] = x
+    pairs = np.lib.stride_tricks.sliding_window_view(padded, 2 * size)[::size]
+    low = np.partition(pairs, rank - 1, axis=1)[:, rank - 1]
+    return low[np.maximum(np.arange(n) - size // 2, 0) // size]
+
+
+def _rolling_medians(x: np.ndarray, size: int, at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """At indices ``at``: the centered median over ``size`` points (fewer at the ends) and the median of the ``size`` points before (NaN before 5).
+
+    Fewer than n / size points: each median on its own (O(n) in all);
+    else one rolling median, whose windows give both, shifted (the centered
+    window of t ends at t + size // 2; the trailing one of t ends at t - 1).
+    ``x`` has no NaN.
     """
     half = size // 2
+    if len(at) < len(x) // size:
+        centered = np.array([np.median(x[max(0, t - half) : t + half + 1]) for t in at.tolist()])
+        trailing = np.array([np.median(x[max(0, t - size) : t]) if t >= 5 else np.nan for t in at.tolist()])
+        return centered, trailing
     # past the end the windows are cut short: padded with missing values, which the median skips
     ending = rolling.median(np.concatenate((x, np.full(half, np.nan))), size, min_periods=1)
     centered = ending[half:]
     trailing = np.concatenate(([np.nan], ending[: len(x) - 1]))
     trailing[:5] = np.nan  # at least 5 earlier points
-    return centered, trailing
+    return centered[at], trailing[at]
 
 
 def _with_loss_instability(run: Run, outlier_steps: list[int]) -> list[int]:
