@@ -15,6 +15,7 @@ that cannot be read is drawn again; a cache that cannot be written is skipped.
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import hashlib
 import json
@@ -181,7 +182,8 @@ class Painter:
             temporary.write_text(json.dumps(entry), encoding="utf-8")
             os.replace(temporary, path)  # a reader sees the old entry or the new one, never half of one
         except OSError:  # a cache that cannot be written costs the next report the drawing, not this one
-            temporary.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                temporary.unlink(missing_ok=True)
 
 
 def _where(finding: Finding | None) -> list | None:

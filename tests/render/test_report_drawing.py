@@ -1,0 +1,98 @@
+"""Figures drawn in worker processes are the ones drawn here; a re-run reuses the figures it may reuse."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from diagnose.render import drawing, html
+
+
+@pytest.fixture
+def draws(monkeypatch) -> list[drawing.Spec]:
+    """The specs drawn in this process (a worker's draws are counted in the worker, not here)."""
+    drawn: list[drawing.Spec] = []
+    original = drawing.Inputs.draw
+
+    def counting(self, spec):
+        drawn.append(spec)
+        return original(self, spec)
+
+    monkeypatch.setattr(drawing.Inputs, "draw", counting)
+    return drawn
+
+
+def with_digests(analysis, **changed):
+    digests = {study.name: f"digest-{study.name}" for study in analysis.studies}
+    return dataclasses.replace(analysis, study_digests={**digests, **changed})
+
+
+def test_figures_drawn_by_workers_are_byte_identical(analysis, page, draws, monkeypatch):
+    monkeypatch.setattr(drawing, "PARALLEL_MIN_FIGURES", 1)
+    parallel = html.render(analysis, jobs=2)
+    assert not draws, "the workers drew every figure"
+    assert parallel == page  # the session's page, drawn in one process
+
+
+def test_a_second_report_with_the_same_digests_draws_nothing(analysis, page, draws, tmp_path):
+    cached = with_digests(analysis)
+    first = html.render(cached, cache_dir=tmp_path, jobs=1)
+    count = len(draws)
+    assert count >= 10 and len(list(tmp_path.glob("*.json"))) == count
+    second = html.render(cached, cache_dir=tmp_path, jobs=1)
+    assert len(draws) == count, draws[count:]
+    assert first == second == page
+
+
+def test_no_digests_no_cache(analysis, page, draws, tmp_path):
+    assert html.render(analysis, cache_dir=tmp_path, jobs=1) == page
+    assert html.render(analysis, cache_dir=tmp_path, jobs=1) == page
+    assert not list(tmp_path.iterdir()) and len({d.study for d in draws}) == 3
+
+
+def test_a_changed_digest_redraws_that_study_only(analysis, page, draws, tmp_path):
+    html.render(with_digests(analysis), cache_dir=tmp_path, jobs=1)
+    before = len(draws)
+    again = html.render(with_digests(analysis, sweep="changed"), cache_dir=tmp_path, jobs=1)
+    redrawn = draws[before:]
+    assert redrawn and {spec.study for spec in redrawn} == {"sweep"}
+    assert len(redrawn) == sum(spec.study == "sweep" for spec in draws[:before])
+    assert again == page
+
+
+def test_a_changed_finding_redraws_its_plot(analysis, draws, tmp_path):
+    html.render(with_digests(analysis), cache_dir=tmp_path, jobs=1)
+    before = len(draws)
+    findings = list(analysis.document.findings)
+    overfit = next(i for i, f in enumerate(findings) if f.check == "overfitting")
+    findings[overfit] = dataclasses.replace(findings[overfit], evidence={**findings[overfit].evidence, "onset_step": 3})
+    changed = dataclasses.replace(analysis, document=dataclasses.replace(analysis.document, findings=findings))
+    html.render(with_digests(changed), cache_dir=tmp_path, jobs=1)
+    assert [(spec.kind, spec.finding) for spec in draws[before:]] == [("gap_curve", overfit)]
+
+
+def test_damaged_entries_are_drawn_again_and_replaced(analysis, page, draws, tmp_path):
+    cached = with_digests(analysis)
+    html.render(cached, cache_dir=tmp_path, jobs=1)
+    entries = sorted(tmp_path.glob("*.json"))
+    drawn = [json.loads(path.read_text()) for path in entries]
+    damaged = [i for i, entry in enumerate(drawn) if entry["plot"] is not None][:5]
+    entries[damaged[0]].write_bytes(b"\x00\xff not json")
+    entries[damaged[1]].write_text(json.dumps({**drawn[damaged[1]], "plot": {"title": "x"}}))
+    plot = drawn[damaged[2]]["plot"]
+    entries[damaged[2]].write_text(json.dumps({**drawn[damaged[2]], "plot": {**plot, "uri": plot["uri"][:-40] + "!"}}))
+    entries[damaged[3]].write_text(json.dumps({**drawn[damaged[3]], "plot": {**plot, "width": "wide"}}))
+    entries[damaged[4]].write_text(json.dumps(drawn[damaged[4]])[:100])
+    before = len(draws)
+    assert html.render(cached, cache_dir=tmp_path, jobs=1) == page
+    assert len(draws) - before == 5
+    assert [json.loads(entries[i].read_text()) for i in damaged] == [drawn[i] for i in damaged]
+
+
+def test_a_cache_that_cannot_be_written_never_fails_the_report(analysis, page, tmp_path):
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    assert html.render(with_digests(analysis), cache_dir=blocked, jobs=1) == page
+    assert html.render(with_digests(analysis), cache_dir=blocked / "below", jobs=1) == page
