@@ -58,12 +58,7 @@ UNCACHED = ("running", "interrupted")
 @functools.cache
 def code_version() -> str:
     """The version and the size and mtime of every file of the package: what found a cached result."""
-    package = Path(__file__).parent
-    files = sorted(
-        (str(path.relative_to(package)), path.stat().st_size, path.stat().st_mtime_ns)
-        for path in package.rglob("*")
-        if "__pycache__" not in path.parts and path.is_file()
-    )
+    files = sorted(f for f in _fingerprints(Path(__file__).parent) if "__pycache__/" not in f[0])
     return hashlib.sha256(json.dumps([__version__, files]).encode()).hexdigest()[:16]
 
 
@@ -78,8 +73,8 @@ class RunCache:
 
     def key(self, folder: Path, reader_name: str, study: str) -> str:
         """The entry of ``folder`` as ``reader_name`` reads it into ``study``, now."""
-        files = sorted(_fingerprints(Path(folder)))
-        identity = json.dumps([code_version(), reader_name, str(Path(folder).resolve()), study, files])
+        files = sorted(_fingerprints(folder))
+        identity = json.dumps([code_version(), reader_name, os.path.abspath(folder), study, files])
         return hashlib.sha256(identity.encode()).hexdigest()
 
     def load(self, key: str, checks_key: str, source: tuple) -> tuple[Run, list[Finding], list] | None:
@@ -256,16 +251,21 @@ def _plain(value):
     return to_jsonable(value)
 
 
-def _fingerprints(folder: Path):
+def _fingerprints(folder, prefix: str = ""):
     """(relative path, size, mtime) of every file under ``folder``: whatever a reader may read."""
-    for directory, _, names in os.walk(folder):
-        for name in names:
-            path = os.path.join(directory, name)
-            try:
-                stat = os.stat(path)
-            except OSError:  # vanished while we walked: the next key sees the change
-                continue
-            yield os.path.relpath(path, folder), stat.st_size, stat.st_mtime_ns
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:  # vanished while we walked: the next key sees the change
+        return
+    for entry in entries:
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                yield from _fingerprints(entry.path, f"{prefix}{entry.name}/")
+            elif not entry.is_symlink() or os.path.isfile(entry.path):
+                stat = entry.stat()
+                yield f"{prefix}{entry.name}", stat.st_size, stat.st_mtime_ns
+        except OSError:
+            continue
 
 
 def _atomic_write(path: Path, text: str) -> None:

@@ -63,8 +63,8 @@ def analyze_root(
                 if on_progress:
                     on_progress(done, len(folders))
     else:
-        for done, item in enumerate(folders, start=1):
-            outcomes.extend(_check_folders(root, [item], specs, cache_dir, keys))
+        for done, outcome in enumerate(_checked(root, folders, specs, cache_dir, keys), start=1):
+            outcomes.append(outcome)
             if on_progress:
                 on_progress(done, len(folders))
 
@@ -83,30 +83,33 @@ def analyze_root(
 
 def _check_folders(root: Path, items: list[tuple[Path, str]], specs, cache_dir: Path | None,
                    keys: KeyMap = DEFAULT_KEYS) -> list[Checked]:
-    """Worker: read each folder (or take it from the cache) and run the run-level checks."""
+    """Worker: ``_checked`` on a share of the folders."""
+    return list(_checked(root, items, specs, cache_dir, keys))
+
+
+def _checked(root: Path, items: list[tuple[Path, str]], specs, cache_dir: Path | None, keys: KeyMap):
+    """Read each folder (or take it from the cache) and run the run-level checks, one ``Checked`` each."""
     checks = tuple(dataclasses.replace(BY_ID[check_id], config=config) for check_id, config in specs)
     cache = RunCache(cache_dir) if cache_dir else None
     checked_with = checks_key(checks)
-    results: list[Checked] = []
     for folder, reader_name in items:
         # other key names read other columns: part of what the cached run depends on
         reader_id = reader_name if keys == DEFAULT_KEYS else f"{reader_name} {keys!r}"
         key = cache.key(folder, reader_id, default_study(root, folder)) if cache else None
         hit = cache.load(key, checked_with, (root, folder, reader_name, keys)) if cache else None
         if hit and hit[1] is not None:
-            results.append((*hit, key))
+            yield (*hit, key)
             continue
         run = hit[0] if hit else read_run(root, folder, importlib.import_module(reader_name), keys)
         if isinstance(run, Unreadable):
-            results.append((run, [], [], None))
+            yield run, [], [], None
             continue
         findings, skipped = check_target(run, checks)
         # the study phase asks every run for it: found here, in parallel, memoised on the run
         sweep.best_valid_loss(run)
         if cache:
             cache.store(key, run, checked_with, findings, skipped)
-        results.append((run, findings, skipped, key))
-    return results
+        yield run, findings, skipped, key
 
 
 def _total_bytes(folders) -> int:
