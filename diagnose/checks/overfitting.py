@@ -52,8 +52,8 @@ import sys
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
+from .. import rolling
 from ..findings import Finding, Recommendation, Severity
 from ..model import Run
 from ..signal import MAD_TO_SIGMA
@@ -81,13 +81,19 @@ def detect(run: Run, config: Config) -> list[Finding]:
     if valid.empty:
         return []
     # One held-out split (the most evaluated), never an average of valid and test.
-    split = str(valid["split"].value_counts().index[0])
-    valid = valid[valid["split"] == split].groupby("step", as_index=False)["loss"].mean()
-    if len(valid) < config.min_evals:
-        return []
+    splits = valid["split"]
+    first = splits.iloc[0]
+    split = str(first) if (splits == first).all() else str(splits.value_counts().index[0])
+    valid = valid[splits == split]
     steps = valid["step"].to_numpy()
-    loss = valid["loss"].to_numpy(dtype=float)
-    smooth = pd.Series(loss).rolling(3, center=True, min_periods=1).median().to_numpy()
+    if (np.diff(steps) > 0).all():  # one eval per step (evals come sorted by step): its own mean
+        loss = valid["loss"].to_numpy(dtype=float)
+    else:
+        valid = valid.groupby("step", as_index=False)["loss"].mean()
+        steps, loss = valid["step"].to_numpy(), valid["loss"].to_numpy(dtype=float)
+    if len(loss) < config.min_evals:
+        return []
+    smooth = rolling.median(loss, 3, center=True, min_periods=1)
     best = int(np.argmin(smooth))
     if len(steps) - 1 - best < 2:
         return []
@@ -139,22 +145,32 @@ def _train_at(run: Run, steps: np.ndarray) -> np.ndarray | None:
         by_step = train.groupby("step")["loss"].mean()
         values = by_step.reindex(steps).to_numpy(dtype=float)
         if np.isfinite(values).sum() >= 2:
-            return pd.Series(values).interpolate(limit_direction="both").to_numpy()
+            return _interpolate(values)
     updates = run.updates()
     if updates.empty:
         return None
     train_steps = updates["step"].to_numpy()
     train_loss = updates["loss"].to_numpy(dtype=float)
-    edges = np.concatenate(([-1], steps))
+    # the training steps after the previous eval, up to this one (steps are sorted)
+    edges = np.searchsorted(train_steps, np.concatenate(([-1], steps)), side="right")
     values = np.full(len(steps), np.nan)
     for i in range(len(steps)):
-        span = train_loss[(train_steps > edges[i]) & (train_steps <= edges[i + 1])]
+        span = train_loss[edges[i] : edges[i + 1]]
         span = span[np.isfinite(span)]
         if span.size:
             values[i] = np.median(span)
     if np.isfinite(values).sum() < 2:
         return None
-    return pd.Series(values).interpolate(limit_direction="both").to_numpy()
+    return _interpolate(values)
+
+
+def _interpolate(values: np.ndarray) -> np.ndarray:
+    """NaN filled linearly from the values around it, at the ends with the nearest one (pandas' interpolate, both directions)."""
+    missing = np.isnan(values)
+    index = np.arange(len(values))
+    filled = values.copy()
+    filled[missing] = np.interp(index[missing], index[~missing], values[~missing])
+    return filled
 
 
 def _recommend(run: Run, onset: int) -> Recommendation:

@@ -107,15 +107,23 @@ def _tail_slope(steps: np.ndarray, x: np.ndarray) -> tuple[float, float]:
 
     The bin medians shed minibatch outliers; the bound is slope + t(0.975) x standard error.
     """
-    bins = np.array_split(np.arange(len(x)), min(30, len(x)))
-    centers = np.array([steps[b].mean() for b in bins], dtype=float)
-    medians = np.array([np.median(x[b]) for b in bins])
-    if len(bins) < 4 or np.ptp(centers) == 0:
+    bins = min(30, len(x))
+    centers = _per_bin(steps, bins, np.mean).astype(float)
+    medians = _per_bin(x, bins, np.median)
+    if bins < 4 or np.ptp(centers) == 0:
         return 0.0, float("inf")
     slope, intercept = np.polyfit(centers, medians, 1)
     residual = medians - (slope * centers + intercept)
-    error = np.sqrt(residual @ residual / (len(bins) - 2) / ((centers - centers.mean()) ** 2).sum())
+    error = np.sqrt(residual @ residual / (bins - 2) / ((centers - centers.mean()) ** 2).sum())
     return float(slope), float(slope + 2.05 * error)
+
+
+def _per_bin(values: np.ndarray, bins: int, reduce) -> np.ndarray:
+    """``reduce`` over each of np.array_split's ``bins`` bins (the first len % bins one longer), row-wise."""
+    size, longer = divmod(len(values), bins)
+    cut = longer * (size + 1)
+    rows = (values[:cut].reshape(longer, size + 1), values[cut:].reshape(bins - longer, size))
+    return np.concatenate([reduce(block, axis=1) for block in rows])
 
 
 def _recovering(run: Run, steps: np.ndarray, config: Config) -> bool:

@@ -8,6 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import cases_for
+from hypothesis import assume, given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 from corpus import edges
 from diagnose.checks import BY_ID, overfitting
@@ -62,3 +65,10 @@ def test_edge_cases(corpus):
                evals=pd.DataFrame({"step": np.arange(0, 100, 10), "split": "val", "loss": 0.5}))
     assert overfitting.detect(flat, overfitting.Config()) == []
     assert "fewer than 5" in CHECK.why_skipped(dataclasses.replace(flat, evals=flat.evals.iloc[-1:]))
+
+
+@given(hnp.arrays(np.float64, st.integers(2, 40), elements=st.one_of(st.floats(-1e6, 1e6), st.just(np.nan))))
+def test_interpolate_is_pandas_interpolate_both_directions(values):
+    assume(np.isfinite(values).sum() >= 2)  # as _train_at asks
+    expected = pd.Series(values).interpolate(limit_direction="both").to_numpy()
+    np.testing.assert_array_equal(overfitting._interpolate(values), expected)
