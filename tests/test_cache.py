@@ -8,12 +8,16 @@ import os
 import pickle
 
 import numpy as np
+import pytest
 
+from diagnose import cache as cache_module
 from diagnose import instability
 from diagnose.cache import RunCache
+from diagnose.checks import CHECKS
 from diagnose.pipeline import analyze_root
 
 HEALTHY = "step,loss,grad_norm\n" + "".join(f"{i},{1 / (1 + i)!r},1\n" for i in range(100))
+DIVERGED = "step,loss,grad_norm\n" + "".join(f"{i},{'inf' if i > 50 else 1.0},1\n" for i in range(100))
 
 
 def hf_state(losses: list[float]) -> str:
@@ -125,3 +129,94 @@ def test_an_entry_without_the_new_fields_is_read_again(tmp_path, make_run):
     assert analyze_root(tmp_path / "logs", jobs=1, cache=cache).document.to_dict()["runs"] == first
     assert all("instability" in json.loads(p.read_text()) for p in (tmp_path / "cache").glob("*/*/checks-*.json"))
     assert os.listdir(tmp_path / "cache")
+
+
+def document(analysis) -> str:
+    """The findings document as written, but for the time it was made."""
+    data = analysis.document.to_dict()
+    del data["generated"]
+    return json.dumps(data, indent=2, allow_nan=False)
+
+
+@pytest.fixture
+def sweeps(tmp_path, make_run):
+    """Two lr sweeps of four runs: the one in s1 has a run that diverges above lr*."""
+    for study in ("s0", "s1"):
+        for i, lr in enumerate((0.01, 0.03, 0.1, 0.3)):
+            steps = DIVERGED if study == "s1" and lr == 0.3 else HEALTHY
+            make_run(tmp_path / "logs" / study / f"lr{lr}", steps=steps, config={"lr": lr, "seed": 0},
+                     status="finished")
+    return tmp_path / "logs"
+
+
+@pytest.fixture
+def table_reads(monkeypatch):
+    """The folders whose cached tables were read."""
+    reads = []
+    original = cache_module._read_tables
+    monkeypatch.setattr(cache_module, "_read_tables", lambda entry, source: reads.append(source[1]) or original(entry, source))
+    return reads
+
+
+def test_a_warm_run_with_unchanged_studies_reads_no_table_and_writes_the_same_document(sweeps, tmp_path, table_reads):
+    cache = RunCache(tmp_path / "cache")
+    cold = analyze_root(sweeps, jobs=1, cache=cache)
+    warm = analyze_root(sweeps, jobs=1, cache=cache)
+    assert table_reads == []
+    assert document(warm) == document(cold) == document(analyze_root(sweeps, jobs=1))
+    assert set(warm.study_digests) == {"s0", "s1"} and warm.study_digests == cold.study_digests
+    # renderers still get whole runs: the tables come on first use
+    run = warm.run("s1", "lr0.3")
+    assert run.n_steps == 100 and table_reads == [run.source]
+    assert analyze_root(sweeps, jobs=1).study_digests == {}
+
+
+def test_a_changed_run_checks_its_study_again_and_only_it(sweeps, tmp_path, table_reads):
+    cache = RunCache(tmp_path / "cache")
+    cold = analyze_root(sweeps, jobs=1, cache=cache)
+    changed = sweeps / "s0" / "lr0.3" / "steps.csv"
+    changed.write_text(DIVERGED)
+    os.utime(changed, (1, 1))
+    warm = analyze_root(sweeps, jobs=1, cache=cache)
+    assert warm.study_digests["s1"] == cold.study_digests["s1"]
+    assert warm.study_digests["s0"] != cold.study_digests["s0"]
+    assert table_reads and all(folder.parent.name == "s0" for folder in table_reads)
+    assert document(warm) == document(analyze_root(sweeps, jobs=1)) != document(cold)
+
+
+def test_a_corrupt_study_entry_is_dropped_and_the_study_checked_again(sweeps, tmp_path):
+    cache = RunCache(tmp_path / "cache")
+    cold = analyze_root(sweeps, jobs=1, cache=cache)
+    entries = list((tmp_path / "cache" / "studies").glob("*/*.json"))
+    assert len(entries) == 2
+    entries[0].write_text("{not json")
+    entries[1].write_text(json.dumps({"findings": [{"check": "divergence"}]}))  # valid JSON, wrong shape
+    assert document(analyze_root(sweeps, jobs=1, cache=cache)) == document(cold)
+    assert all("summary" in json.loads(entry.read_text()) for entry in entries)
+
+
+def test_other_settings_or_other_code_never_reuse_a_study(sweeps, tmp_path, monkeypatch):
+    cache = RunCache(tmp_path / "cache")
+    first = analyze_root(sweeps, jobs=1, cache=cache).study_digests
+    tuned = tuple(c.configured({"max_ratio": "2"}) if c.id == "unstable_above_best_lr" else c for c in CHECKS)
+    assert set(analyze_root(sweeps, tuned, jobs=1, cache=cache).study_digests.values()).isdisjoint(first.values())
+    monkeypatch.setattr(cache_module, "code_version", lambda: "edited")
+    assert set(analyze_root(sweeps, jobs=1, cache=cache).study_digests.values()).isdisjoint(first.values())
+
+
+def test_a_study_with_a_running_run_is_not_cached(tmp_path, make_run):
+    make_run(tmp_path / "logs" / "s" / "done", steps=HEALTHY, status="finished")
+    make_run(tmp_path / "logs" / "s" / "live", steps=HEALTHY, status="running")
+    analysis = analyze_root(tmp_path / "logs", jobs=1, cache=RunCache(tmp_path / "cache"))
+    assert analysis.study_digests == {}
+    assert not (tmp_path / "cache" / "studies").exists()
+
+
+def test_a_table_damaged_after_the_entry_was_loaded_is_read_from_the_run_again(sweeps, tmp_path):
+    cache = RunCache(tmp_path / "cache")
+    cold = analyze_root(sweeps, jobs=1, cache=cache).run("s1", "lr0.3")
+    warm = analyze_root(sweeps, jobs=1, cache=cache).run("s1", "lr0.3")
+    for table in (tmp_path / "cache").glob("*/*/steps.arrow"):
+        table.write_bytes(b"garbage")
+    assert warm.steps.equals(cold.steps) and warm.evals.equals(cold.evals)
+    assert len(list((tmp_path / "cache").glob("*/*/steps.arrow"))) == 7  # only the damaged entry that was read is dropped

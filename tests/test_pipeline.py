@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +13,7 @@ from diagnose import instability, pipeline
 from diagnose.cache import RunCache
 from diagnose.pipeline import analyze_root
 
+REPO = Path(__file__).resolve().parent.parent
 DIVERGED = "step,loss,grad_norm\n" + "".join(f"{i},{'inf' if i > 50 else 1.0},1\n" for i in range(100))
 HEALTHY = "step,loss,grad_norm\n" + "".join(f"{i},{1 / (1 + i)!r},1\n" for i in range(100))
 
@@ -86,3 +89,32 @@ def test_worker_processes_hand_back_the_instability_events_they_found(root, monk
     analysis = analyze_root(root, jobs=2)
     # the study checks and the summary reuse them instead of running the detector again
     assert all(instability.memoised(run) for study in analysis.studies for run in study.runs)
+
+
+def _write_root():
+    """``write_root`` of benchmarks/analyzer_scale.py: sweeps of ten runs with a spike and a divergence each."""
+    spec = importlib.util.spec_from_file_location("analyzer_scale", REPO / "benchmarks" / "analyzer_scale.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.write_root
+
+
+def document(analysis) -> str:
+    data = analysis.document.to_dict()
+    del data["generated"]
+    return json.dumps(data, indent=2, allow_nan=False)
+
+
+@pytest.mark.parametrize("source", ["samples", "generated"])
+def test_the_findings_document_is_the_same_cold_warm_and_without_a_cache(source, tmp_path, monkeypatch):
+    if source == "samples":
+        root = REPO / "samples"
+    else:
+        root = tmp_path / "logs"
+        _write_root()(root, runs=20, steps=2_000)
+        monkeypatch.setattr(pipeline, "PARALLEL_MIN_BYTES", 0)  # workers hand back runs whose tables load later
+    cache = RunCache(tmp_path / "cache")
+    cold = document(analyze_root(root, jobs=2, cache=cache))
+    warm = analyze_root(root, jobs=2, cache=cache)
+    assert document(warm) == cold == document(analyze_root(root, jobs=2))
+    assert len(warm.study_digests) == len(warm.studies)
