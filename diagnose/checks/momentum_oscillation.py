@@ -86,6 +86,14 @@ def applies(run: Run) -> str | None:
 
 
 def detect(run: Run, config: Config) -> list[Finding]:
+    # early_instability and loss_spike ask too (an FFT of the whole run each): found once per run and config
+    found = run.__dict__.setdefault("_momentum_oscillation", {})
+    if config not in found:
+        found[config] = _detect(run, config)
+    return list(found[config])
+
+
+def _detect(run: Run, config: Config) -> list[Finding]:
     updates = run.updates()
     steps = updates["step"].to_numpy()
     found = []
