@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -102,3 +106,79 @@ def test_resume_from_checkpoint_continues_the_run_directory(tmp_path):
     assert run.steps["step"].tolist() == list(range(8))
     assert any("logged more than once" in note for note in run.notes)
     np.testing.assert_allclose(run.steps["grad_norm"], first["grad_norm"], rtol=1e-4)
+
+
+CRASHING_SCRIPT = """
+import sys
+import torch
+sys.path.insert(0, {tests!r})
+from test_huggingface import dataset, tiny_gpt2
+import transformers
+from diagnose.probe.integrations.huggingface import DiagnoseCallback
+
+class Corrupt(torch.utils.data.Dataset):
+    # The 25th record read (in the 7th batch of 4) is corrupt; accelerate reads one batch ahead: steps 0 to 4 are done.
+    def __init__(self):
+        self.rows, self.reads = dataset(64, 1), 0
+    def __len__(self):
+        return len(self.rows)
+    def __getitem__(self, index):
+        self.reads += 1
+        if self.reads == 25:
+            raise ValueError("corrupt record for the test")
+        return self.rows[index]
+
+args = transformers.TrainingArguments(
+    output_dir={out!r}, max_steps=12, per_device_train_batch_size=4, learning_rate=3e-3, max_grad_norm=0.5,
+    save_strategy="no", report_to=[], use_cpu=True, seed=0, disable_tqdm=True, dataloader_num_workers=0,
+)
+callbacks = [DiagnoseCallback({logs!r}, "hf", "crash", flush_every=4)] if sys.argv[1] == "probe" else []
+transformers.Trainer(model=tiny_gpt2(), args=args, train_dataset=Corrupt(), callbacks=callbacks).train()
+"""
+
+
+def test_an_exception_that_ends_the_program_marks_the_run_crashed(tmp_path):
+    script = tmp_path / "train.py"
+    script.write_text(CRASHING_SCRIPT.format(tests=str(Path(__file__).parent), out=str(tmp_path / "out"),
+                                             logs=str(tmp_path / "logs")))
+    stderr = {}
+    for variant in ("probe", "plain"):
+        done = subprocess.run([sys.executable, str(script), variant], capture_output=True, text=True, timeout=300)
+        assert done.returncode == 1
+        stderr[variant] = done.stderr[done.stderr.index("Traceback"):]
+    # The user's exception reaches stderr with the same traceback as without the callback.
+    assert stderr["probe"] == stderr["plain"]
+    assert stderr["probe"].rstrip().splitlines()[-1] == "ValueError: corrupt record for the test"
+    run = read(tmp_path / "logs" / "hf" / "crash", "hf")
+    assert run.status == "crashed"
+    assert run.steps["step"].tolist() == list(range(5))
+
+
+def test_a_caught_exception_is_closed_as_crashed_by_the_next_train(tmp_path):
+    class Boom(transformers.TrainerCallback):
+        raised = False
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 3 and not self.raised:
+                self.raised = True
+                raise RuntimeError("boom for the test")
+
+    hook = sys.excepthook
+    args = transformers.TrainingArguments(
+        output_dir=str(tmp_path / "out"), max_steps=6, per_device_train_batch_size=4, learning_rate=3e-3,
+        max_grad_norm=0.5, save_strategy="no", report_to=[], use_cpu=True, seed=0, disable_tqdm=True,
+    )
+    callback = DiagnoseCallback(tmp_path / "logs", "hf", "retry")
+    trainer = transformers.Trainer(model=tiny_gpt2(), args=args, train_dataset=dataset(64, 1),
+                                   callbacks=[callback, Boom()])
+    with pytest.raises(RuntimeError, match="boom for the test"):
+        trainer.train()
+    first = callback.probe
+    assert first._meta["status"] == "running"  # caught: nothing ended the program
+    trainer.train()
+    assert first._meta["status"] == "crashed"
+    run = read(tmp_path / "logs" / "hf" / "retry", "hf")
+    assert run.status == "finished" and len(run.steps) == 6
+    # The retry clips as asked: max_grad_norm was given back before the callback read it again.
+    assert run.config["clip_norm"] == 0.5 and trainer.args.max_grad_norm == 0.5
+    assert sys.excepthook is hook  # the chained hook is gone after on_train_end

@@ -12,11 +12,20 @@ reads the model output's ``loss`` in training mode, averaged over the
 micro-batches of one update (summed when the Trainer normalises by the
 number of items in the whole batch). Evaluations come from
 ``on_evaluate``'s metrics (``eval_loss`` -> split ``valid``).
+
+The Trainer has no exception hook: while it trains, the callback chains a
+hook to ``sys.excepthook`` and ``threading.excepthook``, so that an
+exception that ends the program marks the run ``crashed`` (after the
+previous hook printed it, unchanged). An exception that the caller catches
+is seen at the next ``train()`` with this callback, which closes the run as
+``crashed`` and restores ``max_grad_norm`` before it starts.
 """
 
 from __future__ import annotations
 
 import numbers
+import sys
+import threading
 
 import torch
 from transformers import TrainerCallback
@@ -42,8 +51,10 @@ class DiagnoseCallback(TrainerCallback):
         self._hook = None
         self._losses: list[torch.Tensor] = []
         self._summed = False
+        self._unhook_exceptions = None
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
+        self._end(args, "crashed")  # an earlier train() that raised never reached on_train_end
         config = {
             "lr": args.learning_rate,
             "momentum": args.adam_beta1,
@@ -65,6 +76,7 @@ class DiagnoseCallback(TrainerCallback):
             args.max_grad_norm = 0.0
         if model is not None:
             self._hook = model.register_forward_hook(self._catch_loss, with_kwargs=True)
+        self._unhook_exceptions = _on_uncaught_exception(threading.get_ident(), self.probe)
 
     def _catch_loss(self, module, args, kwargs, output):
         if not module.training:
@@ -114,6 +126,12 @@ class DiagnoseCallback(TrainerCallback):
             control.should_training_stop = True
 
     def on_train_end(self, args, state, control, **kwargs):
+        self._end(args, "diverged" if self.probe is not None and self.probe.should_stop else "finished")
+
+    def _end(self, args, status: str) -> None:
+        if self._unhook_exceptions is not None:
+            self._unhook_exceptions()
+            self._unhook_exceptions = None
         if self._hook is not None:
             self._hook.remove()
             self._hook = None
@@ -121,4 +139,37 @@ class DiagnoseCallback(TrainerCallback):
             args.max_grad_norm = self._clip
             self._clip = None
         if self.probe is not None:
-            self.probe.close("diverged" if self.probe.should_stop else "finished")
+            self.probe.close(status)
+
+
+def _on_uncaught_exception(thread: int, probe: Probe):
+    """Chain hooks that close ``probe`` as ``crashed`` when an exception ends ``thread``; returns the undo."""
+    previous_sys, previous_threading = sys.excepthook, threading.excepthook
+    active = True
+
+    def sys_hook(kind, value, traceback):
+        try:
+            previous_sys(kind, value, traceback)
+        finally:
+            if active and threading.get_ident() == thread:
+                probe.close("crashed")
+
+    def threading_hook(hook_args):
+        try:
+            previous_threading(hook_args)
+        finally:
+            if active and hook_args.thread is not None and hook_args.thread.ident == thread:
+                probe.close("crashed")
+
+    sys.excepthook, threading.excepthook = sys_hook, threading_hook
+
+    def undo():
+        nonlocal active
+        active = False
+        # Restore only where nobody chained after us; otherwise our hooks stay, inactive, in their chain.
+        if sys.excepthook is sys_hook:
+            sys.excepthook = previous_sys
+        if threading.excepthook is threading_hook:
+            threading.excepthook = previous_threading
+
+    return undo
