@@ -82,10 +82,8 @@ class RunCache:
         is read again from should its tables turn out damaged when first used.
         """
         entry = self._entry(key)
-        if not (entry / "meta.json").is_file():
-            return None
         try:
-            meta = json.loads((entry / "meta.json").read_text())
+            meta = _read_json(entry / "meta.json")
             run = Run.with_tables_later(
                 functools.partial(_read_tables, entry, source),
                 name=meta["name"],
@@ -101,17 +99,17 @@ class RunCache:
             )
             # what the findings document says of the tables, and the cached properties it reads
             run.__dict__.update(_facts=meta["facts"], lr=meta["lr"], momentum=meta["momentum"])
-            if not (entry / "steps.arrow").is_file() or not (entry / "evals.arrow").is_file():
-                raise FileNotFoundError(entry)
-            checked_path = entry / f"checks-{checks_key}.json"
-            if not checked_path.is_file():
+            try:
+                checked = _read_json(entry / f"checks-{checks_key}.json")
+            except FileNotFoundError:
                 return run, None, None
-            checked = json.loads(checked_path.read_text())
             instability.remember(run, {
                 InstabilityConfig(**config): [InstabilityEvent(**event) for event in events]
                 for config, events in checked["instability"]
             })
             return run, [Finding.from_dict(f) for f in checked["findings"]], [tuple(s) for s in checked["skipped"]]
+        except OSError:  # not cached, or a cache that cannot be read
+            return None
         except Exception:  # any damage: forget the entry, read the run again
             shutil.rmtree(entry, ignore_errors=True)
             return None
@@ -207,10 +205,8 @@ class StudyCache:
 
     def load(self, digest: str) -> StudyWork | None:
         path = self._path(digest)
-        if not path.is_file():
-            return None
         try:
-            record = json.loads(path.read_text())
+            record = _read_json(path)
             return StudyWork(
                 findings=[Finding.from_dict(f) for f in record["findings"]],
                 skipped=[tuple(s) for s in record["skipped"]],
@@ -218,6 +214,8 @@ class StudyCache:
                 above_best_lr=record["above_best_lr"],
                 cells=record["cells"],
             )
+        except OSError:
+            return None
         except Exception:  # any damage: forget it, check the study again
             path.unlink(missing_ok=True)
             return None
@@ -271,6 +269,11 @@ def _fingerprints(folder, prefix: str = ""):
                 yield f"{prefix}{entry.name}", stat.st_size, stat.st_mtime_ns
         except OSError:
             continue
+
+
+def _read_json(path: Path):
+    with open(path, "rb") as stream:
+        return json.loads(stream.read())
 
 
 def _atomic_write(path: Path, text: str) -> None:
