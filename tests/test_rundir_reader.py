@@ -65,6 +65,23 @@ def test_nan_and_inf_are_values_and_an_empty_cell_is_missing(tmp_path, make_run)
     assert math.isnan(run.steps["grad_norm"].iloc[0])
 
 
+def test_a_column_with_empty_cells_and_nans_lists_only_the_nans(tmp_path, make_run):
+    run = read_one(make_run(tmp_path / "r", steps="step,loss,grad_norm\n0,1,\n1,1,nan\n2,1,\n3,1,NaN\n4,1,2\n"))
+    assert list(run.nan_steps) == ["grad_norm"]
+    assert run.nan_steps["grad_norm"].tolist() == [1, 3]
+    assert np.isnan(run.steps["grad_norm"].iloc[[0, 1, 2, 3]]).all()
+
+
+def test_the_tables_can_be_edited_in_place(tmp_path, make_run):
+    # pyarrow hands out read-only memory for a column in one chunk without empty cells
+    run = read_one(make_run(tmp_path / "r", steps="step,loss,lr\n0,1,0.1\n1,0.9,0.1\n", evals="step,split,loss\n1,valid,2\n"))
+    run.steps.loc[0, "loss"] = 5.0
+    run.steps.loc[1, "step"] = 7
+    run.evals.loc[0, "loss"] = 3.0
+    assert run.steps["loss"].tolist() == [5.0, 0.9] and run.steps["step"].tolist() == [0, 7]
+    assert run.evals["loss"].tolist() == [3.0]
+
+
 def test_extra_numeric_columns_are_kept(tmp_path, make_run):
     run = read_one(make_run(tmp_path / "r", steps="step,loss,update_norm,layer3.norm\n0,1,0.1,2\n1,0.5,0.2,3\n"))
     assert run.steps["update_norm"].tolist() == [0.1, 0.2]
@@ -179,6 +196,16 @@ MALFORMED = {
     "a step is fractional": ({"steps": "step,loss\n0,1\n1.5,2\n"}, "steps.csv:3: step must be a whole number >= 0, found 1.5"),
     "a step is empty": ({"steps": "step,loss\n0,1\n,2\n"}, "steps.csv:3: step must be a whole number >= 0, found empty"),
     "a step is nan": ({"steps": "step,loss\n0,1\n\n\nnan,2\n"}, "steps.csv:5: step must be a whole number >= 0, found empty"),
+    "a step is inf": ({"steps": "step,loss\n0,1\ninf,2\n"}, "steps.csv:3: step must be a whole number >= 0, found inf"),
+    "a step is past 2**53": (
+        {"steps": "step,loss\n0,1\n9007199254740994,2\n"},
+        "steps.csv:3: step must be a whole number >= 0, found 9007199254740994.0",
+    ),
+    "a step is past int64": ({"steps": "step,loss\n0,1\n1e19,2\n"}, "steps.csv:3: step must be a whole number >= 0, found 1e+19"),
+    "an eval step is fractional": (
+        {"evals": "step,split,loss\n0,valid,1\n0.5,valid,1\n"},
+        "evals.csv:3: step must be a whole number >= 0, found 0.5",
+    ),
     "steps.csv is binary": ({"steps_bytes": b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe"}, "steps.csv:1: header is not UTF-8 text (is this a CSV file?)"),
     "evals.csv lacks split": ({"evals": "step,loss\n0,1\n"}, "evals.csv:1: missing required column 'split' (header: step,loss)"),
     "an eval loss is text": ({"evals": "step,split,loss\n0,valid,x\n"}, "evals.csv:2: column 'loss': 'x' is not a number"),
@@ -226,6 +253,15 @@ def test_two_runs_with_the_same_name_in_a_study_are_told_apart(tmp_path, make_ru
 def test_a_log_root_that_is_not_a_folder_is_an_error(tmp_path, make_run):
     with pytest.raises(LogError, match="not a folder"):
         read_root(tmp_path / "missing")
+
+
+def test_a_bad_step_deep_in_a_large_file_is_found_at_its_line(tmp_path, make_run):
+    lines = [f"{i},{1 / (i + 1):.6g}\n" for i in range(200_000)]
+    lines[150_000] = "150000.5,1\n"
+    folder = make_run(tmp_path / "r", steps="step,loss\n" + "".join(lines))
+    with pytest.raises(LogError) as caught:
+        read_one(folder)
+    assert str(caught.value) == f"{folder}/steps.csv:150002: step must be a whole number >= 0, found 150000.5"
 
 
 def test_a_large_file_reads_every_row(tmp_path, make_run):
