@@ -166,7 +166,13 @@ def find_instability(steps, loss, config: InstabilityConfig = DEFAULT) -> list[I
         if w == scales[0] and finite[0]:
             best = np.minimum(best, x[0])  # the loss at initialization: rising above it is instability
         rise = level - best
-        flagged = (rise > config.z * _level_noise(level, sigma, w, config)) & (rise > min_rise)
+        noise = _white_noise(sigma, w)
+        # The measured spread (w >= 15) only raises the white-noise bar (z >= 0): it is needed
+        # only when some rise passes that bar where the window was full.
+        full = slice(w // 2, len(rise) - w // 2)
+        if w >= 15 and (config.z < 0 or ((rise > config.z * noise) & (rise > min_rise))[full].any()):
+            noise = _level_noise(level, sigma, w, config)
+        flagged = (rise > config.z * noise) & (rise > min_rise)
         # Only where the window was full: the padded ends copy a level from further in.
         flagged[: w // 2] = flagged[len(flagged) - w // 2 :] = False
         unstable |= flagged
@@ -322,7 +328,7 @@ def _level_noise(level: np.ndarray, sigma: np.ndarray, w: int, config: Instabili
     The measured spread (lag-w second differences, blind to a linear trend)
     catches slow correlated wander, which matters at long windows only.
     """
-    theory = _MEDIAN_EFFICIENCY * sigma / math.sqrt(w)
+    theory = _white_noise(sigma, w)
     if w < 15:
         return theory
     n = len(level)
@@ -333,6 +339,10 @@ def _level_noise(level: np.ndarray, sigma: np.ndarray, w: int, config: Instabili
     size = max(21, int(n * config.noise_fraction), 8 * w) | 1
     measured = rolling.median(d2, size, center=True, min_periods=1) * _D2_TO_SIGMA
     return np.fmax(theory, measured)
+
+
+def _white_noise(sigma: np.ndarray, w: int) -> np.ndarray:
+    return _MEDIAN_EFFICIENCY * sigma / math.sqrt(w)
 
 
 def _scales(n: int) -> list[int]:
