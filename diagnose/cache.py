@@ -81,9 +81,9 @@ class RunCache:
         ``source`` is ``(root, folder, reader module name, keys)``: where the run
         is read again from should its tables turn out damaged when first used.
         """
-        entry = self._entry(key)
+        entry = self._entry(key)  # a str: ten thousand Path objects a warm run cost more than the JSON
         try:
-            meta = _read_json(entry / "meta.json")
+            meta = _read_json(os.path.join(entry, "meta.json"))
             run = Run.with_tables_later(
                 functools.partial(_read_tables, entry, source),
                 name=meta["name"],
@@ -100,7 +100,7 @@ class RunCache:
             # what the findings document says of the tables, and the cached properties it reads
             run.__dict__.update(_facts=meta["facts"], lr=meta["lr"], momentum=meta["momentum"])
             try:
-                checked = _read_json(entry / f"checks-{checks_key}.json")
+                checked = _read_json(os.path.join(entry, f"checks-{checks_key}.json"))
             except FileNotFoundError:
                 return run, None, None
             instability.remember(run, {
@@ -117,7 +117,7 @@ class RunCache:
     def store(self, key: str, run: Run, checks_key: str, findings: list[Finding], skipped: list) -> None:
         if run.status in UNCACHED:
             return
-        entry = self._entry(key)
+        entry = Path(self._entry(key))
         try:
             if not (entry / "meta.json").is_file():
                 self._write_run(entry, run)
@@ -166,16 +166,16 @@ class RunCache:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
-    def _entry(self, key: str) -> Path:
-        return self.directory / key[:2] / key
+    def _entry(self, key: str) -> str:
+        return os.path.join(self.directory, key[:2], key)
 
 
-def _read_tables(entry: Path, source: tuple):
+def _read_tables(entry: str, source: tuple):
     """A cached run's ``steps`` and ``evals``; damaged since the entry was loaded: the run's own files again."""
     import pyarrow.feather as feather  # only a run whose tables are used pays for it
 
     try:
-        return feather.read_table(entry / "steps.arrow").to_pandas(), feather.read_table(entry / "evals.arrow").to_pandas()
+        return tuple(feather.read_table(os.path.join(entry, f"{name}.arrow")).to_pandas() for name in ("steps", "evals"))
     except Exception:
         shutil.rmtree(entry, ignore_errors=True)
     from .readers import Unreadable, read_run  # the readers import this module's callers: import late
@@ -271,7 +271,7 @@ def _fingerprints(folder, prefix: str = ""):
             continue
 
 
-def _read_json(path: Path):
+def _read_json(path):
     with open(path, "rb") as stream:
         return json.loads(stream.read())
 

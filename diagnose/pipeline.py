@@ -51,22 +51,27 @@ def analyze_root(
     specs = [(c.id, c.config) for c in run_checks]
     cache_dir = cache.directory if cache else None
 
-    outcomes: list[Checked] = []
-    if jobs > 1 and len(folders) > 1 and _total_bytes(folders) >= PARALLEL_MIN_BYTES:
-        chunks = _chunks(folders, jobs * 4)
+    # What the cache has is taken here: a worker would cost more in sending the run back than the lookup.
+    outcomes = _cached(root, folders, checks_key(run_checks), cache, keys) if cache else {}
+    todo = [index for index in range(len(folders)) if index not in outcomes]
+    if on_progress and outcomes:
+        on_progress(len(outcomes), len(folders))
+    misses = [folders[index] for index in todo]
+    if jobs > 1 and len(misses) > 1 and _total_bytes(misses) >= PARALLEL_MIN_BYTES:
+        chunks = _chunks(todo, jobs * 4)
         with ProcessPoolExecutor(max_workers=jobs) as pool:
-            done = 0
-            for result in pool.map(_check_folders, [root] * len(chunks), chunks, [specs] * len(chunks),
-                                   [cache_dir] * len(chunks), [keys] * len(chunks)):
-                outcomes.extend(result)
-                done += len(result)
+            results = pool.map(_check_folders, [root] * len(chunks), [[folders[i] for i in chunk] for chunk in chunks],
+                               [specs] * len(chunks), [cache_dir] * len(chunks), [keys] * len(chunks))
+            for chunk, result in zip(chunks, results):
+                outcomes.update(zip(chunk, result))
                 if on_progress:
-                    on_progress(done, len(folders))
+                    on_progress(len(outcomes), len(folders))
     else:
-        for done, outcome in enumerate(_checked(root, folders, specs, cache_dir, keys), start=1):
-            outcomes.append(outcome)
+        for index, outcome in zip(todo, _checked(root, misses, specs, cache_dir, keys)):
+            outcomes[index] = outcome
             if on_progress:
-                on_progress(done, len(folders))
+                on_progress(len(outcomes), len(folders))
+    outcomes = [outcomes[index] for index in range(len(folders))]
 
     runs = [run for run, _, _, _ in outcomes if isinstance(run, Run)]
     renamed = set(map(id, disambiguate(root, runs)))
@@ -81,6 +86,23 @@ def analyze_root(
     return assemble(root, checked, unreadable, checks, studies)
 
 
+def _cached(root: Path, folders: list[tuple[Path, str]], checked_with: str, cache: RunCache,
+            keys: KeyMap) -> dict[int, Checked]:
+    """The folders (by index) whose run and run-level findings the cache holds."""
+    found = {}
+    for index, (folder, reader_name) in enumerate(folders):
+        key = cache.key(folder, _reader_id(reader_name, keys), default_study(root, folder))
+        hit = cache.load(key, checked_with, (root, folder, reader_name, keys))
+        if hit and hit[1] is not None:
+            found[index] = (*hit, key)
+    return found
+
+
+def _reader_id(reader_name: str, keys: KeyMap) -> str:
+    """Other key names read other columns: part of what a cached run depends on."""
+    return reader_name if keys == DEFAULT_KEYS else f"{reader_name} {keys!r}"
+
+
 def _check_folders(root: Path, items: list[tuple[Path, str]], specs, cache_dir: Path | None,
                    keys: KeyMap = DEFAULT_KEYS) -> list[Checked]:
     """Worker: ``_checked`` on a share of the folders."""
@@ -88,18 +110,16 @@ def _check_folders(root: Path, items: list[tuple[Path, str]], specs, cache_dir: 
 
 
 def _checked(root: Path, items: list[tuple[Path, str]], specs, cache_dir: Path | None, keys: KeyMap):
-    """Read each folder (or take it from the cache) and run the run-level checks, one ``Checked`` each."""
+    """Read each folder and run the run-level checks, one ``Checked`` each.
+
+    A folder the cache holds the run of (checked with other settings) is not read again.
+    """
     checks = tuple(dataclasses.replace(BY_ID[check_id], config=config) for check_id, config in specs)
     cache = RunCache(cache_dir) if cache_dir else None
     checked_with = checks_key(checks)
     for folder, reader_name in items:
-        # other key names read other columns: part of what the cached run depends on
-        reader_id = reader_name if keys == DEFAULT_KEYS else f"{reader_name} {keys!r}"
-        key = cache.key(folder, reader_id, default_study(root, folder)) if cache else None
+        key = cache.key(folder, _reader_id(reader_name, keys), default_study(root, folder)) if cache else None
         hit = cache.load(key, checked_with, (root, folder, reader_name, keys)) if cache else None
-        if hit and hit[1] is not None:
-            yield (*hit, key)
-            continue
         run = hit[0] if hit else read_run(root, folder, importlib.import_module(reader_name), keys)
         if isinstance(run, Unreadable):
             yield run, [], [], None
