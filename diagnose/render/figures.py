@@ -19,8 +19,9 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib import colors as mcolors
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
-from matplotlib.ticker import AutoLocator, FuncFormatter, LogLocator, MaxNLocator, NullLocator
+from matplotlib.ticker import AutoLocator, FuncFormatter, Locator, LogLocator, MaxNLocator, NullLocator
 from PIL import Image
 
 from .. import signal
@@ -84,18 +85,54 @@ def _plain_ticks(fig: Figure) -> None:
     """
     for ax in fig.axes:
         for axis, limits in ((ax.xaxis, ax.get_xlim()), (ax.yaxis, ax.get_ylim())):
+            if isinstance(axis.get_major_locator(), _InView):  # shared with an axis done already
+                continue
             if axis.get_scale() != "log":
                 if axis.get_scale() == "linear" and isinstance(axis.get_major_locator(), AutoLocator):
                     small = ax.get_position().width * fig.get_figwidth() < 2.5
                     axis.set_major_locator(MaxNLocator(nbins=3 if small else 5,
                                                        integer=axis.get_label_text() == "step"))
+                axis.set_major_locator(_InView(axis.get_major_locator()))
                 continue
             low, high = sorted(limits)
             decades = math.log10(high / low) if low > 0 and high > 0 else 10
             subs = (1.0, 2.0, 3.0, 5.0) if decades < 1 else (1.0, 2.0, 5.0) if decades < 2 else (1.0,)
-            axis.set_major_locator(LogLocator(base=10, subs=subs, numticks=7))
+            axis.set_major_locator(_InView(LogLocator(base=10, subs=subs, numticks=7)))
             axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
             axis.set_minor_locator(NullLocator())
+
+
+class _InView(Locator):
+    """Another locator's ticks within the view only.
+
+    Locators also give the ticks just outside the view, and matplotlib builds
+    a Tick (two lines, a grid line and two labels) for each: about a third of
+    the ticks it built here, for nothing drawn.
+    """
+
+    def __init__(self, locator: Locator):
+        self.locator = locator
+
+    def set_axis(self, axis) -> None:
+        super().set_axis(axis)
+        self.locator.set_axis(axis)
+
+    def __call__(self):
+        ticks = np.asarray(self.locator(), dtype=float)
+        # matplotlib's own test for the ticks it draws: within the view, in scaled coordinates, to 1e-10
+        low, high = sorted(self.axis.get_transform().transform(np.asarray(self.axis.get_view_interval(), float)))
+        scaled = self.axis.get_transform().transform(ticks)
+        slack = (high - low) * 1e-10
+        return ticks[(scaled >= low - slack) & (scaled <= high + slack)]
+
+    def tick_values(self, vmin, vmax):
+        return self.locator.tick_values(vmin, vmax)
+
+    def nonsingular(self, v0, v1):
+        return self.locator.nonsingular(v0, v1)
+
+    def view_limits(self, vmin, vmax):
+        return self.locator.view_limits(vmin, vmax)
 
 
 def _png(fig: Figure) -> tuple[str, int, int]:
@@ -216,9 +253,14 @@ def _number(value) -> float | None:
 
 
 def _shade(ax, spans: list[tuple[float, float]], label: str | None = None) -> None:
-    for i, (start, end) in enumerate(spans):
-        ax.axvspan(start, max(end, start + 0.5), color=SHADE, alpha=0.25, linewidth=0,
-                   label=label if i == 0 else None)
+    """Full-height bands over ``spans``: one artist for all of them (an ``axvspan`` each costs a millisecond)."""
+    if not spans:
+        return
+    spans = [(start, max(end, start + 0.5)) for start, end in spans]
+    bands = [[(start, 0), (start, 1), (end, 1), (end, 0)] for start, end in spans]
+    ax.add_collection(PolyCollection(bands, transform=ax.get_xaxis_transform(), facecolors=SHADE, alpha=0.25,
+                                     linewidths=0, label=label), autolim=False)
+    ax.update_datalim([(x, 0) for span in spans for x in span], updatey=False)  # as axvspan: x only
 
 
 def _plain(text: str) -> str:
@@ -512,11 +554,19 @@ def _evidence_gap(finding: Finding | None) -> tuple[np.ndarray | None, np.ndarra
 
 
 def _trend_at(run: Run, steps: np.ndarray) -> np.ndarray:
+    """``signal.smooth`` of the training loss at ``steps`` (interpolated), worked out only where it is read."""
     train_steps, loss = _series(run, "loss")
     finite = np.isfinite(loss)
     train_steps, loss = train_steps[finite], loss[finite]
-    trend = signal.smooth(loss, signal.window(len(loss), 0.02)) if len(loss) else loss
-    return np.interp(steps, train_steps, trend)
+    if not len(loss):
+        return np.interp(steps, train_steps, loss)
+    # np.interp reads the two points around each step: the trend is needed there only.
+    after = np.searchsorted(train_steps, steps, side="right")
+    needed = np.unique(np.clip(np.concatenate([after - 1, after]), 0, len(loss) - 1))
+    half = signal.window(len(loss), 0.02) // 2
+    padded = np.pad(loss, half, constant_values=np.nan)  # the centred window, cut short at both ends
+    trend = np.nanmedian(np.lib.stride_tricks.sliding_window_view(padded, 2 * half + 1)[needed], axis=1)
+    return np.interp(steps, train_steps[needed], trend)
 
 
 def lr_range(run: Run, finding: Finding | None) -> Plot | None:
@@ -638,7 +688,7 @@ def grad_norms(run: Run, finding: Finding | None) -> Plot | None:
     _legend_above(left, ncols=2)
     logs = np.log10(norms[finite])
     bins = np.logspace(logs.min(), logs.max() + 1e-9, 40)
-    right.hist(norms[finite], bins=bins, color="#8c959f")
+    right.stairs(np.histogram(norms[finite], bins=bins)[0], bins, fill=True, color="#8c959f")  # one patch, not 40
     _log(right, "x")
     for value, _, color in lines:
         right.axvline(value, color=color, linestyle="--", linewidth=1.1)
