@@ -6,7 +6,10 @@ import csv
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from diagnose import signal
 from diagnose.checks import divergence
 from diagnose.readers import rundir
 
@@ -136,3 +139,12 @@ def test_momentum_with_batch_size_4_at_a_high_lr_explodes(tmp_path, make_run):
     [finding] = detect(run)
     assert finding.severity.value == "error" and "exploded" in finding.title
     assert finding.recommendation.action in {"warmup", "clip", "lr"}
+
+
+@settings(max_examples=100, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(3, 6000))
+def test_the_last_smoothed_loss_needs_only_the_runs_tail(seed, n):
+    # _explosion decides a run that ends low from its tail alone, before smoothing all of it
+    logs = np.random.default_rng(seed).normal(size=n).round(1)
+    size = signal.window(n, 0.01)
+    assert signal.smooth(logs[-size:], size)[-1] == signal.smooth(logs, size)[-1]
