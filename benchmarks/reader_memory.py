@@ -1,4 +1,4 @@
-"""Peak memory of reading a ~1 GB log: a plain CSV (pyarrow) and a plain-text log (line by line).
+"""Peak memory of reading a ~1 GB log: a run directory and a plain CSV (pyarrow), a plain-text log (line by line).
 
 Writes each file into a temporary folder, then reads it with its reader in a
 fresh process and reports the wall time, the peak RSS of that process and the
@@ -6,8 +6,8 @@ rows read. The goal: a 1 GB log must not need 10 GB of memory.
 
 Run by hand (not a test; needs ~2 GB of free disk per format):
 
-    python benchmarks/reader_memory.py                    # both formats, 1 GB each
-    python benchmarks/reader_memory.py --gb 0.1 --formats csv
+    python benchmarks/reader_memory.py                    # every format, 1 GB each
+    python benchmarks/reader_memory.py --gb 0.1 --formats run csv
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ import pyarrow.csv as pacsv
 READ = """
 import json, resource, sys, time
 from pathlib import Path
-from diagnose.readers import csvlog, textlog
-reader = {"csv": csvlog, "text": textlog}[sys.argv[1]]
+from diagnose.readers import csvlog, rundir, textlog
+reader = {"run": rundir, "csv": csvlog, "text": textlog}[sys.argv[1]]
 start = time.perf_counter()
 run = reader.read(Path(sys.argv[2]), "bench")
 seconds = time.perf_counter() - start
@@ -58,6 +58,25 @@ def write_csv(path: Path, target_bytes: int) -> None:
             start += CHUNK_ROWS
 
 
+def write_run(folder: Path, target_bytes: int) -> None:
+    """A ``diagnose.run/1`` directory: ``steps.csv`` as the plain CSV without ``val_loss``, evals every 100 steps."""
+    rng = np.random.default_rng(0)
+    (folder / "run.json").write_text(json.dumps({"format": "diagnose.run/1", "status": "finished"}))
+    path = folder / "steps.csv"
+    with pacsv.CSVWriter(str(path), pa.schema([("step", pa.int64()), ("loss", pa.float64()),
+                                               ("grad_norm", pa.float64()), ("lr", pa.float64())])) as writer:
+        start = 0
+        while path.stat().st_size < target_bytes:
+            steps = np.arange(start, start + CHUNK_ROWS)
+            loss = 2.0 + 3.0 / np.sqrt(1 + steps / 1000) + rng.normal(0, 0.05, CHUNK_ROWS)
+            writer.write_table(pa.table({"step": steps, "loss": loss, "grad_norm": np.abs(rng.normal(1, 0.2, CHUNK_ROWS)),
+                                         "lr": np.full(CHUNK_ROWS, 3e-4)}))
+            start += CHUNK_ROWS
+    evals = np.arange(99, start, 100)
+    pacsv.write_csv(pa.table({"step": evals, "split": ["valid"] * len(evals), "loss": 2.0 + 3.0 / np.sqrt(1 + evals / 1000)}),
+                    str(folder / "evals.csv"))
+
+
 def write_text(path: Path, target_bytes: int) -> None:
     """modded-nanogpt style: ``step:N/M train_loss:X train_time:Tms step_avg:Ams`` plus val lines."""
     rng = np.random.default_rng(0)
@@ -77,18 +96,20 @@ def write_text(path: Path, target_bytes: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gb", type=float, default=1.0, help="size of each generated log (default 1)")
-    parser.add_argument("--formats", nargs="+", choices=["csv", "text"], default=["csv", "text"])
+    parser.add_argument("--formats", nargs="+", choices=["run", "csv", "text"], default=["run", "csv", "text"])
     args = parser.parse_args()
     target = int(args.gb * (1 << 30))
     for fmt in args.formats:
         with tempfile.TemporaryDirectory(prefix="diagnose-bench-") as tmp:
             folder = Path(tmp) / "run"
             folder.mkdir()
-            path = folder / ("log.csv" if fmt == "csv" else "train.log")
             started = time.perf_counter()
-            (write_csv if fmt == "csv" else write_text)(path, target)
+            if fmt == "run":
+                write_run(folder, target)
+            else:
+                (write_csv if fmt == "csv" else write_text)(folder / ("log.csv" if fmt == "csv" else "train.log"), target)
             written = time.perf_counter() - started
-            size_mb = path.stat().st_size / (1 << 20)
+            size_mb = sum(path.stat().st_size for path in folder.iterdir()) / (1 << 20)
             result = subprocess.run([sys.executable, "-c", READ, fmt, str(folder)], capture_output=True, text=True)
             if result.returncode != 0:
                 sys.exit(f"{fmt}: reading failed:\n{result.stderr}")

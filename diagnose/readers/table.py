@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -140,7 +141,7 @@ def _parse_header(path: Path, data: bytes, required: tuple[str, ...], index_colu
         header[0] = index_column
     if any(not name for name in header):
         raise LogError(path, f"header has an empty column name: {text.strip()!r}", line=1)
-    duplicates = sorted({name for name in header if header.count(name) > 1})
+    duplicates = sorted(name for name, count in Counter(header).items() if count > 1)
     if duplicates:
         raise LogError(path, f"header names column {duplicates[0]!r} twice", line=1)
     missing = [name for name in required if name not in header]
