@@ -69,10 +69,14 @@ class RunCache:
     def __init__(self, directory: Path):
         self.directory = Path(directory)
 
-    def key(self, folder: Path, reader_name: str, study: str) -> str:
-        """The entry of ``folder`` as ``reader_name`` reads it into ``study``, now."""
+    def key(self, folder: Path, reader_name: str, root: str) -> str:
+        """The entry of ``folder`` as ``reader_name`` reads it, now, below log root ``root`` (its real path).
+
+        Folder and root are what a run's default study is made of (the root's
+        real name for runs at its top), so the study needs no key of its own.
+        """
         files = sorted(_fingerprints(folder))
-        identity = json.dumps([code_version(), reader_name, os.path.abspath(folder), study, files])
+        identity = json.dumps([code_version(), reader_name, root, os.path.abspath(folder), files])
         return hashlib.sha256(identity.encode()).hexdigest()
 
     def load(self, key: str, checks_key: str, source: tuple) -> tuple[Run, list[Finding], list] | None:
@@ -88,7 +92,8 @@ class RunCache:
                 functools.partial(_read_tables, entry, source),
                 name=meta["name"],
                 study=meta["study"],
-                source=Path(meta["source"]),
+                # the folder's own Path when it is the source, as it is for every reader (10,000 Paths cost 0.1 s)
+                source=source[1] if meta["source"] == str(source[1]) else Path(meta["source"]),
                 role=meta["role"],
                 config=meta["config"],
                 status=meta["status"],
@@ -175,7 +180,10 @@ def _read_tables(entry: str, source: tuple):
     import pyarrow.feather as feather  # only a run whose tables are used pays for it
 
     try:
-        return tuple(feather.read_table(os.path.join(entry, f"{name}.arrow")).to_pandas() for name in ("steps", "evals"))
+        return tuple(
+            feather.read_table(os.path.join(entry, f"{name}.arrow"), use_threads=False).to_pandas(use_threads=False)
+            for name in ("steps", "evals")
+        )
     except Exception:
         shutil.rmtree(entry, ignore_errors=True)
     from .readers import Unreadable, read_run  # the readers import this module's callers: import late
@@ -200,7 +208,8 @@ class StudyCache:
         keys = [self.run_keys.get(id(run)) for run in study.runs]
         if None in keys or any(run.status in UNCACHED for run in study.runs):
             return None
-        identity = json.dumps([self.checks_key, study.name, sorted([run.name, key] for run, key in zip(study.runs, keys))])
+        runs = sorted([run.name, key] for run, key in zip(study.runs, keys))
+        identity = json.dumps([self.checks_key, study.name, runs])
         return hashlib.sha256(identity.encode()).hexdigest()
 
     def load(self, digest: str) -> StudyWork | None:

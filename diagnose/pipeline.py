@@ -22,7 +22,7 @@ from .cache import RunCache, StudyCache, checks_key
 from .checks import BY_ID, CHECKS, Check, Scope
 from .findings import Finding
 from .model import Run
-from .readers import Unreadable, check_root, default_study, disambiguate, discover, read_run
+from .readers import Unreadable, check_root, disambiguate, discover, read_run
 from .readers.keys import DEFAULT_KEYS, KeyMap
 
 # Below this many bytes of logs one process is faster than a pool.
@@ -90,8 +90,9 @@ def _cached(root: Path, folders: list[tuple[Path, str]], checked_with: str, cach
             keys: KeyMap) -> dict[int, Checked]:
     """The folders (by index) whose run and run-level findings the cache holds."""
     found = {}
+    real_root = os.path.realpath(root)
     for index, (folder, reader_name) in enumerate(folders):
-        key = cache.key(folder, _reader_id(reader_name, keys), default_study(root, folder))
+        key = cache.key(folder, _reader_id(reader_name, keys), real_root)
         hit = cache.load(key, checked_with, (root, folder, reader_name, keys))
         if hit and hit[1] is not None:
             found[index] = (*hit, key)
@@ -117,8 +118,9 @@ def _checked(root: Path, items: list[tuple[Path, str]], specs, cache_dir: Path |
     checks = tuple(dataclasses.replace(BY_ID[check_id], config=config) for check_id, config in specs)
     cache = RunCache(cache_dir) if cache_dir else None
     checked_with = checks_key(checks)
+    real_root = os.path.realpath(root)
     for folder, reader_name in items:
-        key = cache.key(folder, _reader_id(reader_name, keys), default_study(root, folder)) if cache else None
+        key = cache.key(folder, _reader_id(reader_name, keys), real_root) if cache else None
         hit = cache.load(key, checked_with, (root, folder, reader_name, keys)) if cache else None
         run = hit[0] if hit else read_run(root, folder, importlib.import_module(reader_name), keys)
         if isinstance(run, Unreadable):

@@ -154,7 +154,8 @@ def table_reads(monkeypatch):
     """The folders whose cached tables were read."""
     reads = []
     original = cache_module._read_tables
-    monkeypatch.setattr(cache_module, "_read_tables", lambda entry, source: reads.append(source[1]) or original(entry, source))
+    monkeypatch.setattr(cache_module, "_read_tables",
+                        lambda entry, source: reads.append(source[1]) or original(entry, source))
     return reads
 
 
@@ -219,4 +220,5 @@ def test_a_table_damaged_after_the_entry_was_loaded_is_read_from_the_run_again(s
     for table in (tmp_path / "cache").glob("*/*/steps.arrow"):
         table.write_bytes(b"garbage")
     assert warm.steps.equals(cold.steps) and warm.evals.equals(cold.evals)
-    assert len(list((tmp_path / "cache").glob("*/*/steps.arrow"))) == 7  # only the damaged entry that was read is dropped
+    # only the damaged entry that was read is dropped
+    assert len(list((tmp_path / "cache").glob("*/*/steps.arrow"))) == 7
