@@ -3,7 +3,9 @@
 The page is built from the findings document and the runs' series only: which
 runs are unstable, what lr* is, where an onset lies all come from the checks
 (``Finding.evidence`` and the study summaries); this module picks which plots
-to draw and lays them out. Everything from a log is escaped by jinja2's
+to draw and lays them out; ``drawing`` draws them (in worker processes on big
+reports, or not at all when a cache folder holds them from an earlier report
+of the same data). Everything from a log is escaped by jinja2's
 autoescape; figures are inline PNGs; a Content-Security-Policy forbids every
 request, so the file opens offline and cannot fetch anything.
 """
@@ -327,7 +329,7 @@ def _finding_plots(painter: drawing.Painter, views: list[FindingView], by_name: 
     place to the next, so plots are drawn in batches of the places left.
     """
     pending = []  # (view, spec or None when it has no run to show)
-    run_names: dict[str, set[str]] = {}
+    run_names = {name: {run.name for run in study.runs} for name, (study, _) in by_name.items()}
     for view in views:
         finding = view.finding
         study, study_view = by_name[finding.study]
@@ -341,7 +343,7 @@ def _finding_plots(painter: drawing.Painter, views: list[FindingView], by_name: 
         if shown is not None:
             view.see = (shown, by_key[shown].title)
             continue
-        names = tuple(name for name in finding.runs if name in run_names.setdefault(study.name, {r.name for r in study.runs}))
+        names = tuple(name for name in finding.runs if name in run_names[study.name])
         kind = {"grad_norm_outliers": "grad_norms", "clipping_too_aggressive": "grad_norms",
                 "overfitting": "gap_curve"}.get(finding.check, "finding_zoom")
         if kind != "finding_zoom":
