@@ -227,24 +227,15 @@ def run_summary(run: Run) -> dict:
         "status": run.status,
         "format": run.format,
         "source": str(run.source),
-        **run_facts(run),
+        "steps": run.facts["steps"],
+        "last_step": run.facts["last_step"],
+        "evals": run.facts["evals"],
+        "columns": run.facts["columns"],
         "lr": run.lr,
         "momentum": run.momentum,
         "config": run.config,
         "notes": list(run.notes),
     }
-
-
-def run_facts(run: Run) -> dict:
-    """What the document says of a run's tables; memoised on the run, and a cached run brings it along."""
-    if "_facts" not in run.__dict__:
-        run.__dict__["_facts"] = {
-            "steps": run.n_steps,
-            "last_step": run.last_step,
-            "evals": len(run.evals),
-            "columns": [c for c in run.steps.columns if c != "step" and run.has(c)],
-        }
-    return run.__dict__["_facts"]
 
 
 def _study_summary(study: Study) -> dict:

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__, instability
-from .analyze import StudyWork, run_facts
+from .analyze import StudyWork
 from .errors import LogError
 from .findings import Finding, to_jsonable
 from .instability import InstabilityConfig, InstabilityEvent
@@ -103,7 +103,7 @@ class RunCache:
                 sources=meta["sources"],
             )
             # what the findings document says of the tables, and the cached properties it reads
-            run.__dict__.update(_facts=meta["facts"], lr=meta["lr"], momentum=meta["momentum"])
+            run.__dict__.update(facts=meta["facts"], lr=meta["lr"], momentum=meta["momentum"])
             try:
                 checked = _read_json(os.path.join(entry, f"checks-{checks_key}.json"))
             except FileNotFoundError:
@@ -161,7 +161,7 @@ class RunCache:
                 "notes": run.notes,
                 "nan_steps": {k: v.tolist() for k, v in run.nan_steps.items()},
                 "sources": run.sources,
-                "facts": run_facts(run),
+                "facts": run.facts,
                 "lr": run.lr,
                 "momentum": run.momentum,
             }

@@ -164,7 +164,8 @@ def report(logroot: Path, output: Path | None, json_path: Path | None, markdown_
         click.echo(f"error: no readable run under {logroot}", err=True)
         sys.exit(EXIT_UNREADABLE)
     output = output or Path("reports") / f"{logroot.resolve().name}.html"
-    html.write(analysis, output)
+    # figures of unchanged studies come back from the last report (keyed by Analysis.study_digests)
+    html.write(analysis, output, cache_dir=None if no_cache else default_directory() / "figures")
     click.echo(f"wrote {output}")
     if json_path:
         analysis.document.write_json(json_path)

@@ -98,7 +98,28 @@ class Run:
 
     def has(self, column: str) -> bool:
         """True when the column exists and holds at least one value."""
+        if column != "step" and "steps" not in self.__dict__ and "facts" in self.__dict__:
+            return column in self.facts["columns"]  # a cached run whose tables were not needed yet
         return column in self.steps.columns and bool(self.steps[column].notna().any())
+
+    def has_valid_evals(self) -> bool:
+        """True when the run has a validation eval (``valid_evals`` is not empty), from ``facts``."""
+        return self.facts["valid_evals"] > 0
+
+    @cached_property
+    def facts(self) -> dict:
+        """What the tables hold, in brief: row counts, logged columns, validation evals.
+
+        A run from the cache brings them along, so the findings document and
+        the choice of figures cost no table read.
+        """
+        return {
+            "steps": self.n_steps,
+            "last_step": self.last_step,
+            "evals": len(self.evals),
+            "columns": [c for c in self.steps.columns if c != "step" and self.has(c)],
+            "valid_evals": len(self.valid_evals()),
+        }
 
     @cached_property
     def lr(self) -> float | None:

@@ -166,8 +166,9 @@ def test_a_warm_run_with_unchanged_studies_reads_no_table_and_writes_the_same_do
     assert table_reads == []
     assert document(warm) == document(cold) == document(analyze_root(sweeps, jobs=1))
     assert set(warm.study_digests) == {"s0", "s1"} and warm.study_digests == cold.study_digests
-    # renderers still get whole runs: the tables come on first use
+    # what renderers choose figures by is known without the tables; the tables come on first use
     run = warm.run("s1", "lr0.3")
+    assert run.has("grad_norm") and not run.has("lr") and not run.has_valid_evals() and table_reads == []
     assert run.n_steps == 100 and table_reads == [run.source]
     assert analyze_root(sweeps, jobs=1).study_digests == {}
 

@@ -9,6 +9,7 @@ import jsonschema
 import pytest
 from click.testing import CliRunner
 
+from diagnose import cache
 from diagnose.cli import main
 
 HEALTHY = "step,loss,grad_norm\n" + "".join(f"{i},{1 / (1 + i / 20)!r},1.0\n" for i in range(100))
@@ -161,3 +162,31 @@ def test_the_checks_documentation_page_is_generated_from_the_registry():
     result = invoke("explain", "--markdown")
     assert result.exit_code == 0
     assert page.read_text() == result.output, "docs/checks.md is stale: run `diagnose explain --markdown > docs/checks.md`"
+
+
+def test_a_warm_check_reads_no_run(logs, monkeypatch):
+    reads = []
+    original = cache._read_tables
+    monkeypatch.setattr(cache, "_read_tables", lambda entry, source: reads.append(source[1]) or original(entry, source))
+    cold = invoke("check", logs)
+    warm = invoke("check", logs)
+    assert (warm.exit_code, warm.output) == (cold.exit_code, cold.output) == (1, cold.output)
+    assert reads == []  # the runs' and the study's findings came from the cache
+
+
+def test_a_warm_report_writes_the_same_files(logs, tmp_path):
+    cold = invoke("report", logs, "-o", tmp_path / "cold.html", "--json", tmp_path / "cold.json")
+    figures = sorted((cache.default_directory() / "figures").iterdir())
+    assert cold.exit_code == 0 and figures
+    warm = invoke("report", logs, "-o", tmp_path / "warm.html", "--json", tmp_path / "warm.json")
+    assert warm.exit_code == 0 and warm.output == cold.output.replace("cold.", "warm.")
+    assert sorted((cache.default_directory() / "figures").iterdir()) == figures  # none drawn again
+    documents = [json.loads((tmp_path / f"{name}.json").read_text()) for name in ("cold", "warm")]
+    assert [{**d, "generated": None} for d in documents][0] == {**documents[1], "generated": None}
+    pages = [(tmp_path / f"{name}.html").read_text() for name in ("cold", "warm")]
+    assert pages[0].replace(documents[0]["generated"][:10], "") == pages[1].replace(documents[1]["generated"][:10], "")
+
+
+def test_no_cache_keeps_no_figures(logs, tmp_path):
+    assert invoke("report", logs, "-o", tmp_path / "r.html", "--no-cache").exit_code == 0
+    assert not (cache.default_directory() / "figures").exists()
