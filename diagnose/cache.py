@@ -38,6 +38,7 @@ from .errors import LogError
 from .findings import Finding, to_jsonable
 from .instability import InstabilityConfig, InstabilityEvent
 from .model import Run, Study
+from .readers import Unreadable, read_run
 
 CACHE_ENV = "DIAGNOSE_CACHE_DIR"
 
@@ -186,8 +187,6 @@ def _read_tables(entry: str, source: tuple):
         )
     except Exception:
         shutil.rmtree(entry, ignore_errors=True)
-    from .readers import Unreadable, read_run  # the readers import this module's callers: import late
-
     root, folder, reader_name, keys = source
     run = read_run(root, folder, importlib.import_module(reader_name), keys)
     if isinstance(run, Unreadable):

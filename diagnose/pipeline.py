@@ -1,9 +1,10 @@
 """Read and check a whole log root: both cores, and a cache for re-runs.
 
-Each worker process reads a share of the run folders and runs the run-level
-checks on them right there, so a run's series cross a process boundary once
-(back, for the study checks and the plots; a run from the cache crosses
-without them and reads them only if asked). Small roots are done in this
+Runs the cache holds (with their run-level findings) are taken in this
+process; their tables are read only if something asks for them. Each worker
+process reads a share of the other run folders and runs the run-level checks
+on them right there, so a run's series cross a process boundary once (back,
+for the study checks and the plots). Few bytes to read are done in this
 process: forking costs more than it saves there.
 """
 
@@ -52,10 +53,10 @@ def analyze_root(
     cache_dir = cache.directory if cache else None
 
     # What the cache has is taken here: a worker would cost more in sending the run back than the lookup.
-    outcomes = _cached(root, folders, checks_key(run_checks), cache, keys) if cache else {}
-    todo = [index for index in range(len(folders)) if index not in outcomes]
-    if on_progress and outcomes:
-        on_progress(len(outcomes), len(folders))
+    done: dict[int, Checked] = _cached(root, folders, checks_key(run_checks), cache, keys) if cache else {}
+    todo = [index for index in range(len(folders)) if index not in done]
+    if on_progress and done:
+        on_progress(len(done), len(folders))
     misses = [folders[index] for index in todo]
     if jobs > 1 and len(misses) > 1 and _total_bytes(misses) >= PARALLEL_MIN_BYTES:
         chunks = _chunks(todo, jobs * 4)
@@ -63,15 +64,15 @@ def analyze_root(
             results = pool.map(_check_folders, [root] * len(chunks), [[folders[i] for i in chunk] for chunk in chunks],
                                [specs] * len(chunks), [cache_dir] * len(chunks), [keys] * len(chunks))
             for chunk, result in zip(chunks, results):
-                outcomes.update(zip(chunk, result))
+                done.update(zip(chunk, result))
                 if on_progress:
-                    on_progress(len(outcomes), len(folders))
+                    on_progress(len(done), len(folders))
     else:
         for index, outcome in zip(todo, _checked(root, misses, specs, cache_dir, keys)):
-            outcomes[index] = outcome
+            done[index] = outcome
             if on_progress:
-                on_progress(len(outcomes), len(folders))
-    outcomes = [outcomes[index] for index in range(len(folders))]
+                on_progress(len(done), len(folders))
+    outcomes = [done[index] for index in range(len(folders))]
 
     runs = [run for run, _, _, _ in outcomes if isinstance(run, Run)]
     renamed = set(map(id, disambiguate(root, runs)))
