@@ -198,8 +198,8 @@ def _median_floor(x: np.ndarray, size: int) -> np.ndarray:
     return low[np.maximum(np.arange(n) - size // 2, 0) // size]
 
 
-def _rolling_medians(x: np.ndarray, size: int, at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """At indices ``at``: the centered median over ``size`` points (fewer at the ends) and the median of the ``size`` points before (NaN before 5).
+def _rolling_medians(x: np.ndarray, size: int, at: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """At indices ``at`` (every point when None): the centered median over ``size`` points (fewer at the ends) and the median of the ``size`` points before (NaN before 5).
 
     Fewer than n / size points: each median on its own (O(n) in all);
     else one rolling median, whose windows give both, shifted (the centered
@@ -207,7 +207,7 @@ def _rolling_medians(x: np.ndarray, size: int, at: np.ndarray) -> tuple[np.ndarr
     ``x`` has no NaN.
     """
     half = size // 2
-    if len(at) < len(x) // size:
+    if at is not None and len(at) < len(x) // size:
         centered = np.array([np.median(x[max(0, t - half) : t + half + 1]) for t in at.tolist()])
         trailing = np.array([np.median(x[max(0, t - size) : t]) if t >= 5 else np.nan for t in at.tolist()])
         return centered, trailing
@@ -216,7 +216,7 @@ def _rolling_medians(x: np.ndarray, size: int, at: np.ndarray) -> tuple[np.ndarr
     centered = ending[half:]
     trailing = np.concatenate(([np.nan], ending[: len(x) - 1]))
     trailing[:5] = np.nan  # at least 5 earlier points
-    return centered[at], trailing[at]
+    return (centered, trailing) if at is None else (centered[at], trailing[at])
 
 
 def _with_loss_instability(run: Run, outlier_steps: list[int]) -> list[int]:
