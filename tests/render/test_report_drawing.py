@@ -96,3 +96,13 @@ def test_a_cache_that_cannot_be_written_never_fails_the_report(analysis, page, t
     blocked.write_text("not a folder")
     assert html.render(with_digests(analysis), cache_dir=blocked, jobs=1) == page
     assert html.render(with_digests(analysis), cache_dir=blocked / "below", jobs=1) == page
+
+
+def test_a_small_report_is_drawn_in_this_process(analysis, draws, monkeypatch):
+    def no_pool(*args, **kwargs):
+        raise AssertionError("a worker pool was started for a small report")
+
+    monkeypatch.setattr(drawing, "ProcessPoolExecutor", no_pool)
+    overfit = [study for study in analysis.studies if study.name == "overfit"]
+    page = html.render(dataclasses.replace(analysis, studies=overfit), jobs=2)
+    assert 0 < len(draws) < drawing.PARALLEL_MIN_FIGURES and "could not be drawn" not in page
