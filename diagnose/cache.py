@@ -90,7 +90,7 @@ class RunCache:
         try:
             meta = _read_json(os.path.join(entry, "meta.json"))
             run = Run.with_tables_later(
-                functools.partial(_read_tables, entry, source),
+                functools.partial(_read_table, entry, source),
                 name=meta["name"],
                 study=meta["study"],
                 # the folder's own Path when it is the source, as it is for every reader (10,000 Paths cost 0.1 s)
@@ -176,22 +176,19 @@ class RunCache:
         return os.path.join(self.directory, key[:2], key)
 
 
-def _read_tables(entry: str, source: tuple):
-    """A cached run's ``steps`` and ``evals``; damaged since the entry was loaded: the run's own files again."""
+def _read_table(entry: str, source: tuple, name: str):
+    """A cached run's ``steps`` or ``evals``; damaged since the entry was loaded: from the run's own files again."""
     import pyarrow.feather as feather  # only a run whose tables are used pays for it
 
     try:
-        return tuple(
-            feather.read_table(os.path.join(entry, f"{name}.arrow"), use_threads=False).to_pandas(use_threads=False)
-            for name in ("steps", "evals")
-        )
+        return feather.read_table(os.path.join(entry, f"{name}.arrow"), use_threads=False).to_pandas(use_threads=False)
     except Exception:
         shutil.rmtree(entry, ignore_errors=True)
     root, folder, reader_name, keys = source
     run = read_run(root, folder, importlib.import_module(reader_name), keys)
     if isinstance(run, Unreadable):
         raise LogError(Path(run.path), f"changed while being analyzed: {run.error}")
-    return run.steps, run.evals
+    return getattr(run, name)
 
 
 class StudyCache:

@@ -64,23 +64,22 @@ class Run:
     sources: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def with_tables_later(cls, load_tables, **fields) -> Run:
-        """A run whose ``steps`` and ``evals`` come from ``load_tables()`` when first used.
+    def with_tables_later(cls, load_table, **fields) -> Run:
+        """A run whose ``steps`` and ``evals`` each come from ``load_table(name)`` when first used.
 
         A warm report takes runs from the cache and may never need their tables
-        (every study of theirs is cached too): reading them is paid only when a
-        check or a figure asks. ``fields`` are every other field of a run.
+        (every study of theirs is cached too): reading one is paid only when a
+        check or a figure asks for it. ``fields`` are every other field of a run.
         """
         run = cls.__new__(cls)
-        run.__dict__.update(fields, _load_tables=load_tables)
+        run.__dict__.update(fields, _load_table=load_table)
         return run
 
     def __getattr__(self, name):  # only called for attributes not set: the tables of a lazy run
-        load = self.__dict__.get("_load_tables") if name in ("steps", "evals") else None
+        load = self.__dict__.get("_load_table") if name in ("steps", "evals") else None
         if load is None:
             raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-        self.__dict__["steps"], self.__dict__["evals"] = load()
-        del self.__dict__["_load_tables"]
+        self.__dict__[name] = load(name)
         return self.__dict__[name]
 
     @property

@@ -151,11 +151,11 @@ def sweeps(tmp_path, make_run):
 
 @pytest.fixture
 def table_reads(monkeypatch):
-    """The folders whose cached tables were read."""
+    """(folder, table name) of each cached table read."""
     reads = []
-    original = cache_module._read_tables
-    monkeypatch.setattr(cache_module, "_read_tables",
-                        lambda entry, source: reads.append(source[1]) or original(entry, source))
+    original = cache_module._read_table
+    monkeypatch.setattr(cache_module, "_read_table",
+                        lambda entry, source, name: reads.append((source[1], name)) or original(entry, source, name))
     return reads
 
 
@@ -169,7 +169,8 @@ def test_a_warm_run_with_unchanged_studies_reads_no_table_and_writes_the_same_do
     # what renderers choose figures by is known without the tables; the tables come on first use
     run = warm.run("s1", "lr0.3")
     assert run.has("grad_norm") and not run.has("lr") and not run.has_valid_evals() and table_reads == []
-    assert run.n_steps == 100 and table_reads == [run.source]
+    assert run.n_steps == 100 and table_reads == [(run.source, "steps")]  # each table when it is used
+    assert run.valid_evals().empty and table_reads == [(run.source, "steps"), (run.source, "evals")]
     assert analyze_root(sweeps, jobs=1).study_digests == {}
 
 
@@ -182,7 +183,7 @@ def test_a_changed_run_checks_its_study_again_and_only_it(sweeps, tmp_path, tabl
     warm = analyze_root(sweeps, jobs=1, cache=cache)
     assert warm.study_digests["s1"] == cold.study_digests["s1"]
     assert warm.study_digests["s0"] != cold.study_digests["s0"]
-    assert table_reads and all(folder.parent.name == "s0" for folder in table_reads)
+    assert table_reads and all(folder.parent.name == "s0" for folder, _ in table_reads)
     assert document(warm) == document(analyze_root(sweeps, jobs=1)) != document(cold)
 
 

@@ -166,8 +166,9 @@ def test_the_checks_documentation_page_is_generated_from_the_registry():
 
 def test_a_warm_check_reads_no_run(logs, monkeypatch):
     reads = []
-    original = cache._read_tables
-    monkeypatch.setattr(cache, "_read_tables", lambda entry, source: reads.append(source[1]) or original(entry, source))
+    original = cache._read_table
+    monkeypatch.setattr(cache, "_read_table",
+                        lambda entry, source, name: reads.append((source[1], name)) or original(entry, source, name))
     cold = invoke("check", logs)
     warm = invoke("check", logs)
     assert (warm.exit_code, warm.output) == (cold.exit_code, cold.output) == (1, cold.output)
