@@ -162,6 +162,13 @@ def test_evals_without_a_loss_column_are_read(tmp_path, make_run):
     run = read_one(make_run(tmp_path / "r", evals="step,split,accuracy\n5,valid,0.9\n"))
     assert run.valid_evals()["accuracy"].tolist() == [0.9]
     assert np.isnan(run.valid_evals()["loss"].iloc[0])
+    assert list(run.evals.columns) == ["step", "split", "loss", "accuracy"]
+
+
+def test_evals_come_as_step_split_loss_whatever_the_header_order(tmp_path, make_run):
+    run = read_one(make_run(tmp_path / "r", evals="accuracy,loss,split,step\n0.8,0.5,valid,20\n0.7,0.6,valid,10\n"))
+    assert list(run.evals.columns) == ["step", "split", "loss", "accuracy"]
+    assert run.evals["step"].tolist() == [10, 20] and run.evals["loss"].tolist() == [0.6, 0.5]
 
 
 MALFORMED = {

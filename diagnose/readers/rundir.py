@@ -60,6 +60,9 @@ def read(folder: Path, study: str, now: float | None = None) -> Run:
         evals = table.frame
         if "loss" not in evals.columns:
             evals = evals.assign(loss=float("nan"))
+        first = ["step", "split", "loss"]  # whatever order the header had, as every reader gives them
+        if list(evals.columns[:3]) != first:
+            evals = evals[first + [c for c in evals.columns if c not in first]]
         if len(evals) > 1 and not (np.diff(evals["step"].to_numpy()) >= 0).all():
             evals = evals.sort_values("step", kind="stable").reset_index(drop=True)
         notes.extend(table.notes)

@@ -16,9 +16,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from diagnose.errors import LogError
-from diagnose.readers import csvlog, hf, lightning, tensorboard, textlog
+from diagnose.readers import csvlog, hf, lightning, rundir, tensorboard, textlog
 
-EXAMPLES = {"hf": 2000, "hf_bytes": 2000, "lightning": 1200, "csv": 1000, "text": 1300, "tensorboard": 2500}
+EXAMPLES = {"hf": 2000, "hf_bytes": 2000, "lightning": 1200, "csv": 1000, "rundir": 1000, "text": 1300,
+            "tensorboard": 2500}
 assert sum(EXAMPLES.values()) >= 10_000
 
 
@@ -158,6 +159,32 @@ def test_fuzz_plain_csv(scratch, log):
     _check(csvlog, _write(scratch / "csv", {"log.csv": log}))
 
 
+RUN_COLUMNS = st.sampled_from(["step", "loss", "grad_norm", "lr", "skipped", "update_norm", "phase", "split",
+                               "accuracy", ""])
+RUN_JSON = st.sampled_from([b'{"format": "diagnose.run/1"}', b'{"format": "diagnose.run/1", "status": "running"}',
+                            b'{"format": "diagnose.run/1", "status": "finished", "config": {"lr": 0.1}}',
+                            b'{"format": "diagnose.run/2"}', b'{"format": "diagnose.run/1", "name": 3}', b"[", b""])
+
+
+@st.composite
+def run_table(draw, lead: tuple[str, ...]) -> bytes:
+    """A steps.csv (``lead``: step, loss) or evals.csv (step, split): the lead columns and a few others in any
+    order, cells number-shaped (to reach past the parser: unsorted and repeated steps) or anything."""
+    header = draw(st.permutations(list(lead) + draw(st.lists(RUN_COLUMNS, max_size=3))))
+    cells = draw(st.sampled_from([NUMBER_CELLS, CELLS]))
+    width = st.just(len(header)) if draw(st.booleans()) else st.integers(max(0, len(header) - 1), len(header) + 1)
+    rows = draw(st.lists(width.flatmap(lambda n: st.lists(cells, min_size=n, max_size=n)), max_size=8))
+    end = draw(st.sampled_from(["\n", "", "\r\n"]))
+    return ("\n".join([",".join(header)] + [",".join(row) for row in rows]) + end).encode()
+
+
+@fuzz("rundir")
+@given(meta=RUN_JSON, steps=st.one_of(st.none(), run_table(("step", "loss"))),
+       evals=st.one_of(st.none(), run_table(("step", "split"))))
+def test_fuzz_run_directory(scratch, meta, steps, evals):
+    _check(rundir, _write(scratch / "run", {"run.json": meta, "steps.csv": steps, "evals.csv": evals}))
+
+
 TOKENS = st.one_of(
     st.builds(lambda k, sep, v: f"{k}{sep}{v}",
               st.sampled_from(["step", "s", "iter", "loss", "train_loss", "trl", "tel", "val_loss", "lr",
@@ -212,6 +239,6 @@ def test_zz_fuzzing_reached_both_outcomes_of_every_reader():
     """Runs after the fuzz tests (file order): the inputs were not all rejected, nor all accepted."""
     if not OUTCOMES:
         pytest.skip("the fuzz tests did not run in this session")
-    for reader in (hf, lightning, csvlog, textlog, tensorboard):
+    for reader in (hf, lightning, csvlog, rundir, textlog, tensorboard):
         assert OUTCOMES.get((reader.__name__, "run"), 0) > 0, OUTCOMES
         assert OUTCOMES.get((reader.__name__, "error"), 0) > 0, OUTCOMES
