@@ -11,10 +11,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from ..errors import LogError
 from ..model import STATUSES, Run, empty_evals, empty_steps
-from .table import order_steps, read_table
+from .table import Table, order_steps, read_columns
 
 FORMAT = "diagnose.run/1"
 RUN_FILE = "run.json"
@@ -41,11 +42,17 @@ def read(folder: Path, study: str, now: float | None = None) -> Run:
     status = _status(meta_path, meta)
     notes: list[str] = []
 
+    # The frames are built once, from the columns, already in order (pandas' per-frame cost is most of a tiny run).
     steps_path = folder / STEPS_FILE
     if steps_path.is_file():
-        table = read_table(steps_path, required=("step", "loss"), numeric=STEP_COLUMNS, step="step")
-        steps, nan_steps = order_steps(steps_path, table)
-        notes.extend(table.notes)
+        columns, nan_rows, table_notes = read_columns(steps_path, required=("step", "loss"), numeric=STEP_COLUMNS,
+                                                      step="step")
+        step = columns["step"]
+        if (step[1:] > step[:-1]).all():  # one row per step, in order: the common case
+            steps, nan_steps = pd.DataFrame(columns, copy=False), {name: step[rows] for name, rows in nan_rows.items()}
+        else:
+            steps, nan_steps = order_steps(steps_path, Table(pd.DataFrame(columns, copy=False), nan_rows, table_notes))
+        notes.extend(table_notes)
         if steps.empty:
             notes.append(f"{STEPS_FILE}: no steps logged yet")
     elif status == "running":
@@ -56,16 +63,15 @@ def read(folder: Path, study: str, now: float | None = None) -> Run:
 
     evals_path = folder / EVALS_FILE
     if evals_path.is_file():
-        table = read_table(evals_path, required=("step", "split"), numeric=("loss",), text=("split",), step="step")
-        evals = table.frame
-        if "loss" not in evals.columns:
-            evals = evals.assign(loss=float("nan"))
-        first = ["step", "split", "loss"]  # whatever order the header had, as every reader gives them
-        if list(evals.columns[:3]) != first:
-            evals = evals[first + [c for c in evals.columns if c not in first]]
-        if len(evals) > 1 and not (np.diff(evals["step"].to_numpy()) >= 0).all():
+        columns, _, table_notes = read_columns(evals_path, required=("step", "split"), numeric=("loss",),
+                                               text=("split",), step="step")
+        step = columns["step"]
+        columns.setdefault("loss", np.full(len(step), np.nan))
+        # step, split, loss first whatever the header's order, as every reader gives them
+        evals = pd.DataFrame({name: columns.pop(name) for name in ("step", "split", "loss")} | columns, copy=False)
+        if not (step[1:] >= step[:-1]).all():
             evals = evals.sort_values("step", kind="stable").reset_index(drop=True)
-        notes.extend(table.notes)
+        notes.extend(table_notes)
     else:
         evals = empty_evals()
 

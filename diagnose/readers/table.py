@@ -47,7 +47,21 @@ def read_table(
     index_column: str | None = None,
     step: str | None = None,
 ) -> Table:
-    """Read a CSV whose header names ``required`` columns.
+    """Read a CSV whose header names ``required`` columns (see ``read_columns``)."""
+    columns, nan_rows, notes = read_columns(path, required, numeric, text, index_column, step)
+    # copy=False: one block per column, no consolidating copy of the whole table.
+    return Table(frame=pd.DataFrame(columns, copy=False), nan_rows=nan_rows, notes=notes)
+
+
+def read_columns(
+    path: Path,
+    required: tuple[str, ...],
+    numeric: tuple[str, ...] = (),
+    text: tuple[str, ...] = (),
+    index_column: str | None = None,
+    step: str | None = None,
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], list[str]]:
+    """Read a CSV whose header names ``required`` columns: its columns by name, the rows of literal NaNs, notes.
 
     ``required`` and ``numeric`` columns must hold numbers (or be empty);
     ``text`` columns are kept as strings; any other column is kept when it is
@@ -87,8 +101,7 @@ def read_table(
         if rows is not None:
             nan_rows[name] = rows
         columns[name] = _check_steps(path, values, name) if name == step else values
-    # copy=False: one block per column, no consolidating copy of the whole table.
-    return Table(frame=pd.DataFrame(columns, copy=False), nan_rows=nan_rows, notes=notes)
+    return columns, nan_rows, notes
 
 
 def _numbers(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray | None]:
