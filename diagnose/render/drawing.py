@@ -203,12 +203,13 @@ def _hash(value) -> str:
 @functools.cache
 def _render_version() -> str:
     """What the pixels depend on besides the data: the code that draws and the libraries that draw and encode."""
-    try:
-        source = Path(figures.__file__).read_bytes()
-    except OSError:
-        source = b""
-    return _hash([__version__, matplotlib.__version__, PIL.__version__, numpy.__version__,
-                  hashlib.sha256(source).hexdigest()])
+    sources = []
+    for path in (figures.__file__, __file__):
+        try:
+            sources.append(hashlib.sha256(Path(path).read_bytes()).hexdigest())
+        except OSError:  # no source to read (a frozen app): the package version still tells releases apart
+            sources.append(None)
+    return _hash([__version__, matplotlib.__version__, PIL.__version__, numpy.__version__, sources])
 
 
 # A worker's inputs, inherited from the report's process when the pool forks.
