@@ -38,9 +38,10 @@ from ..findings import Finding
 from ..model import Run, Study
 from . import figures
 
-# Fewer figures to draw than this are drawn in this process: a figure takes 15-120 ms, starting two
-# workers 25-80 ms and warming each one up (fonts, text metrics) ~0.1 s of its own.
-PARALLEL_MIN_FIGURES = 8
+# Fewer figures to draw than this are drawn in this process. A figure takes 15-120 ms; starting two
+# workers takes 25-80 ms, and they spend ~0.2 s of CPU more than one process would (pages copied on
+# write, cold caches): measured on samples/ (30 figures, 1.9 s in one process).
+PARALLEL_MIN_FIGURES = 12
 
 _PNG_URI = "data:image/png;base64,"
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
