@@ -147,10 +147,12 @@ class RunCache:
         entry.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=entry.parent, prefix=".tmp-"))
         try:
-            # one thread: runs are converted in parallel already, and a pool costs ~3 ms a small table
+            # one thread: runs are converted in parallel already, and a pool costs ~3 ms a small table;
+            # uncompressed: 1.8x the bytes of lz4, but a 100k-step table writes in 0.9 ms instead of 12.6
+            # and reads in 0.6 ms instead of 1.9 (CPU)
             for name, table in (("steps", run.steps), ("evals", run.evals)):
                 feather.write_feather(pa.Table.from_pandas(table, preserve_index=False, nthreads=1),
-                                      staging / f"{name}.arrow")
+                                      staging / f"{name}.arrow", compression="uncompressed")
             meta = {
                 "name": run.name,
                 "study": run.study,
