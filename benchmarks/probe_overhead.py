@@ -11,9 +11,10 @@ MLP (a cheap step, where a fixed cost shows most). For each:
   computes (``torch.nn.utils.get_total_norm``, which on CPU loops over the
   tensors in Python), and one fused pass (``_foreach_norm``, then the norm of
   the norms), all timed around the call inside the same steps, rotating
-  the order; per repeat the mean per call (flushes included), then
-  the minimum over repeats, the usual estimate of a cost under the noise of
-  a shared machine (goal: <= 1.1x).
+  the order; one probe for all repeats, so that each block of STEPS steps
+  holds one flush (and the writer thread's work on that window); per repeat
+  the mean per call, then the minimum over repeats, the usual estimate of a
+  cost under the noise of a shared machine (goal: <= 1.1x).
 """
 
 from __future__ import annotations
@@ -100,17 +101,20 @@ def measure(name, build, steps, repeats, logdir, null: bool = False) -> dict:
             ratios.append(a / b)
             step_times.append(b / steps)
             probe_times.append(a / steps)
-    # The probe's own cost against one norm pass, timed around the calls inside the same steps.
+    # The probe's own cost against one norm pass, timed around the calls inside the same steps; with the
+    # default flush_every=100 and STEPS=100 every block holds one flush.
     probe_means, norm_means, fused_means = [], [], []
-    for repeat in range(repeats):
-        timings = {"norm": [], "fused": [], "probe": []}
-        with Probe(logdir, name, f"cost-{repeat}") as probe:
-            trainer = Trainer(build, probe)
+    with Probe(logdir, name, "cost") as probe:
+        trainer = Trainer(build, probe)
+        for _ in range(5):
+            trainer.step()
+        for repeat in range(repeats):
+            timings = {"norm": [], "fused": [], "probe": []}
             for _ in range(steps):
                 trainer.step(timings)
-        probe_means.append(statistics.mean(timings["probe"]))
-        norm_means.append(statistics.mean(timings["norm"]))
-        fused_means.append(statistics.mean(timings["fused"]))
+            probe_means.append(statistics.mean(timings["probe"]))
+            norm_means.append(statistics.mean(timings["norm"]))
+            fused_means.append(statistics.mean(timings["fused"]))
     return {
         "model": name,
         "step_ms": statistics.median(step_times) * 1e3,

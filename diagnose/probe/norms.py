@@ -29,7 +29,12 @@ from torch.nn.utils import get_total_norm
 
 @dataclass
 class Norm:
-    """One update's gradient norm in parts; tensors stay on the device."""
+    """One update's gradient norm in parts; tensors stay on the device.
+
+    ``replicated`` may also be a vector whose L2 norm is that part (the
+    per-tensor norms of a step): the writer reduces a whole window of them
+    in one op at flush time instead of one op per step.
+    """
 
     replicated: torch.Tensor | float | None
     sharded_sumsq: torch.Tensor | float | None
@@ -126,22 +131,59 @@ def unscale(norm: Norm, scaler, optimizer) -> Norm:
     return Norm(replicated, sharded)
 
 
-def lr_and_momentum(optimizer) -> tuple[object, object]:
-    """Learning rate and momentum (SGD ``momentum`` or Adam ``betas[0]``) of the first parameter group."""
-    group = optimizer.param_groups[0]
-    lr = group.get("lr")
-    if "momentum" in group:
-        momentum = group["momentum"]
-    elif "betas" in group:
-        momentum = group["betas"][0]
-    else:
-        momentum = None
-    return _snapshot(lr), _snapshot(momentum)
+class Plan:
+    """One optimizer's parameters sorted once by how their gradients are summed, for a cheap ``measure`` per step.
+
+    When every parameter is plain (a single process, DDP), the gradients go
+    straight to one fused norm; with DTensor or FSDP1-sharded parameters
+    each step takes the general path of ``grad_norm``. Valid while ``fits``:
+    the same optimizer and groups (``add_param_group`` grows the list of
+    groups, ``load_state_dict`` replaces it: either makes a new plan).
+    """
+
+    def __init__(self, optimizer, sharded_ids: set[int]):
+        self.optimizer = optimizer
+        self.groups = optimizer.param_groups
+        self.count = len(self.groups)
+        self.params = params_of(optimizer)
+        self.plain = not any(isinstance(p, DTensor) or id(p) in sharded_ids for p in self.params)
+        self.sharded_ids = sharded_ids
+        first = self.groups[0]
+        self.momentum_key = "momentum" if first.get("momentum") is not None else "betas" if "betas" in first else None
+
+    def fits(self, optimizer) -> bool:
+        return optimizer is self.optimizer and optimizer.param_groups is self.groups and len(self.groups) == self.count
+
+    def measure(self, norm: bool = True) -> tuple[Norm | torch.Tensor | None, object, object]:
+        """This step's gradient norm (None unless ``norm``), lr and momentum.
+
+        The norm is ``grad_norm(params_of(optimizer))``, or in the usual case (every
+        parameter plain) a bare tensor: the per-tensor norms, its replicated part.
+        """
+        if not norm:
+            measured = None
+        elif self.plain:
+            try:
+                measured = torch.stack(torch._foreach_norm([p.grad for p in self.params]))
+            except (TypeError, RuntimeError):
+                # A parameter without a gradient (or none at all), or gradients on several devices.
+                measured = grad_norm(self.params, self.sharded_ids)
+        else:
+            measured = grad_norm(self.params, self.sharded_ids)
+        # lr and momentum (SGD ``momentum`` or Adam ``betas[0]``) of the first group, read at every step:
+        # schedulers change both (OneCycleLR cycles the momentum).
+        group = self.groups[0]
+        lr = group.get("lr")
+        key = self.momentum_key
+        momentum = None if key is None else group[key] if key == "momentum" else group[key][0]
+        # A tensor lr is changed in place by schedulers: keep this step's value.
+        if isinstance(lr, torch.Tensor):
+            lr = lr.detach().clone()
+        if isinstance(momentum, torch.Tensor):
+            momentum = momentum.detach().clone()
+        return measured, lr, momentum
 
 
-def _snapshot(value):
-    # A tensor lr is changed in place by schedulers: keep this step's value.
-    return value.detach().clone() if isinstance(value, torch.Tensor) else value
 
 
 def params_of(optimizer) -> list[torch.nn.Parameter]:

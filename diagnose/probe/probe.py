@@ -24,6 +24,7 @@ import warnings
 import weakref
 from collections import deque
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -31,8 +32,9 @@ import torch.distributed as dist
 
 from . import norms
 from .files import CsvAppender, write_run_json
-from .writer import Columns, Window, Writer
+from .writer import Columns, Window, Writer, eval_columns, on_cpu
 
+_clock = time.perf_counter
 STEP_COLUMNS = ["step", "loss", "grad_norm", "lr", "momentum", "time"]
 ALERT_KINDS = ("nonfinite", "explosion")
 FINAL_STATUSES = ("finished", "diverged", "crashed")
@@ -150,11 +152,12 @@ class Probe:
         self._count = first_step if first_step is not None else 0
         self._resume = resume
         self._last_step: int | None = None
-        self._start = time.perf_counter()
-        self._last_flush = self._start
+        self._start = _clock()
+        self._flush_at = self._start + self.flush_seconds
         self._closed = False
         self._broken = False
         self._sharded_ids: set[int] | None = None
+        self._plan: norms.Plan | None = None
         self._update_hooks = None
 
         files = self._create_files() if self.rank == 0 else None
@@ -179,9 +182,24 @@ class Probe:
         ``clip_grad_norm_`` returned, with its ``clip_norm``). With an AMP ``scaler``
         the norm is unscaled and a step with inf/nan gradients is marked skipped.
         """
-        self.record(loss, self.measure(optimizer, grad_norm=grad_norm, scaler=scaler), clip_norm=clip_norm, step=step)
+        if self._closed or self._broken:
+            return
+        try:  # measure and record in one: this is the call that every step of the loop pays for
+            if self._alerts:
+                self._deliver_alerts()
+            plan = self._plan
+            if grad_norm is None and scaler is None and not self.extra and plan is not None and plan.fits(optimizer):
+                # The usual case, with one Python call fewer: every call costs on a cache made cold by the step.
+                measured = (*plan.measure(), False, None)
+            else:
+                measured = self._measure(optimizer, grad_norm, scaler)
+            self._record(loss, measured, clip_norm, step)
+        except Exception as error:  # noqa: BLE001 - the training loop must go on
+            self._break(error)
+        if self._stop_alert is not None:
+            self._raise_stop()
 
-    def measure(self, optimizer=None, *, grad_norm=None, scaler=None) -> dict | None:
+    def measure(self, optimizer=None, *, grad_norm=None, scaler=None) -> tuple | None:
         """The first half of ``step``: norm, lr and momentum now, for hooks that see the loss later (integrations)."""
         if self._closed or self._broken:
             return None
@@ -191,18 +209,22 @@ class Probe:
             self._break(error)
             return None
 
-    def record(self, loss, measured: dict | None, *, clip_norm=None, step: int | None = None) -> None:
+    def record(self, loss, measured: tuple | None, *, clip_norm=None, step: int | None = None) -> None:
         """The second half of ``step``: log ``loss`` with what ``measure`` returned."""
         if self._closed or self._broken or measured is None:
             return
         try:
-            self._deliver_alerts()
+            if self._alerts:
+                self._deliver_alerts()
             self._record(loss, measured, clip_norm, step)
         except Exception as error:  # noqa: BLE001
             self._break(error)
         if self._stop_alert is not None:
-            alert, self._stop_alert = self._stop_alert, None
-            raise ProbeStop(alert)
+            self._raise_stop()
+
+    def _raise_stop(self):
+        alert, self._stop_alert = self._stop_alert, None
+        raise ProbeStop(alert)
 
     def eval(self, split: str, loss=None, *, step: int | None = None, **metrics):
         """Record an evaluation on ``split`` at ``step`` (default: the last logged step); metrics as keywords."""
@@ -251,20 +273,28 @@ class Probe:
 
     # -- measuring -------------------------------------------------------------------------------
 
-    def _measure(self, optimizer, given, scaler) -> dict:
-        params = norms.params_of(optimizer) if optimizer is not None else []
-        if given is not None:
-            norm = norms.given_norm(given)
-        elif params:
-            norm = norms.grad_norm(params, self._sharded())
+    def _measure(self, optimizer, given, scaler) -> tuple:
+        """(norm, lr, momentum, scaled, extras); the plain case (an optimizer, no scaler, no extras) comes first."""
+        if optimizer is None:
+            norm = norms.given_norm(given) if given is not None else None
+            lr = momentum = None
         else:
-            norm = None
-        if norm is not None:
-            norm = norms.unscale(norm, scaler, optimizer)
-        lr, momentum = norms.lr_and_momentum(optimizer) if optimizer is not None else (None, None)
-        extras = self._extras(params, optimizer) if self.extra and params else {}
-        scaled = scaler is not None and scaler.is_enabled()
-        return {"norm": norm, "lr": lr, "momentum": momentum, "scaled": scaled, "extras": extras}
+            plan = self._plan
+            if plan is None or not plan.fits(optimizer):
+                plan = self._plan = norms.Plan(optimizer, self._sharded())
+            norm, lr, momentum = plan.measure(given is None)
+            if given is not None:
+                norm = norms.given_norm(given)
+            elif isinstance(norm, torch.Tensor):
+                norm = norms.Norm(norm, None)
+        if scaler is None:
+            scaled = False
+        else:
+            scaled = scaler.is_enabled()
+            if norm is not None:
+                norm = norms.unscale(norm, scaler, optimizer)
+        extras = self._extras(plan.params, optimizer) if self.extra and optimizer is not None else None
+        return norm, lr, momentum, scaled, extras
 
     def _sharded(self) -> set[int]:
         if self._sharded_ids is None:
@@ -284,41 +314,42 @@ class Probe:
             self._update_hooks = _watch_updates(optimizer, self)
         return extras
 
-    def _record(self, loss, measured: dict, clip_norm, step) -> None:
-        now = time.perf_counter()
-        if self._rows and (len(self._rows) >= self.flush_every or now - self._last_flush >= self.flush_seconds):
+    def _record(self, loss, measured: tuple, clip_norm, step) -> None:
+        now = _clock()
+        rows = self._rows.rows
+        if rows and (len(rows) >= self.flush_every or now >= self._flush_at):
             # Flush before appending: the newest row stays open for its update_norm.
             self._flush()
+            rows = self._rows.rows
         number = self._count if step is None else int(step)
         self._count += 1
         self._last_step = number
-        row = {
-            "step": number,
-            "loss": _number(loss, "loss"),
-            "norm": measured["norm"],
-            "lr": measured["lr"],
-            "momentum": measured["momentum"],
-            "time": now - self._start,
-            "scaled": measured["scaled"],
-            "clip_norm": _number(clip_norm, "clip_norm"),
-        }
-        row.update(measured["extras"])
-        self._rows.append(row)
+        loss = loss.detach() if type(loss) is torch.Tensor else _number(loss, "loss")
+        clip_norm = None if clip_norm is None else _number(clip_norm, "clip_norm")
+        norm, lr, momentum, scaled, extras = measured
+        rows.append((number, loss, norm, lr, momentum, now - self._start, scaled, clip_norm))  # writer.CORE's order
+        if extras:
+            self._rows.set_last_row(extras)
 
     # -- flushing --------------------------------------------------------------------------------
 
     def _flush(self, crashed: bool = False) -> None:
         rows, self._rows = self._rows, Columns()
         evals, self._evals = self._evals, []
-        self._last_flush = time.perf_counter()
+        self._flush_at = _clock() + self.flush_seconds
         if not len(rows) and not evals:
             return
+        steps = rows.data
         if self.world_size > 1 and crashed:
             # The other ranks may never join a collective now: a norm that needs one is left missing.
-            for values in rows.data.values():
+            for values in steps.values():
                 values[:] = [None if isinstance(v, norms.Norm) and v.sharded_sumsq is not None else v for v in values]
+        if self.world_size == 1 and on_cpu(steps) and on_cpu(eval_columns(evals)):
+            # CPU values are final when their op returns: the writer thread packs them, off the training thread.
+            self._writer.submit(partial(Window.pack, steps, evals))
+            return
         reduce = self.world_size > 1 and not crashed
-        self._writer.submit(Window.pack(rows, evals, self.world_size if reduce else 1))
+        self._writer.submit(Window.pack(steps, evals, self.world_size if reduce else 1))
 
     # -- alerts and failures ---------------------------------------------------------------------
 

@@ -14,7 +14,9 @@ import math
 import queue
 import statistics
 import threading
+import time
 from dataclasses import dataclass, field
+from operator import attrgetter
 
 import torch
 import torch.distributed as dist
@@ -23,41 +25,57 @@ from .files import CsvAppender, write_run_json
 from .norms import Norm
 
 # Buffer columns that the writer turns into the CONTRACT's columns; any other one is an extra, written as is.
-_INTERNAL = {"step", "loss", "norm", "lr", "momentum", "time", "clip_norm", "scaled"}
+CORE = ("step", "loss", "norm", "lr", "momentum", "time", "scaled", "clip_norm")
 QUEUE_WINDOWS = 8  # windows waiting for the disk before new ones are dropped: bounded memory
+# The writer holds the GIL in short slices with a sleep between them: a slice fits in a torch op of the
+# training thread (which releases the GIL), so that thread rarely waits for the writer's Python work.
+PAUSE_SECONDS = 50e-6
 START_FACTOR = 10.0  # an explosion is also this far above the first window's median (as the divergence check)
 
 
 class Columns:
-    """Values of the steps not flushed yet, one list per column: cheap to append, read whole at a flush."""
+    """The steps not flushed yet: one tuple of the ``CORE`` columns per step (one append), extra columns by name."""
 
     def __init__(self):
-        self.data: dict[str, list] = {}
-        self.length = 0
+        self.rows: list[tuple] = []
+        self.extra: dict[str, list] = {}
 
     def __len__(self) -> int:
-        return self.length
+        return len(self.rows)
 
-    def append(self, row: dict) -> None:
-        for key, value in row.items():
-            column = self.data.get(key)
-            if column is None:
-                column = self.data[key] = [None] * self.length
-            column.append(value)
-        self.length += 1
-        if len(row) != len(self.data):
-            for column in self.data.values():
-                if len(column) < self.length:
-                    column.append(None)
+    def set_last_row(self, extras: dict) -> None:
+        """Fill the extra columns of the newest step."""
+        for key, value in extras.items():
+            self.set_last(key, value)
 
     def set_last(self, key: str, value) -> None:
         """Fill ``key`` of the newest step (e.g. its update norm, known after ``optimizer.step``)."""
-        self.data.setdefault(key, [None] * self.length)[-1] = value
+        column = self.extra.setdefault(key, [])
+        column.extend([None] * (len(self.rows) - len(column)))
+        column[-1] = value
+
+    @property
+    def data(self) -> dict[str, list]:
+        """Column name -> one value per step."""
+        columns = dict(zip(CORE, map(list, zip(*self.rows)))) if self.rows else {key: [] for key in CORE}
+        for key, values in self.extra.items():
+            columns[key] = values + [None] * (len(self.rows) - len(values))
+        return columns
+
+
+def eval_columns(rows: list[dict]) -> dict[str, list]:
+    columns: dict[str, list] = {}
+    for number, row in enumerate(rows):
+        for key, value in row.items():
+            columns.setdefault(key, [None] * number).append(value)
+        for values in columns.values():
+            values.extend([None] * (number + 1 - len(values)))
+    return columns
 
 
 @dataclass
 class Packed:
-    """One column: host values, and where its device values sit in a device group's stacked tensor."""
+    """One column: host values, and where its device values sit in a device group's concatenated tensor."""
 
     values: list
     positions: list[int] = field(default_factory=list)
@@ -75,25 +93,17 @@ class Window:
     events: list = field(default_factory=list)
 
     @classmethod
-    def pack(cls, steps: Columns, evals: list[dict], world_size: int = 1) -> Window:
+    def pack(cls, steps: dict[str, list], evals: list[dict], world_size: int = 1) -> Window:
         """Reduce over ranks (when ``world_size`` > 1) and start the copy to the host; never waits."""
         if world_size > 1:
-            _reduce_over_ranks(steps.data, world_size)
-        eval_columns = Columns()
-        for row in evals:
-            eval_columns.append(row)
-        groups: dict[torch.device, list[torch.Tensor]] = {}
+            _reduce_over_ranks(steps, world_size)
+        groups: dict[torch.device, list[torch.Tensor]] = {}  # device -> 1-D chunks, one per column
         window = cls(
-            steps={key: _pack_column(values, groups) for key, values in steps.data.items()},
-            evals={key: _pack_column(values, groups) for key, values in eval_columns.data.items()},
+            steps={key: _pack_column(values, groups, key == "norm") for key, values in steps.items()},
+            evals={key: _pack_column(values, groups) for key, values in eval_columns(evals).items()},
         )
-        for device, tensors in groups.items():
-            try:
-                stacked = torch.stack(tensors)  # the usual case: 0-dim floats on one device
-            except RuntimeError:
-                stacked = torch.stack([_scalar(t, device) for t in tensors])
-            if stacked.dtype not in (torch.float32, torch.float64):
-                stacked = stacked.to(torch.float32)
+        for device, chunks in groups.items():
+            stacked = torch.cat(chunks) if len(chunks) > 1 else chunks[0]
             if device.type == "cpu":
                 window.host.append(stacked)
                 window.events.append(None)
@@ -116,29 +126,68 @@ class Window:
         return _unpack(self.steps, host), _unpack(self.evals, host)
 
 
-def _pack_column(values: list, groups: dict):
-    # A column holds one kind of value (Norm columns: Norm or None), so the first one tells.
-    if isinstance(next((v for v in values if v is not None), None), Norm):
-        replicated = [None if v is None else v.replicated for v in values]
-        sharded = [None if v is None else v.sharded_sumsq for v in values]
+def on_cpu(columns: dict[str, list]) -> bool:
+    """Whether every tensor among the columns' values (Norm parts included) is on the CPU."""
+    for values in columns.values():
+        kinds = set(map(type, values))
+        if kinds <= _HOST_TYPES:
+            continue
+        if Norm in kinds:
+            values = [part for v in values for part in ((v.replicated, v.sharded_sumsq) if type(v) is Norm else (v,))]
+        if not all(map(_is_cpu, filter(_is_tensor, values))):
+            return False
+    return True
+
+
+_HOST_TYPES = {int, float, bool, str, type(None)}
+_is_cpu = attrgetter("is_cpu")
+
+
+def _is_tensor(value) -> bool:
+    return isinstance(value, torch.Tensor)
+
+
+def _pack_column(values: list, groups: dict, norm: bool = False):
+    # A column holds one kind of value (Norm columns: Norm or None), so the first one tells; the "norm"
+    # column may also hold bare tensors, the replicated part of the usual step (no Norm to build per step).
+    if norm or isinstance(next((v for v in values if v is not None), None), Norm):
+        replicated = [v.replicated if type(v) is Norm else v for v in values]
+        sharded = [v.sharded_sumsq if type(v) is Norm else None for v in values]
         present = [v is not None for v in values]
-        return _pack_values(replicated, groups), _pack_values(sharded, groups), present
+        return _pack_values(replicated, groups, norms=True), _pack_values(sharded, groups), present
     return _pack_values(values, groups)
 
 
-def _pack_values(values: list, groups: dict) -> Packed:
-    positions = [i for i, value in enumerate(values) if isinstance(value, torch.Tensor)]
-    if not positions:
+def _pack_values(values: list, groups: dict, norms: bool = False) -> Packed:
+    """Put the column's device values into one 1-D chunk of its device's group; ``norms``: reduce each to its L2 norm."""
+    kinds = set(map(type, values))  # a column is mostly of one type: look at each type once
+    if kinds == {torch.Tensor}:
+        positions = list(range(len(values)))
+    elif any(issubclass(kind, torch.Tensor) for kind in kinds):
+        positions = [i for i, value in enumerate(values) if isinstance(value, torch.Tensor)]
+    else:
         return Packed(values)
-    device = values[positions[0]].device
-    group = groups.setdefault(device, [])
-    packed = Packed(list(values), positions, list(groups).index(device), len(group))
-    group.extend(values[i] for i in positions)
+    chunk = _chunk([values[i] for i in positions], norms)
+    group = groups.setdefault(chunk.device, [])
+    packed = Packed(list(values), positions, list(groups).index(chunk.device), sum(map(len, group)))
+    group.append(chunk)
     return packed
 
 
-def _scalar(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
-    return tensor.reshape(()).to(device=device, dtype=torch.float32, non_blocking=True)
+def _chunk(tensors: list[torch.Tensor], norms: bool) -> torch.Tensor:
+    try:
+        # The usual case: 0-dim values, or (norms) the per-tensor norms of every step, one shape, one device.
+        stacked = torch.stack(tensors)
+        if norms and stacked.dim() == 2:
+            stacked = torch.linalg.vector_norm(stacked, dim=1)
+        elif stacked.dim() != 1:
+            raise RuntimeError("not one value per step")
+    except RuntimeError:
+        device = tensors[0].device
+        if norms:
+            tensors = [torch.linalg.vector_norm(t) for t in tensors]
+        stacked = torch.stack([t.reshape(()).to(device=device, non_blocking=True) for t in tensors])
+    return stacked if stacked.dtype in (torch.float32, torch.float64) else stacked.to(torch.float32)
 
 
 def _unpack(columns: dict, host: list[list[float]]) -> dict:
@@ -165,7 +214,7 @@ def _reduce_over_ranks(data: dict[str, list], world_size: int) -> None:
     """One all-reduce per flush: the mean loss over ranks and every sharded sum of squares."""
     losses = data["loss"]
     norm_keys = [key for key, values in data.items() if any(isinstance(v, Norm) for v in values)]
-    parts = list(losses) + [v.sharded_sumsq if v is not None else None for key in norm_keys for v in data[key]]
+    parts = list(losses) + [v.sharded_sumsq if type(v) is Norm else None for key in norm_keys for v in data[key]]
     device = _collective_device(parts)
     vector = torch.stack([
         v.reshape(()).to(device=device, dtype=torch.float32) if isinstance(v, torch.Tensor)
@@ -179,7 +228,7 @@ def _reduce_over_ranks(data: dict[str, list], world_size: int) -> None:
     for key in norm_keys:
         column = data[key]
         for i, value in enumerate(column):
-            if value is not None and value.sharded_sumsq is not None:
+            if type(value) is Norm and value.sharded_sumsq is not None:
                 column[i] = Norm(value.replicated, reduced[offset + i])
         offset += len(column)
 
@@ -237,9 +286,13 @@ class Writer(threading.Thread):
                 if isinstance(item, tuple):
                     self._finish(item[1])
                     return
+                if callable(item):  # a window of CPU values, packed here
+                    item = item()
                 steps, evals = item.resolve()
+                _pause()
                 steps = self._step_columns(steps)
                 self._watch(steps)
+                _pause()
                 self._write(steps, evals)
             except Exception as error:  # noqa: BLE001 - a writer bug must not reach training
                 self.warn("writer", f"the log writer failed: {error!r}; training goes on")
@@ -257,7 +310,7 @@ class Writer(threading.Thread):
             out["skipped"] = [int(g is not None and not math.isfinite(g)) if scaled else None
                               for scaled, g in zip(data["scaled"], grad_norm)]
         for key, values in data.items():
-            if key not in _INTERNAL:
+            if key not in CORE:
                 out[key] = values
         return out
 
@@ -301,11 +354,11 @@ class Writer(threading.Thread):
             return
         try:
             if steps["step"]:
-                self.steps.append(steps)
+                self.steps.append(steps, pause=_pause)
             if evals:
                 if self.evals is None:
                     self.evals = CsvAppender(self.folder / "evals.csv", ["step", "split", "loss"], resume=self.resume)
-                self.evals.append(evals)
+                self.evals.append(evals, pause=_pause)
         except OSError as error:
             self._stop_writing(error)
 
@@ -323,6 +376,10 @@ class Writer(threading.Thread):
     def _stop_writing(self, error: OSError) -> None:
         self.steps = None
         self.warn("write", f"cannot write the log any more ({error}); training goes on without logging")
+
+
+def _pause() -> None:
+    time.sleep(PAUSE_SECONDS)  # lets the training thread take the GIL back
 
 
 def _nonfinite(value) -> bool:

@@ -108,9 +108,9 @@ def test_internal_errors_and_callback_errors_never_reach_the_loop(tmp_path):
 def test_writer_falling_behind_drops_windows_with_one_warning(tmp_path, monkeypatch):
     slow = probe_files.CsvAppender.append
 
-    def stalled(self, rows):
+    def stalled(self, rows, **options):
         time.sleep(0.05)
-        slow(self, rows)
+        slow(self, rows, **options)
 
     monkeypatch.setattr(probe_files.CsvAppender, "append", stalled)
     with warnings.catch_warnings(record=True) as caught:

@@ -198,3 +198,47 @@ def test_misuse_is_refused_at_once(tmp_path):
         probe.close("done")
     probe.close("crashed")
     assert read(tmp_path / "s" / "x", "s").status == "crashed"
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam-tensor-lr"])
+def test_lr_and_momentum_follow_a_scheduler_step_by_step(tmp_path, optimizer):
+    # OneCycleLR changes the lr and cycles the momentum (SGD momentum, Adam beta1) at every step;
+    # a tensor lr is changed in place, so each step must keep its own value.
+    model, x, y = tiny_problem()
+    if optimizer == "sgd":
+        opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    else:
+        opt = torch.optim.Adam(model.parameters(), lr=torch.tensor(0.01), betas=(0.9, 0.99))
+    schedule = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=20)
+    lrs, momenta = [], []
+    with Probe(tmp_path, "s", optimizer, flush_every=6) as probe:
+        for step in range(20):
+            torch.nn.functional.mse_loss(model(x), y).backward()
+            group = opt.param_groups[0]
+            lrs.append(float(group["lr"]))
+            momenta.append(group["momentum"] if optimizer == "sgd" else group["betas"][0])
+            probe.step(torch.tensor(1.0), opt)
+            opt.step()
+            opt.zero_grad()
+            schedule.step()
+    steps = read(tmp_path / "s" / optimizer, "s").steps
+    assert len(set(lrs)) > 10 and len(set(momenta)) > 10  # both really changed
+    np.testing.assert_allclose(steps["lr"], lrs, rtol=1e-6)
+    np.testing.assert_allclose(steps["momentum"], momenta, rtol=1e-6)
+
+
+def test_a_parameter_group_added_later_counts_in_the_norm(tmp_path):
+    model, x, y = tiny_problem()
+    opt = torch.optim.SGD(model[0].parameters(), lr=0.01)
+    reference = []
+    with Probe(tmp_path, "s", "groups") as probe:
+        for step in range(4):
+            if step == 2:
+                opt.add_param_group({"params": model[2].parameters()})
+            torch.nn.functional.mse_loss(model(x), y).backward()
+            probe.step(torch.tensor(1.0), opt)
+            reference.append(torch.nn.utils.get_total_norm(
+                [p.grad for group in opt.param_groups for p in group["params"]]).item())
+            opt.step()
+            opt.zero_grad()
+    np.testing.assert_allclose(read(tmp_path / "s" / "groups", "s").steps["grad_norm"], reference, rtol=1e-6)
