@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import defaultdict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Protocol
@@ -105,27 +106,32 @@ class StudyStore(Protocol):
 
 
 def assemble(root_path, checked: list[tuple[Run, list[Finding], list[Skip]]], unreadable: list[dict],
-             checks: tuple[Check, ...], store: StudyStore | None = None) -> Analysis:
+             checks: tuple[Check, ...], store: StudyStore | None = None,
+             work_on: Callable[[list[Study], tuple[Check, ...]], Iterable[StudyWork]] | None = None) -> Analysis:
     """Studies, study-level checks, ranking: the findings document from checked runs.
 
     With a ``store``, a study whose digest it knows is taken from it instead of
-    being checked again (its runs' tables are then never read).
+    being checked again (its runs' tables are then never read). ``work_on``
+    finds the ``StudyWork`` of the other studies, in order (worker processes:
+    ``pipeline``); by default ``study_work`` here, one by one.
     """
     studies = group_studies([run for run, _, _ in checked])
     findings = [f for _, run_findings, _ in checked for f in run_findings]
     skipped = [s for _, _, run_skipped in checked for s in run_skipped]
     digests = {}
-    works = []
+    works: list[StudyWork | None] = []
     for study in studies:
         digest = store.digest(study) if store else None
-        work = store.load(digest) if digest else None
-        if work is None:
-            work = study_work(study, checks)
-            if digest:
-                store.store(digest, work)
         if digest:
             digests[study.name] = digest
-        works.append(work)
+        works.append(store.load(digest) if digest else None)
+    todo = [index for index, work in enumerate(works) if work is None]
+    found = (work_on or _work_here)([studies[index] for index in todo], checks)
+    for index, work in zip(todo, found, strict=True):
+        works[index] = work
+        if studies[index].name in digests:
+            store.store(digests[studies[index].name], work)
+    for work in works:
         findings.extend(work.findings)
         skipped.extend(work.skipped)
     findings = in_sweep_context(findings, {(s.name, run): lr for s, w in zip(studies, works)
@@ -152,6 +158,10 @@ def assemble(root_path, checked: list[tuple[Run, list[Finding], list[Skip]]], un
         tool_version=__version__,
     )
     return Analysis(document=document, studies=studies, study_digests=digests)
+
+
+def _work_here(studies: list[Study], checks: tuple[Check, ...]) -> Iterable[StudyWork]:
+    return (study_work(study, checks) for study in studies)
 
 
 def in_sweep_context(findings: list[Finding], above: dict[tuple[str, str], float]) -> list[Finding]:

@@ -120,9 +120,10 @@ class RunCache:
             shutil.rmtree(entry, ignore_errors=True)
             return None
 
-    def store(self, key: str, run: Run, checks_key: str, findings: list[Finding], skipped: list) -> None:
+    def store(self, key: str, run: Run, checks_key: str, findings: list[Finding], skipped: list) -> bool:
+        """Keep ``run`` and what ``checks_key`` found in it; False when it is not kept (its tables are nowhere else)."""
         if run.status in UNCACHED:
-            return
+            return False
         entry = Path(self._entry(key))
         try:
             if not (entry / "meta.json").is_file():
@@ -138,7 +139,20 @@ class RunCache:
             }
             _atomic_write(entry / f"checks-{checks_key}.json", json.dumps(checked))
         except OSError:
-            return  # a cache that cannot be written costs speed, never the report
+            return False  # a cache that cannot be written costs speed, never the report
+        return True
+
+    def tables_later(self, key: str, run: Run, source: tuple) -> None:
+        """Drop ``run``'s tables (stored under ``key``): read from the entry again when next used.
+
+        A worker process hands runs back this way, so that the main process is
+        not sent tables that it may never need (a cached study, no figures).
+        ``source`` is as for ``load``.
+        """
+        run.facts, run.lr, run.momentum  # noqa: B018 - what the document says of the tables, found while they are here
+        run.__dict__.pop("steps", None)
+        run.__dict__.pop("evals", None)
+        run.__dict__["_load_table"] = functools.partial(_read_table, self._entry(key), source)
 
     def _write_run(self, entry: Path, run: Run) -> None:
         import pyarrow as pa

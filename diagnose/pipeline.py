@@ -11,23 +11,27 @@ process: forking costs more than it saves there.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
+import multiprocessing
 import os
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from . import sweep
-from .analyze import Analysis, Skip, assemble, check_target
+from .analyze import Analysis, Skip, StudyWork, assemble, check_target, study_work
 from .cache import RunCache, StudyCache, checks_key
 from .checks import BY_ID, CHECKS, Check, Scope
 from .findings import Finding
-from .model import Run
+from .model import Run, Study
 from .readers import Unreadable, check_root, disambiguate, discover, read_run
 from .readers.keys import DEFAULT_KEYS, KeyMap
 
 # Below this many bytes of logs one process is faster than a pool.
 PARALLEL_MIN_BYTES = 32 << 20
+# Below this many logged steps in the studies to check, one process is faster than a pool.
+PARALLEL_MIN_ROWS = 1_000_000
 
 # A folder's run (or why it is unreadable), its run-level findings and skips, and its cache key.
 Checked = tuple[Run | Unreadable, list[Finding], list[Skip], str | None]
@@ -84,7 +88,39 @@ def analyze_root(
     unreadable = sorted((run.to_dict() for run, _, _, _ in outcomes if isinstance(run, Unreadable)),
                         key=lambda u: u["path"])
     studies = StudyCache(cache.directory, {id(run): key for run, _, _, key in outcomes}, checks) if cache else None
-    return assemble(root, checked, unreadable, checks, studies)
+    return assemble(root, checked, unreadable, checks, studies,
+                    functools.partial(_work_on_studies, jobs=jobs) if jobs > 1 else None)
+
+
+# The studies a forked worker works on and the checks, inherited from the main process (runs' tables included).
+_STUDIES: tuple[list[Study], tuple[Check, ...]] = ([], ())
+
+
+def _work_on_studies(studies: list[Study], checks: tuple[Check, ...], jobs: int) -> list[StudyWork]:
+    """``study_work`` of each study, in worker processes when they hold enough steps to pay for them.
+
+    The workers fork, so that they share the studies' runs instead of being
+    sent them: a run's tables are here (no cache), or read from its cache entry.
+    """
+    rows = [sum(run.facts["steps"] for run in study.runs) for study in studies]
+    if len(studies) < 2 or sum(rows) < PARALLEL_MIN_ROWS:
+        return [study_work(study, checks) for study in studies]
+    global _STUDIES
+    _STUDIES = studies, checks
+    # the biggest first, so that no big one is left for the end
+    order = sorted(range(len(studies)), key=lambda index: -rows[index])
+    try:
+        with ProcessPoolExecutor(min(jobs, len(studies)), multiprocessing.get_context("fork")) as pool:
+            found = dict(zip(order, pool.map(_study_work_at, order)))
+    finally:
+        _STUDIES = [], ()
+    return [found[index] for index in range(len(studies))]
+
+
+def _study_work_at(index: int) -> StudyWork:
+    """Worker: ``study_work`` of an inherited study."""
+    studies, checks = _STUDIES
+    return study_work(studies[index], checks)
 
 
 def _cached(root: Path, folders: list[tuple[Path, str]], checked_with: str, cache: RunCache,
@@ -107,14 +143,17 @@ def _reader_id(reader_name: str, keys: KeyMap) -> str:
 
 def _check_folders(root: Path, items: list[tuple[Path, str]], specs, cache_dir: Path | None,
                    keys: KeyMap = DEFAULT_KEYS) -> list[Checked]:
-    """Worker: ``_checked`` on a share of the folders."""
-    return list(_checked(root, items, specs, cache_dir, keys))
+    """Worker: ``_checked`` on a share of the folders; the runs the cache holds are sent back without their tables."""
+    return list(_checked(root, items, specs, cache_dir, keys, send_tables=False))
 
 
-def _checked(root: Path, items: list[tuple[Path, str]], specs, cache_dir: Path | None, keys: KeyMap):
+def _checked(root: Path, items: list[tuple[Path, str]], specs, cache_dir: Path | None, keys: KeyMap,
+             send_tables: bool = True):
     """Read each folder and run the run-level checks, one ``Checked`` each.
 
-    A folder the cache holds the run of (checked with other settings) is not read again.
+    A folder the cache holds the run of (checked with other settings) is not
+    read again. Without ``send_tables``, a run the cache now holds comes
+    without its tables: they load from the cache when used.
     """
     checks = tuple(dataclasses.replace(BY_ID[check_id], config=config) for check_id, config in specs)
     cache = RunCache(cache_dir) if cache_dir else None
@@ -130,8 +169,8 @@ def _checked(root: Path, items: list[tuple[Path, str]], specs, cache_dir: Path |
         findings, skipped = check_target(run, checks)
         # the study phase asks every run for it: found here, in parallel, memoised on the run
         sweep.best_valid_loss(run)
-        if cache:
-            cache.store(key, run, checked_with, findings, skipped)
+        if cache and cache.store(key, run, checked_with, findings, skipped) and not send_tables:
+            cache.tables_later(key, run, (root, folder, reader_name, keys))
         yield run, findings, skipped, key
 
 

@@ -118,3 +118,22 @@ def test_the_findings_document_is_the_same_cold_warm_and_without_a_cache(source,
     warm = analyze_root(root, jobs=2, cache=cache)
     assert document(warm) == cold == document(analyze_root(root, jobs=2))
     assert len(warm.study_digests) == len(warm.studies)
+
+
+@pytest.mark.parametrize("cached", [True, False])
+def test_worker_processes_write_the_same_document_as_one_process(cached, tmp_path, monkeypatch):
+    root = tmp_path / "logs"
+    _write_root()(root, runs=30, steps=2_000)
+    serial = document(analyze_root(root, jobs=1))
+    monkeypatch.setattr(pipeline, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(pipeline, "PARALLEL_MIN_ROWS", 0)
+    analysis = analyze_root(root, jobs=2, cache=RunCache(tmp_path / "cache") if cached else None)
+    assert document(analysis) == serial
+    runs = [run for study in analysis.studies for run in study.runs]
+    # the runs came back from workers, and the study checks ran in workers too (nothing memoised here)
+    assert all(instability.memoised(run) for run in runs)
+    assert not any("_sweeps" in study.__dict__ for study in analysis.studies)
+    # tables cross back only when the cache does not hold them; either way they are the run's
+    assert all(("steps" in run.__dict__) is not cached for run in runs)
+    again = analyze_root(root, jobs=1)
+    assert all(run.steps.equals(again.run(run.study, run.name).steps) for run in runs[::7])
