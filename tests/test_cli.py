@@ -11,6 +11,8 @@ from click.testing import CliRunner
 
 from diagnose import cache
 from diagnose.cli import main
+from diagnose.model import Run
+from diagnose.render import drawing
 
 HEALTHY = "step,loss,grad_norm\n" + "".join(f"{i},{1 / (1 + i / 20)!r},1.0\n" for i in range(100))
 DIVERGED = "step,loss\n" + "".join(f"{i},{'nan' if i > 50 else 1.0}\n" for i in range(100))
@@ -175,12 +177,22 @@ def test_a_warm_check_reads_no_run(logs, monkeypatch):
     assert reads == []  # the runs' and the study's findings came from the cache
 
 
-def test_a_warm_report_writes_the_same_files(logs, tmp_path):
+def test_a_warm_report_writes_the_same_files(logs, tmp_path, monkeypatch):
     cold = invoke("report", logs, "-o", tmp_path / "cold.html", "--json", tmp_path / "cold.json")
     figures = sorted((cache.default_directory() / "figures").iterdir())
     assert cold.exit_code == 0 and figures
+    # Nothing changed: the warm report reads no run's table and draws (imports the drawing code for) nothing.
+    tables, lazy_table = [], Run.__getattr__
+
+    def reading(run, name):
+        tables.append(f"{run.name}.{name}")
+        return lazy_table(run, name)
+
+    monkeypatch.setattr(Run, "__getattr__", reading)
+    monkeypatch.setattr(drawing, "_figures", lambda: pytest.fail("a warm report drew a figure"))
     warm = invoke("report", logs, "-o", tmp_path / "warm.html", "--json", tmp_path / "warm.json")
     assert warm.exit_code == 0 and warm.output == cold.output.replace("cold.", "warm.")
+    assert not tables, tables
     assert sorted((cache.default_directory() / "figures").iterdir()) == figures  # none drawn again
     documents = [json.loads((tmp_path / f"{name}.json").read_text()) for name in ("cold", "warm")]
     assert [{**d, "generated": None} for d in documents][0] == {**documents[1], "generated": None}

@@ -19,6 +19,7 @@ import contextlib
 import functools
 import gc
 import hashlib
+import importlib.metadata
 import json
 import multiprocessing
 import os
@@ -28,15 +29,13 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib
 import numpy
-import PIL
 
 from .. import __version__
 from ..analyze import Analysis
 from ..findings import Finding
 from ..model import Run, Study
-from . import figures
+from .plot import Plot
 
 # Fewer figures to draw than this are drawn in this process. A figure takes 15-120 ms; starting two
 # workers takes 25-80 ms, and they spend ~0.2 s of CPU more than one process would (pages copied on
@@ -59,7 +58,7 @@ class Spec:
 
 @dataclass(frozen=True)
 class Drawn:
-    plot: figures.Plot | None
+    plot: Plot | None
     error: str | None = None  # "ValueError: bad data" when drawing raised
 
 
@@ -73,6 +72,7 @@ class Inputs:
 
     def draw(self, spec: Spec) -> Drawn:
         """The figure, or None when its data is absent; a drawing bug costs that figure, never the report."""
+        figures = _figures()
         study = self.studies[spec.study]
         summary = self.summaries.get(spec.study, {})
         finding = self.findings[spec.finding] if spec.finding is not None else None
@@ -134,6 +134,7 @@ class Painter:
                 and not multiprocessing.current_process().daemon):
             try:
                 if self._pool is None:
+                    _figures()  # imported once here, not once in each worker
                     # fork: the workers share this process's series instead of receiving a copy of them
                     self._pool = ProcessPoolExecutor(min(self.jobs, len(specs)), multiprocessing.get_context("fork"),
                                                      initializer=_adopt, initargs=(self.inputs,))
@@ -164,7 +165,7 @@ class Painter:
                 return None
             if entry["plot"] is None:
                 return Drawn(None)
-            plot = figures.Plot(**entry["plot"])
+            plot = Plot(**entry["plot"])
             png = base64.b64decode(plot.uri.removeprefix(_PNG_URI), validate=True)
             shape_ok = all(isinstance(v, str) for v in (plot.title, plot.caption)) and all(
                 isinstance(v, int) and v > 0 for v in (plot.width, plot.height))
@@ -201,16 +202,33 @@ def _hash(value) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:40]
 
 
+def _figures():
+    """``figures``, imported on the first figure that is drawn: a report whose figures are all cached imports no
+    matplotlib (0.3-1 s)."""
+    from . import figures
+
+    return figures
+
+
 @functools.cache
 def _render_version() -> str:
-    """What the pixels depend on besides the data: the code that draws and the libraries that draw and encode."""
+    """What the pixels depend on besides the data: the code that draws and the libraries that draw and encode.
+
+    The libraries' versions come from their installed metadata, which costs no import of them.
+    """
     sources = []
-    for path in (figures.__file__, __file__):
+    for path in (Path(__file__).with_name("figures.py"), Path(__file__), Path(__file__).with_name("plot.py")):
         try:
-            sources.append(hashlib.sha256(Path(path).read_bytes()).hexdigest())
+            sources.append(hashlib.sha256(path.read_bytes()).hexdigest())
         except OSError:  # no source to read (a frozen app): the package version still tells releases apart
             sources.append(None)
-    return _hash([__version__, matplotlib.__version__, PIL.__version__, numpy.__version__, sources])
+    versions = []
+    for library in ("matplotlib", "pillow"):
+        try:
+            versions.append(importlib.metadata.version(library))
+        except importlib.metadata.PackageNotFoundError:  # installed without metadata: the sources still count
+            versions.append(None)
+    return _hash([__version__, *versions, numpy.__version__, sources])
 
 
 # A worker's inputs, inherited from the report's process when the pool forks.

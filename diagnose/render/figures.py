@@ -13,8 +13,6 @@ from __future__ import annotations
 import base64
 import io
 import math
-from dataclasses import dataclass
-
 import numpy as np
 from matplotlib import colormaps
 from matplotlib import colors as mcolors
@@ -27,6 +25,8 @@ from PIL import Image
 from .. import signal
 from ..findings import Finding
 from ..model import Run, Study
+from .plot import Plot, swarm_axes
+from .plot import number as _number
 
 # Pixel density of the PNGs, and the CSS pixels per inch they are shown at (crisp on 1.5x screens).
 DPI = 144
@@ -42,17 +42,6 @@ BELOW = "#6e7781"
 SHADE = "#ff8182"
 MARK = "#8250df"
 TEXT = "#1f2328"
-
-
-@dataclass(frozen=True)
-class Plot:
-    """One rendered figure: a PNG ``data:`` URI, its display size in CSS pixels, a title and a caption."""
-
-    title: str
-    caption: str
-    uri: str
-    width: int
-    height: int
 
 
 def decimate(x: np.ndarray, y: np.ndarray, buckets: int = MAX_POINTS // 2) -> tuple[np.ndarray, np.ndarray]:
@@ -245,13 +234,6 @@ def _periods(finding: Finding, run_name: str) -> list[tuple[float, float]]:
     return spans
 
 
-def _number(value) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
-
-
 def _shade(ax, spans: list[tuple[float, float]], label: str | None = None) -> None:
     """Full-height bands over ``spans``: one artist for all of them (an ``axvspan`` each costs a millisecond)."""
     if not spans:
@@ -419,20 +401,6 @@ def hyper_axis(summary: dict) -> Plot | None:
         "When lr* sits right next to the first unstable lr, instability is what limits the learning rate."
     )
     return _plot(fig, "Hyperparameter axis: loss vs learning rate", caption)
-
-
-def swarm_axes(summary: dict) -> tuple[list[dict], list[float], list[float]] | None:
-    """The swarm grid's cells, its momenta (rows) and lrs (columns); None when the study has no grid to show."""
-    swarm = summary.get("swarm")
-    if not isinstance(swarm, dict) or not isinstance(swarm.get("cells"), list):
-        return None
-    cells = [c for c in swarm["cells"] if isinstance(c, dict)]
-    momenta = sorted({m for m in (_number(c.get("momentum")) for c in cells) if m is not None})
-    lrs = sorted({v for v in (_number(c.get("lr")) for c in cells) if v is not None})
-    # One momentum is an lr sweep: its loss curves show it better than a row of small multiples.
-    if len(momenta) < 2 or not lrs or len(momenta) * len(lrs) > 64:
-        return None
-    return cells, momenta, lrs
 
 
 def swarm_grid(study: Study, summary: dict) -> Plot | None:

@@ -25,7 +25,8 @@ import jinja2
 from ..analyze import Analysis
 from ..findings import Finding, Recommendation, Severity
 from ..model import Run, Study
-from . import drawing, figures
+from . import drawing
+from .plot import Plot, swarm_axes
 
 # Findings past this many get no plot of their own (their study's figures still show them).
 MAX_FINDING_PLOTS = 12
@@ -68,7 +69,7 @@ class FindingView:
     finding: Finding
     where: str
     snippet: str | None
-    plot: figures.Plot | None = None
+    plot: Plot | None = None
     see: tuple[str, str] | None = None  # (anchor, title) of a study figure that shows this finding
     note: str | None = None
 
@@ -82,7 +83,7 @@ class StudyView:
     best_lr: str = ""
     unstable: str = ""
     tally: list[tuple[str, int]] = field(default_factory=list)
-    plots: list[tuple[str, figures.Plot]] = field(default_factory=list)
+    plots: list[tuple[str, Plot]] = field(default_factory=list)
     findings: list[FindingView] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -99,9 +100,12 @@ def render(analysis: Analysis, cache_dir: Path | None = None, jobs: int | None =
     views = {id(f): FindingView(f"f{i}", f, where(f), config_snippet(f.recommendation))
              for i, f in enumerate(document.findings, start=1)}
     index = {id(f): i for i, f in enumerate(document.findings)}
+    by_study: dict[str, list[Finding]] = {}
+    for finding in document.findings:
+        by_study.setdefault(finding.study, []).append(finding)
     studies, by_name, wanted = [], {}, []
     for number, study in enumerate(analysis.studies, start=1):
-        findings = [f for f in document.findings if f.study == study.name]
+        findings = by_study.get(study.name, [])
         summary = summaries.get(study.name, {})
         view = StudyView(f"s{number}", study.name, _facts(summary, study), runs=len(study.runs),
                          best_lr=_lr_list([summary.get("best_lr")]), unstable=_lr_list(summary.get("unstable_lrs")),
@@ -300,7 +304,7 @@ def _study_figures(study: Study, summary: dict, findings: list[Finding], index: 
         return drawing.Spec(kind, name, (run.name,) if run else (), index[id(finding)] if finding else None)
 
     wanted = []
-    if figures.swarm_axes(summary) is not None:
+    if swarm_axes(summary) is not None:
         wanted.append(("swarm", spec("swarm_grid"), "swarm grid"))
     else:  # the swarm grid already shows every run's loss
         wanted.append(("sweep", spec("sweep_curves"), "training-loss plot"))
@@ -312,7 +316,7 @@ def _study_figures(study: Study, summary: dict, findings: list[Finding], index: 
         wanted.append((f"short-{run.name}", spec("short_run", run, _first(findings, "short_run_instability", run.name)),
                        "short-run plot"))
     if not _first(findings, "overfitting"):
-        run = _default_run(study, summary, lambda r: not r.valid_evals().empty)
+        run = _default_run(study, summary, Run.has_valid_evals)
         if run is not None:
             wanted.append(("gap", spec("gap_curve", run), "generalization-gap plot"))
     if not (_first(findings, "grad_norm_outliers") or _first(findings, "clipping_too_aggressive")):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -106,3 +108,11 @@ def test_a_small_report_is_drawn_in_this_process(analysis, draws, monkeypatch):
     overfit = [study for study in analysis.studies if study.name == "overfit"]
     page = html.render(dataclasses.replace(analysis, studies=overfit), jobs=2)
     assert 0 < len(draws) < drawing.PARALLEL_MIN_FIGURES and "could not be drawn" not in page
+
+
+def test_laying_out_a_page_imports_no_drawing_library():
+    # A report whose figures all come from the cache must not pay for matplotlib (0.3-1 s).
+    script = ("import sys\nimport diagnose.cli, diagnose.render.html, diagnose.render.markdown\n"
+              "print(sorted(m for m in ('matplotlib', 'PIL', 'diagnose.render.figures') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]", result.stdout
