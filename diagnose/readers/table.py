@@ -246,13 +246,10 @@ def _check_steps(path: Path, values: np.ndarray, column: str) -> np.ndarray:
 def order_steps(path: Path, table: Table) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
     """One row per step, by step; a step logged twice (a resumed run) keeps its last row.
 
-    Steps already checked as they were read (int64, as ``read_table(step=...)`` gives them) are not checked again.
+    ``table.frame["step"]`` holds steps checked as they were read (int64), as ``read_table(step=...)`` gives them.
     """
     frame = table.frame
     steps = frame["step"].to_numpy()
-    if steps.dtype != np.int64:
-        steps = _check_steps(path, steps.astype(float), "step")
-        frame = frame.assign(step=steps)
     nan_steps = {name: steps[rows] for name, rows in table.nan_rows.items()}
     if len(steps) > 1 and not (steps[1:] > steps[:-1]).all():
         duplicated = frame.duplicated("step", keep="last")

@@ -1,8 +1,12 @@
 """Plain-text logs that training scripts print: ``key: value`` / ``key=value`` pairs per line.
 
 A line that names a step (``step:120/5100``, ``s:120``, ``iter=120``,
-``global_step: 120``) and some numbers is one record; its pairs are mapped
-like every other log's keys (``train_loss`` / ``loss`` / ``trl`` the training
+``global_step: 120``) and some numbers is one record. Its step is found as a
+CSV's step column is (``find_step_column``): the user's ``--step-key``, else
+the best known name, so ``iter:5 step:1005`` is step 1005 with ``iter`` kept
+as a metric. A line that gives its step twice with different values
+(``step:2 step:5``, ``Step:2 step:5``, a ``step`` beside ``--step-key iter``)
+is an error at its line. Its other pairs are mapped like every other log's keys (``train_loss`` / ``loss`` / ``trl`` the training
 loss, ``val_loss`` / ``tel`` an evaluation, ``lr``, ``grad_norm``). A unit
 glued to a number (``train_time:278ms``) is dropped; ``step:N/M`` gives
 ``max_steps`` = M. Lines without a step (banners, printed configs) are not
@@ -15,6 +19,7 @@ from __future__ import annotations
 import math
 import re
 from array import array
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +27,7 @@ import pandas as pd
 
 from ..errors import LogError
 from ..model import Run
-from .keys import DEFAULT_KEYS, STEP_NAMES, KeyMap, assemble, classify, normalize
+from .keys import DEFAULT_KEYS, KeyMap, assemble, classify, find_step_column
 from .table import MAX_STEP, Table
 
 FORMAT = "text"
@@ -61,23 +66,18 @@ def _looks_like_log(path: Path, keys: KeyMap) -> bool:
         return False
     found = 0
     for line in head.decode("utf-8", errors="replace").splitlines():
-        pairs = parse_line(line)
-        if _step_key(pairs, keys) is not None and classify(list(pairs), keys).step.get("loss"):
+        names = tuple(key for key, _, _, _ in _PAIR.findall(line))
+        if _step_key(names, keys) is not None and classify(list(names), keys).step.get("loss"):
             found += 1
             if found >= SNIFF_RECORDS:
                 return True
     return False
 
 
-def parse_line(line: str) -> dict[str, tuple[float, str | None]]:
-    """``{"step": (120.0, "5100"), "train_loss": (3.42, None), ...}`` for one line."""
-    return {key: (float(value), total or None) for key, value, total, _ in _PAIR.findall(line)}
-
-
-def _step_key(pairs: dict, keys: KeyMap) -> str | None:
-    if keys.step is not None:
-        return keys.step if keys.step in pairs else None
-    return next((key for key in pairs if normalize(key) in STEP_NAMES), None)
+@lru_cache(maxsize=1024)
+def _step_key(names: tuple[str, ...], keys: KeyMap) -> str | None:
+    """The key that numbers a line's step, found as a CSV's step column is; cached: most lines print the same keys."""
+    return find_step_column(list(names), keys)
 
 
 def read(folder: Path, study: str, keys: KeyMap = DEFAULT_KEYS) -> Run:
@@ -99,13 +99,17 @@ def _records(path: Path, keys: KeyMap) -> tuple[Table, int | None]:
     max_steps = None
     with open(path, encoding="utf-8", errors="replace", newline=None) as handle:
         for number, line in enumerate(handle, start=1):
-            pairs = parse_line(line)
-            step_key = _step_key(pairs, keys)
+            found = _PAIR.findall(line)  # [(key, value, total, unit)], in order: a key may repeat
+            pairs = {key: (float(value), total or None) for key, value, total, _ in found}
+            step_key = _step_key(tuple(pairs), keys)
             if step_key is None or len(pairs) < 2:
                 continue
             step, total = pairs.pop(step_key)
             if not math.isfinite(step) or step < 0 or step != int(step) or step > MAX_STEP:
                 raise LogError(path, f"{step_key} must be a whole number >= 0, found {step!r}", line=number)
+            if "step" in pairs or len(found) > len(pairs) + 1:
+                _one_step(path, number, step_key, step, found, keys)
+                pairs.pop("step", None)  # the same number again: nothing is lost
             row = len(steps)
             steps.append(int(step))
             if total is not None:
@@ -126,3 +130,13 @@ def _records(path: Path, keys: KeyMap) -> tuple[Table, int | None]:
                           **{key: np.frombuffer(values, dtype=np.float64) for key, values in columns.items()}})
     nan_arrays = {key: np.frombuffer(rows, dtype=np.int64) for key, rows in nan_rows.items()}
     return Table(frame=frame, nan_rows=nan_arrays, notes=[]), max_steps
+
+
+def _one_step(path: Path, number: int, step_key: str, step: float, found: list[tuple[str, ...]],
+              keys: KeyMap) -> None:
+    """A line may give its step again (the key repeated, or a key named ``step`` beside another step key) only
+    with the same number: records keep their step in a column named ``step``, which a second one would replace."""
+    given = [(key, float(value)) for key, value, _, _ in found if key in (step_key, "step")]
+    if any(value != step for _, value in given):
+        shown = ", ".join(f"{key}:{value:g}" + (" (--step-key)" if key == keys.step else "") for key, value in given)
+        raise LogError(path, f"the step is given twice with different values: {shown}", line=number)

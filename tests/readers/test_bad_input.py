@@ -49,6 +49,13 @@ CASES = {
                           "train.log:3: step must be a whole number >= 0, found -2.0"),
     "txt_fractional_step": ({"train.log": "step=0 loss=1\nstep=1 loss=1\nstep=2.5 loss=1\n"},
                             "train.log:3: step must be a whole number >= 0, found 2.5"),
+    "txt_step_twice": ({"train.log": "step=0 loss=1\nstep=1 loss=1\nstep=2 loss=1 step=5\n"},
+                       "train.log:3: the step is given twice with different values: step:2, step:5"),
+    "txt_step_names_disagree": ({"train.log": "step=0 loss=1\nstep=1 loss=1\nStep:2 step:3 loss=1\n"},
+                                "train.log:3: the step is given twice with different values: Step:2, step:3"),
+    # the fuzz input ``step: step: s:0 step:0``: ``step``, the best name, numbers the line, not ``s``
+    "txt_step_beside_s": ({"train.log": "s:0 loss=1\ns:1 loss=1\nstep: step: s:2 step:2.5 loss:1\n"},
+                          "train.log:3: step must be a whole number >= 0, found 2.5"),
     "tb_garbage": ({"events.out.tfevents.1.x": b"hello world, not an event file at all"},
                    "events.out.tfevents.1.x: not a TensorBoard event file: unreadable record at byte 0 of 37"),
     "tb_empty": ({"events.out.tfevents.1.x": b""},

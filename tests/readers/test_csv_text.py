@@ -109,3 +109,24 @@ def test_text_step_total_gives_max_steps(tmp_path):
     (tmp_path / "x.txt").write_text("".join(f"step:{s}/40 train_loss:{3 - s / 20:.3f}\n" for s in range(1, 41)))
     run = _one(tmp_path)
     assert run.config == {"max_steps": 40} and run.n_steps == 40
+
+
+def test_text_step_is_found_as_a_csv_step_column_is(tmp_path):
+    """``iter:5 step:1005``: the best known name numbers the step, whatever the order, and ``iter`` is kept as a
+    metric, exactly as a CSV with both columns is read."""
+    (tmp_path / "txt").mkdir()
+    (tmp_path / "txt" / "train.log").write_text("iter:5 step:1005 loss:2.0\niter:6 step:1006 loss:1.9 iter:6\n")
+    (tmp_path / "csv").mkdir()
+    (tmp_path / "csv" / "log.csv").write_text("iter,step,loss\n5,1005,2.0\n6,1006,1.9\n")
+    text, table = sorted(read_root(tmp_path).runs, key=lambda run: run.format, reverse=True)
+    assert (text.format, table.format) == (textlog.FORMAT, csvlog.FORMAT)
+    assert text.steps["step"].tolist() == [1005, 1006] and text.steps["iter"].tolist() == [5.0, 6.0]
+    pd.testing.assert_frame_equal(text.steps, table.steps)
+
+
+def test_text_logged_step_beside_the_step_key_is_an_error_at_its_line(tmp_path):
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "train.log").write_text("iter:0 loss:2.0\niter:1 loss:1.9 step:1\niter:2 loss:1.8 step:7\n")
+    [bad] = read_root(tmp_path, keys=KeyMap(step="iter")).unreadable
+    assert bad.error == (f"{tmp_path / 'r' / 'train.log'}:3: the step is given twice with different values: "
+                         "iter:2 (--step-key), step:7")
