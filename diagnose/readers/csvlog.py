@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ..errors import LogError
 from ..model import Run
+from .folders import files_in, one_log
 from .keys import DEFAULT_KEYS, KeyMap, assemble, classify, find_step_column
 from .table import Table, read_table
 
@@ -34,10 +35,7 @@ def sniff(folder: Path, keys: KeyMap = DEFAULT_KEYS) -> bool:
 
 def log_files(folder: Path, keys: KeyMap = DEFAULT_KEYS) -> list[Path]:
     """CSV files directly in ``folder`` whose header names a step and a training loss."""
-    try:
-        candidates = sorted(p for p in folder.iterdir() if p.suffix.lower() in SUFFIXES and p.is_file())
-    except OSError:
-        return []
+    candidates = files_in(folder, lambda p: p.suffix.lower() in SUFFIXES)
     return [path for path in candidates if _header_plan(_header(path), keys) is not None]
 
 
@@ -82,11 +80,7 @@ def _header_plan(header: list[str], keys: KeyMap) -> tuple[str, dict[str, str], 
 
 def read(folder: Path, study: str, keys: KeyMap = DEFAULT_KEYS) -> Run:
     """The run whose CSV log lies in ``folder`` (one log per folder)."""
-    files = log_files(folder, keys)
-    if len(files) > 1:
-        names = ", ".join(p.name for p in files)
-        raise LogError(folder, f"holds {len(files)} CSV logs ({names}): put each run's log in a folder of its own")
-    path = files[0]
+    path = one_log(folder, log_files(folder, keys), "CSV logs")
     step, names, wandb_runs = _header_plan(_header(path), keys)
     if len(wandb_runs) > 1:
         shown = ", ".join(wandb_runs[:5]) + (" ..." if len(wandb_runs) > 5 else "")

@@ -26,6 +26,7 @@ import pandas as pd
 
 from ..errors import LogError
 from ..model import Run
+from .folders import files_in
 from .keys import DEFAULT_KEYS, KeyMap, assemble, config_from, last_per_step
 from .lightning import HPARAMS_FILE, read_hparams
 from .table import Table
@@ -42,10 +43,7 @@ def sniff(folder: Path) -> bool:
 
 def event_files(folder: Path) -> list[Path]:
     """The event files directly in ``folder``, by name."""
-    try:
-        return sorted(p for p in folder.iterdir() if EVENT_FILE_MARK in p.name and p.is_file())
-    except OSError:
-        return []
+    return files_in(folder, lambda p: EVENT_FILE_MARK in p.name)
 
 
 def read(folder: Path, study: str, keys: KeyMap = DEFAULT_KEYS) -> Run:

@@ -27,6 +27,7 @@ import pandas as pd
 
 from ..errors import LogError
 from ..model import Run
+from .folders import files_in, one_log
 from .keys import DEFAULT_KEYS, KeyMap, assemble, classify, find_step_column
 from .table import MAX_STEP, Table
 
@@ -49,10 +50,7 @@ def sniff(folder: Path, keys: KeyMap = DEFAULT_KEYS) -> bool:
 
 def log_files(folder: Path, keys: KeyMap = DEFAULT_KEYS) -> list[Path]:
     """Text files directly in ``folder`` whose first lines hold step records with a loss."""
-    try:
-        candidates = sorted(p for p in folder.iterdir() if p.suffix.lower() in SUFFIXES and p.is_file())
-    except OSError:
-        return []
+    candidates = files_in(folder, lambda p: p.suffix.lower() in SUFFIXES)
     return [path for path in candidates if _looks_like_log(path, keys)]
 
 
@@ -82,11 +80,7 @@ def _step_key(names: tuple[str, ...], keys: KeyMap) -> str | None:
 
 def read(folder: Path, study: str, keys: KeyMap = DEFAULT_KEYS) -> Run:
     """The run whose text log lies in ``folder`` (one log per folder)."""
-    files = log_files(folder, keys)
-    if len(files) > 1:
-        names = ", ".join(p.name for p in files)
-        raise LogError(folder, f"holds {len(files)} training logs ({names}): put each run's log in a folder of its own")
-    path = files[0]
+    path = one_log(folder, log_files(folder, keys), "training logs")
     records, max_steps = _records(path, keys)
     parts = assemble(path, records, keys, what=f"keys printed in {path.name}")
     return parts.run(folder, study, format=FORMAT, config={"max_steps": max_steps} if max_steps else {})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from diagnose.readers import csvlog, read_root, textlog
+from diagnose.readers import csvlog, read_root, tensorboard, textlog
 from diagnose.readers.keys import KeyMap
 
 
@@ -66,6 +66,21 @@ def test_plain_csv_with_unusual_names_and_key_options(tmp_path):
     assert run.steps["loss"].tolist() == [3.0, 2.5, 2.0] and run.steps["grad_norm"].tolist() == [1.0, 1.2, 1.1]
     assert run.evals[["step", "split", "loss"]].values.tolist() == [[1, "valid", 2.9]]
     assert run.sources == {"loss": "objective", "grad_norm": "gn", "valid:loss": "heldout"}
+
+
+def test_a_folder_that_cannot_be_listed_holds_no_log(tmp_path):
+    (tmp_path / "log.csv").write_text("step,loss\n0,1.0\n")
+    for folder in (tmp_path / "absent", tmp_path / "log.csv"):  # FileNotFoundError, NotADirectoryError
+        assert not (csvlog.sniff(folder) or textlog.sniff(folder) or tensorboard.sniff(folder))
+
+
+def test_several_text_logs_in_one_folder_are_named(tmp_path):
+    (tmp_path / "r").mkdir()
+    for name in ("a.log", "b.txt"):
+        (tmp_path / "r" / name).write_text("step:1 loss:2.0\nstep:2 loss:1.9\n")
+    (tmp_path / "r" / "notes.txt").write_text("no step here\n")
+    [bad] = read_root(tmp_path).unreadable
+    assert bad.error == f"{tmp_path / 'r'}: holds 2 training logs (a.log, b.txt): put each run's log in a folder of its own"
 
 
 def test_several_logs_in_one_folder_are_named(tmp_path):
