@@ -3,9 +3,13 @@
 Runs the cache holds (with their run-level findings) are taken in this
 process; their tables are read only if something asks for them. Each worker
 process reads a share of the other run folders and runs the run-level checks
-on them right there, so a run's series cross a process boundary once (back,
-for the study checks and the plots). Few bytes to read are done in this
-process: forking costs more than it saves there.
+on them right there; a run the cache now holds is sent back without its
+tables (they load from the cache entry if this process, or a figure drawing
+process forked from it, asks), so only without a cache do tables cross a
+process boundary. Then the study checks and summaries of the studies the
+cache does not hold run in worker processes forked from this one, which see
+the runs as they are here. Few bytes to read are done in this process:
+forking costs more than it saves there.
 """
 
 from __future__ import annotations
@@ -63,7 +67,7 @@ def analyze_root(
         on_progress(len(done), len(folders))
     misses = [folders[index] for index in todo]
     if jobs > 1 and len(misses) > 1 and _total_bytes(misses) >= PARALLEL_MIN_BYTES:
-        chunks = _chunks(todo, jobs * 4)
+        chunks = _chunks(todo, jobs * 16)  # small shares: no worker is left alone with a long one at the end
         with ProcessPoolExecutor(max_workers=jobs) as pool:
             results = pool.map(_check_folders, [root] * len(chunks), [[folders[i] for i in chunk] for chunk in chunks],
                                [specs] * len(chunks), [cache_dir] * len(chunks), [keys] * len(chunks))
