@@ -137,3 +137,14 @@ def test_worker_processes_write_the_same_document_as_one_process(cached, tmp_pat
     assert all(("steps" in run.__dict__) is not cached for run in runs)
     again = analyze_root(root, jobs=1)
     assert all(run.steps.equals(again.run(run.study, run.name).steps) for run in runs[::7])
+
+
+def test_a_worker_sends_back_the_tables_of_a_run_the_cache_does_not_keep(tmp_path, make_run, monkeypatch):
+    make_run(tmp_path / "logs" / "s1" / "live", steps=HEALTHY, status="running")
+    make_run(tmp_path / "logs" / "s2" / "done", steps=HEALTHY, status="finished")
+    monkeypatch.setattr(pipeline, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(pipeline, "PARALLEL_MIN_ROWS", 0)  # the study checks run in workers: this process reads nothing
+    analysis = analyze_root(tmp_path / "logs", jobs=2, cache=RunCache(tmp_path / "cache"))
+    live, done = analysis.run("s1", "live"), analysis.run("s2", "done")
+    assert "steps" in live.__dict__ and "steps" not in done.__dict__
+    assert len(done.steps) == len(live.steps) == 100
