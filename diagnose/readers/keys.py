@@ -232,7 +232,7 @@ def assemble(path: Path, records: Table, keys: KeyMap = DEFAULT_KEYS, what: str 
         hint = f"--loss-key {keys.loss!r} is not among them" if keys.loss else "name it with --loss-key"
         raise LogError(path, f"no training loss among the {what} ({shown}): {hint}")
 
-    present = {c: _present(records, c) for c in columns}
+    present = {c: logged_rows(records, c) for c in columns}
     step_columns = [roles.step[r] for r in STEP_ROLES if r in roles.step] + roles.extras
     renamed = {roles.step[r]: r for r in STEP_ROLES if r in roles.step}
     kept = ["step"] + step_columns
@@ -248,7 +248,8 @@ def assemble(path: Path, records: Table, keys: KeyMap = DEFAULT_KEYS, what: str 
     return Assembled(steps=steps, nan_steps=nan_steps, evals=evals, sources=roles.describe(), notes=notes)
 
 
-def _present(records: Table, column: str) -> np.ndarray:
+def logged_rows(records: Table, column: str) -> np.ndarray:
+    """Rows where ``column`` was logged: a number or a literal NaN."""
     mask = records.frame[column].notna().to_numpy()
     rows = records.nan_rows.get(column)
     if rows is not None and len(rows):

@@ -1,17 +1,23 @@
-"""Plain-text logs that training scripts print: ``key: value`` / ``key=value`` pairs per line.
+"""Plain-text logs that training scripts print: ``key: value`` / ``key=value`` / ``key value`` pairs per line.
 
 A line that names a step (``step:120/5100``, ``s:120``, ``iter=120``,
 ``global_step: 120``) and some numbers is one record. Its step is found as a
 CSV's step column is (``find_step_column``): the user's ``--step-key``, else
 the best known name, so ``iter:5 step:1005`` is step 1005 with ``iter`` kept
-as a metric. A line that gives its step twice with different values
-(``step:2 step:5``, ``Step:2 step:5``, a ``step`` beside ``--step-key iter``)
-is an error at its line. Its other pairs are mapped like every other log's keys (``train_loss`` / ``loss`` / ``trl`` the training
-loss, ``val_loss`` / ``tel`` an evaluation, ``lr``, ``grad_norm``). A unit
-glued to a number (``train_time:278ms``) is dropped; ``step:N/M`` gives
-``max_steps`` = M. Lines without a step (banners, printed configs) are not
-records. The file is read line by line, so a log of any size needs memory
-only for the numbers it holds.
+as a metric. A line that gives its step twice with different values (``step:2
+step:5``, ``Step:2 step:5``, a ``step`` beside ``--step-key iter``) is an
+error at its line, and so is any other key printed twice with different values
+(never the last one silently). A split word before a key is part of it
+(``train loss`` / ``val loss`` / ``valid loss``), so a line keeps both losses
+apart. Its other pairs are mapped like every other log's keys (``train_loss``
+/ ``loss`` / ``trl`` the training loss, ``val_loss`` / ``tel`` an evaluation,
+``lr``, ``grad_norm``). A unit glued to a number (``train_time:278ms``) is
+dropped; ``step:N/M`` gives ``max_steps`` = M. nanoGPT's ``step N: train loss
+X, val loss Y`` beside ``iter N: loss Z``: the first line's train loss is the
+``train`` split of that evaluation (see ``_train_split_of_evaluations``).
+Lines without a step (banners, printed configs) are not records. The file is
+read line by line, so a log of any size needs memory only for the numbers it
+holds.
 """
 
 from __future__ import annotations
@@ -28,16 +34,20 @@ import pandas as pd
 from ..errors import LogError
 from ..model import Run
 from .folders import files_in, one_log
-from .keys import DEFAULT_KEYS, KeyMap, assemble, classify, find_step_column
+from .keys import DEFAULT_KEYS, KNOWN, KeyMap, assemble, classify, find_step_column, logged_rows, normalize
 from .table import MAX_STEP, Table
 
 FORMAT = "text"
 SUFFIXES = (".log", ".txt", ".out")
 SNIFF_BYTES = 1 << 16
 SNIFF_RECORDS = 2  # a README that mentions "step: 1" once is not a log
+TRAIN_EVAL = "eval_train_loss"  # read by keys.classify as the loss of an evaluation on the train split
 
+# ``key: value``, ``key=value`` or nanoGPT's ``key value``; a split word before a key stays part of it
+# (``train loss: 2.3 | val loss: 2.5`` are two keys, not ``loss`` twice).
 _PAIR = re.compile(
-    r"(?<![\w./-])(?P<key>[A-Za-z_][\w./-]*)\s*[:=]\s*"
+    r"(?<![\w./-])(?P<key>(?:(?:train|val|valid|validation|eval|test|dev)[ \t]+)?[A-Za-z_][\w./-]*)"
+    r"(?:\s*[:=]\s*|[ \t]+)"
     r"(?P<value>[+-]?(?:\d+\.?\d*(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?|nan|infinity|inf))"
     r"(?:/(?P<total>\d+))?(?P<unit>[A-Za-z%]*)(?![\w.])",
     re.IGNORECASE,
@@ -82,8 +92,32 @@ def read(folder: Path, study: str, keys: KeyMap = DEFAULT_KEYS) -> Run:
     """The run whose text log lies in ``folder`` (one log per folder)."""
     path = one_log(folder, log_files(folder, keys), "training logs")
     records, max_steps = _records(path, keys)
+    records, renamed = _train_split_of_evaluations(records, keys)
     parts = assemble(path, records, keys, what=f"keys printed in {path.name}")
-    return parts.run(folder, study, format=FORMAT, config={"max_steps": max_steps} if max_steps else {})
+    sources = {role: renamed.get(column, column) for role, column in parts.sources.items()}
+    return parts.run(folder, study, format=FORMAT, config={"max_steps": max_steps} if max_steps else {},
+                     sources=sources)
+
+
+def _train_split_of_evaluations(records: Table, keys: KeyMap) -> tuple[Table, dict[str, str]]:
+    """nanoGPT prints ``step 250: train loss 2.1, val loss 2.2`` (its estimate over eval batches) beside
+    ``iter 250: loss 3.2`` (the update's loss). When the key taken for the training loss is printed only on lines
+    that print an evaluation and another training-loss key is printed on lines of its own, the first is the
+    ``train`` split of that evaluation (renamed to HF's ``eval_train_loss``), and the second the training loss.
+    Returns the records and {new name: name printed}."""
+    frame = records.frame
+    columns = [c for c in frame.columns if c != "step"]
+    roles = classify(columns, keys)
+    loss = roles.step.get("loss")
+    if keys.loss is not None or loss is None or not roles.evals or TRAIN_EVAL in frame.columns:
+        return records, {}
+    evaluated = np.logical_or.reduce([logged_rows(records, c) for c in roles.evals.values()])
+    alone = [c for c in columns if c != loss and normalize(c) in KNOWN["loss"]]
+    if (logged_rows(records, loss) & ~evaluated).any() or not any((logged_rows(records, c) & ~evaluated).any()
+                                                               for c in alone):
+        return records, {}
+    nan_rows = {TRAIN_EVAL if name == loss else name: rows for name, rows in records.nan_rows.items()}
+    return Table(frame.rename(columns={loss: TRAIN_EVAL}), nan_rows, records.notes), {TRAIN_EVAL: loss}
 
 
 def _records(path: Path, keys: KeyMap) -> tuple[Table, int | None]:
@@ -104,6 +138,7 @@ def _records(path: Path, keys: KeyMap) -> tuple[Table, int | None]:
             if "step" in pairs or len(found) > len(pairs) + 1:
                 _one_step(path, number, step_key, step, found, keys)
                 pairs.pop("step", None)  # the same number again: nothing is lost
+                _one_value(path, number, found, step_key)
             row = len(steps)
             steps.append(int(step))
             if total is not None:
@@ -134,3 +169,15 @@ def _one_step(path: Path, number: int, step_key: str, step: float, found: list[t
     if any(value != step for _, value in given):
         shown = ", ".join(f"{key}:{value:g}" + (" (--step-key)" if key == keys.step else "") for key, value in given)
         raise LogError(path, f"the step is given twice with different values: {shown}", line=number)
+
+
+def _one_value(path: Path, number: int, found: list[tuple[str, ...]], step_key: str) -> None:
+    """A key printed twice on a line must print the same number: a record keeps one value per key."""
+    first: dict[str, str] = {}
+    for key, value, _, _ in found:
+        if key in (step_key, "step"):
+            continue
+        seen = first.setdefault(key, value)
+        a, b = float(seen), float(value)
+        if a != b and not (math.isnan(a) and math.isnan(b)):
+            raise LogError(path, f"{key!r} is given twice with different values: {seen}, {value}", line=number)

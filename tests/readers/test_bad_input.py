@@ -53,6 +53,8 @@ CASES = {
                        "train.log:3: the step is given twice with different values: step:2, step:5"),
     "txt_step_names_disagree": ({"train.log": "step=0 loss=1\nstep=1 loss=1\nStep:2 step:3 loss=1\n"},
                                 "train.log:3: the step is given twice with different values: Step:2, step:3"),
+    "txt_key_twice": ({"train.log": "step=0 loss=1\nstep:1 loss:2 loss:2\nstep:2 loss:2.3 lr:0.1 loss:2.5\n"},
+                      "train.log:3: 'loss' is given twice with different values: 2.3, 2.5"),
     # the fuzz input ``step: step: s:0 step:0``: ``step``, the best name, numbers the line, not ``s``
     "txt_step_beside_s": ({"train.log": "s:0 loss=1\ns:1 loss=1\nstep: step: s:2 step:2.5 loss:1\n"},
                           "train.log:3: step must be a whole number >= 0, found 2.5"),

@@ -145,3 +145,46 @@ def test_text_logged_step_beside_the_step_key_is_an_error_at_its_line(tmp_path):
     [bad] = read_root(tmp_path, keys=KeyMap(step="iter")).unreadable
     assert bad.error == (f"{tmp_path / 'r' / 'train.log'}:3: the step is given twice with different values: "
                          "iter:2 (--step-key), step:7")
+
+
+def test_text_split_words_keep_train_and_val_loss_apart(tmp_path):
+    """``train loss: 2.3 | val loss: 2.5`` is a training loss and an evaluation, read as ``train_loss`` and
+    ``val_loss`` are (it was ``loss`` twice, the last one winning: training loss 2.5, no evals)."""
+    (tmp_path / "txt").mkdir()
+    (tmp_path / "txt" / "train.log").write_text("step:1 | train loss: 2.3 | valid loss: 2.5\n"
+                                                "step:2 | train loss: 2.2\n")
+    (tmp_path / "csv").mkdir()
+    (tmp_path / "csv" / "log.csv").write_text("step,train_loss,valid_loss\n1,2.3,2.5\n2,2.2,\n")
+    text, table = sorted(read_root(tmp_path).runs, key=lambda run: run.format, reverse=True)
+    assert text.steps["loss"].tolist() == [2.3, 2.2]
+    assert text.evals[["step", "split", "loss"]].values.tolist() == [[1, "valid", 2.5]]
+    pd.testing.assert_frame_equal(text.steps, table.steps)
+    pd.testing.assert_frame_equal(text.evals, table.evals)
+
+
+def test_text_nanogpt_log(tmp_path):
+    """karpathy/nanoGPT's train.py: ``iter N: loss X`` is the update's loss; ``step N: train loss X, val loss Y``
+    is estimate_loss() over eval batches, so its train loss is the ``train`` split of that evaluation."""
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "train.log").write_text(
+        "tokens per iteration will be: 16,384\n"
+        "step 0: train loss 4.2874, val loss 4.2823\n"
+        "iter 0: loss 4.2649, time 29842.17ms, mfu -100.00%\n"
+        "iter 10: loss 3.2421, time 104.51ms, mfu 3.56%\n"
+        "step 250: train loss 1.9718, val loss 2.0712\n"
+        "saving checkpoint to out-shakespeare-char\n"
+        "iter 250: loss 2.0405, time 14652.81ms, mfu 3.22%\n")
+    run = _one(tmp_path)
+    assert run.steps["step"].tolist() == [0, 10, 250]
+    assert run.steps["loss"].tolist() == [4.2649, 3.2421, 2.0405]
+    assert run.steps["mfu"].tolist() == [-100.0, 3.56, 3.22]
+    assert run.evals[["step", "split", "loss"]].values.tolist() == [
+        [0, "train", 4.2874], [0, "val", 4.2823], [250, "train", 1.9718], [250, "val", 2.0712]]
+    assert run.sources == {"loss": "loss", "train:loss": "train loss", "val:loss": "val loss"}
+
+
+def test_text_key_repeated_with_the_same_value_is_read(tmp_path):
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "train.log").write_text("step:1 loss:2.5 loss:2.5\nstep:2 loss:nan lr:0.1 loss:nan\n")
+    run = _one(tmp_path)
+    assert run.steps["loss"].iloc[0] == 2.5 and run.nan_steps["loss"].tolist() == [2]
