@@ -9,6 +9,9 @@ per-step training loss makes the steps, ``val_*`` metrics the evaluations,
 ``hparams.yaml`` (``save_hyperparameters``) gives the config: ``lr`` or
 ``learning_rate``, ``momentum`` or ``betas``, ``batch_size``, ... so that the
 ``version_N`` siblings of one ``lightning_logs`` folder form an lr study.
+``--step-key`` may name another step column only when there is no ``step``
+column (a plain CSV with both is an error too): Lightning's ``step`` is never
+dropped silently.
 """
 
 from __future__ import annotations
@@ -35,12 +38,15 @@ def read(folder: Path, study: str, keys: KeyMap = DEFAULT_KEYS) -> Run:
     """The run logged by a CSVLogger into ``folder``."""
     path = folder / METRICS_FILE
     step_column = keys.step or "step"
-    roles = classify(read_header(path, (step_column,)), keys, step_column)
+    header = read_header(path, (step_column,))
+    if step_column != "step" and "step" in header:
+        # as a plain CSV with both columns: the logged 'step' would be lost under the one name records keep
+        raise LogError(path, f"--step-key {step_column!r} names the step column, but Lightning's own 'step' column "
+                             "would then be lost: leave out --step-key", line=1)
+    roles = classify(header, keys, step_column)
     numeric = tuple(set(roles.step.values()) | set(roles.evals.values()))  # wrong values: an error at their line
     table = read_table(path, required=(step_column,), numeric=numeric, step=step_column)
-    frame = table.frame
-    if step_column != "step":
-        frame = frame.drop(columns=["step"], errors="ignore").rename(columns={step_column: "step"})
+    frame = table.frame.rename(columns={step_column: "step"})
     records = Table(frame=frame, nan_rows=table.nan_rows, notes=table.notes)
     parts = assemble(path, records, keys, what=f"columns of {METRICS_FILE}")
     hparams_path = folder / HPARAMS_FILE

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
@@ -10,7 +12,11 @@ from diagnose.readers.keys import KeyMap
 
 
 def _one(root):
-    result = read_root(root)
+    return _one_with(root, KeyMap())
+
+
+def _one_with(root, keys):
+    result = read_root(root, keys=keys)
     assert result.unreadable == [], result.unreadable
     [run] = result.runs
     return run
@@ -188,3 +194,24 @@ def test_text_key_repeated_with_the_same_value_is_read(tmp_path):
     (tmp_path / "r" / "train.log").write_text("step:1 loss:2.5 loss:2.5\nstep:2 loss:nan lr:0.1 loss:nan\n")
     run = _one(tmp_path)
     assert run.steps["loss"].iloc[0] == 2.5 and run.nan_steps["loss"].tolist() == [2]
+
+
+def test_lightning_step_column_beside_the_step_key_is_an_error_as_in_a_csv(tmp_path):
+    """``--step-key iter`` with a logged ``step`` column: a plain CSV and a Lightning metrics.csv both refuse at
+    the header (Lightning dropped ``step`` silently)."""
+    for folder, name in (("csv", "log.csv"), ("pl", "metrics.csv")):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / name).write_text("epoch,iter,step,loss\n0,5,1005,2.0\n0,6,1006,1.9\n")
+    result = read_root(tmp_path, keys=KeyMap(step="iter"))
+    assert result.runs == []
+    errors = {Path(bad.path).name: bad.error for bad in result.unreadable}
+    assert errors["log.csv"].startswith(f"{tmp_path / 'csv' / 'log.csv'}:1: ")
+    assert errors["metrics.csv"] == (f"{tmp_path / 'pl' / 'metrics.csv'}:1: --step-key 'iter' names the step column, but "
+                            "Lightning's own 'step' column would then be lost: leave out --step-key")
+
+
+def test_lightning_step_key_without_a_step_column(tmp_path):
+    (tmp_path / "pl").mkdir()
+    (tmp_path / "pl" / "metrics.csv").write_text("epoch,iter,loss\n0,5,2.0\n0,6,1.9\n")
+    run = _one_with(tmp_path, KeyMap(step="iter"))
+    assert run.format == "lightning.csv" and run.steps["step"].tolist() == [5, 6]
