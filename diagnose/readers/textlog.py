@@ -34,7 +34,8 @@ import pandas as pd
 from ..errors import LogError
 from ..model import Run
 from .folders import files_in, one_log
-from .keys import DEFAULT_KEYS, KNOWN, KeyMap, assemble, classify, find_step_column, logged_rows, normalize
+from .keys import (DEFAULT_KEYS, KNOWN, STEP_NAMES, KeyMap, assemble, classify, find_step_column, logged_rows,
+                   normalize)
 from .table import MAX_STEP, Table
 
 FORMAT = "text"
@@ -44,9 +45,10 @@ SNIFF_RECORDS = 2  # a README that mentions "step: 1" once is not a log
 TRAIN_EVAL = "eval_train_loss"  # read by keys.classify as the loss of an evaluation on the train split
 
 # ``key: value``, ``key=value`` or nanoGPT's ``key value``; a split word before a key stays part of it
-# (``train loss: 2.3 | val loss: 2.5`` are two keys, not ``loss`` twice).
+# (``train loss: 2.3 | val loss: 2.5`` are two keys, not ``loss`` twice), unless the key is a step (``Train Step: 5``).
 _PAIR = re.compile(
-    r"(?<![\w./-])(?P<key>(?:(?:train|val|valid|validation|eval|test|dev)[ \t]+)?[A-Za-z_][\w./-]*)"
+    r"(?<![\w./-])(?P<key>(?:(?:train|val|valid|validation|eval|test|dev)[ \t]+"
+    rf"(?!(?:{'|'.join(STEP_NAMES)})(?![\w./-])))?[A-Za-z_][\w./-]*)"
     r"(?:\s*[:=]\s*|[ \t]+)"
     r"(?P<value>[+-]?(?:\d+\.?\d*(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?|nan|infinity|inf))"
     r"(?:/(?P<total>\d+))?(?P<unit>[A-Za-z%]*)(?![\w.])",

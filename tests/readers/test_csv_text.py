@@ -215,3 +215,12 @@ def test_lightning_step_key_without_a_step_column(tmp_path):
     (tmp_path / "pl" / "metrics.csv").write_text("epoch,iter,loss\n0,5,2.0\n0,6,1.9\n")
     run = _one_with(tmp_path, KeyMap(step="iter"))
     assert run.format == "lightning.csv" and run.steps["step"].tolist() == [5, 6]
+
+
+def test_text_split_word_before_a_step_name_leaves_the_step(tmp_path):
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "train.log").write_text("Train Step: 5 | Train Loss: 2.0 | Val Loss: 2.1\n"
+                                              "Train Step: 6 | Train Loss: 1.9\n")
+    run = _one(tmp_path)
+    assert run.steps[["step", "loss"]].values.tolist() == [[5, 2.0], [6, 1.9]]
+    assert run.evals[["step", "split", "loss"]].values.tolist() == [[5, "val", 2.1]]
