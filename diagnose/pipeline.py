@@ -115,7 +115,8 @@ def _work_on_studies(studies: list[Study], checks: tuple[Check, ...], jobs: int)
     order = sorted(range(len(studies)), key=lambda index: -rows[index])
     try:
         with ProcessPoolExecutor(min(jobs, len(studies)), multiprocessing.get_context("fork")) as pool:
-            found = dict(zip(order, pool.map(_study_work_at, order)))
+            # a thousand small studies go in shares: one message each would cost more than some of them
+            found = dict(zip(order, pool.map(_study_work_at, order, chunksize=max(1, len(order) // (jobs * 16)))))
     finally:
         _STUDIES = [], ()
     return [found[index] for index in range(len(studies))]
