@@ -55,6 +55,11 @@ def cells(values: list) -> list[str]:
     """``cell`` of each value; a column of floats (or of ints) only, the usual case, in one C-level pass."""
     kinds = set(map(type, values))
     if kinds == {float}:
+        distinct = set(values)
+        if len(distinct) * 2 <= len(values) and 0.0 not in distinct:  # 0.0 == -0.0: they would share a cell
+            # lr and momentum are often constant over a window: each value is formatted once.
+            table = dict(zip(distinct, map(format, distinct, repeat(".9g"))))
+            return list(map(table.__getitem__, values))
         return list(map(format, values, repeat(".9g")))  # formats nan and inf as cell does
     if kinds == {int}:
         return list(map(str, values))
@@ -101,7 +106,7 @@ class CsvAppender:
             end = min(start + rows_per_slice, length)
             formatted = [cells(columns[name][start:end]) if name in columns else [""] * (end - start)
                          for name in self.columns]
-            parts.append("".join(",".join(row) + "\n" for row in zip(*formatted)))
+            parts.append("\n".join(map(",".join, zip(*formatted))) + "\n")
         text = "".join(parts)
         with open(self.path, "a", encoding="utf-8") as stream:
             stream.write(text)

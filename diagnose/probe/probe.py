@@ -187,9 +187,11 @@ class Probe:
         try:  # measure and record in one: this is the call that every step of the loop pays for
             if self._alerts:
                 self._deliver_alerts()
-            plan = self._plan
-            if grad_norm is None and scaler is None and not self.extra and plan is not None and plan.fits(optimizer):
+            if grad_norm is None and scaler is None and not self.extra and optimizer is not None:
                 # The usual case, with one Python call fewer: every call costs on a cache made cold by the step.
+                plan = self._plan
+                if plan is None or not plan.fits(optimizer):
+                    plan = self._plan = norms.Plan(optimizer, self._sharded())
                 measured = (*plan.measure(), False, None)
             else:
                 measured = self._measure(optimizer, grad_norm, scaler)

@@ -132,6 +132,10 @@ def on_cpu(columns: dict[str, list]) -> bool:
         kinds = set(map(type, values))
         if kinds <= _HOST_TYPES:
             continue
+        if kinds == _TENSOR_ONLY:  # the loss and (usually) the norm column
+            if not all(map(_is_cpu, values)):
+                return False
+            continue
         if Norm in kinds:
             values = [part for v in values for part in ((v.replicated, v.sharded_sumsq) if type(v) is Norm else (v,))]
         if not all(map(_is_cpu, filter(_is_tensor, values))):
@@ -140,6 +144,7 @@ def on_cpu(columns: dict[str, list]) -> bool:
 
 
 _HOST_TYPES = {int, float, bool, str, type(None)}
+_TENSOR_ONLY = {torch.Tensor}
 _is_cpu = attrgetter("is_cpu")
 
 
@@ -161,7 +166,7 @@ def _pack_column(values: list, groups: dict, norm: bool = False):
 def _pack_values(values: list, groups: dict, norms: bool = False) -> Packed:
     """Put the column's device values into one 1-D chunk of its device's group; ``norms``: reduce each to its L2 norm."""
     kinds = set(map(type, values))  # a column is mostly of one type: look at each type once
-    if kinds == {torch.Tensor}:
+    if kinds == _TENSOR_ONLY:
         positions = list(range(len(values)))
     elif any(issubclass(kind, torch.Tensor) for kind in kinds):
         positions = [i for i, value in enumerate(values) if isinstance(value, torch.Tensor)]
@@ -195,7 +200,10 @@ def _unpack(columns: dict, host: list[list[float]]) -> dict:
     for key, column in columns.items():
         if isinstance(column, tuple):
             replicated, sharded, present = (_values(column[0], host), _values(column[1], host), column[2])
-            out[key] = [total_norm(Norm(r, s)) if p else None for r, s, p in zip(replicated, sharded, present)]
+            if not column[1].positions and sharded.count(None) == len(sharded):  # no sharded part: sqrt(r * r)
+                out[key] = [_root_of_square(r) if p else None for r, p in zip(replicated, present)]
+            else:
+                out[key] = [total_norm(Norm(r, s)) if p else None for r, s, p in zip(replicated, sharded, present)]
         else:
             out[key] = _values(column, host)
     return out
@@ -240,6 +248,12 @@ def _collective_device(values) -> torch.device:
     if dist.get_backend() == "nccl":
         return torch.device("cuda", torch.cuda.current_device())
     return torch.device("cpu")
+
+
+def _root_of_square(value: float) -> float:
+    """``total_norm`` of a norm without a sharded part."""
+    square = value * value
+    return math.sqrt(square) if not math.isnan(square) else math.nan
 
 
 def total_norm(norm: Norm | None) -> float | None:
@@ -317,7 +331,7 @@ class Writer(threading.Thread):
     def _watch(self, steps: dict) -> None:
         skipped = steps.get("skipped") or [None] * len(steps["step"])
         applied = [i for i, s in enumerate(skipped) if not s]
-        for i in applied:
+        for i in () if _all_finite(steps["loss"]) and _all_finite(steps["grad_norm"]) else applied:
             loss, grad_norm = steps["loss"][i], steps["grad_norm"][i]
             if _nonfinite(loss) or _nonfinite(grad_norm):
                 self.diverged = True
@@ -380,6 +394,14 @@ class Writer(threading.Thread):
 
 def _pause() -> None:
     time.sleep(PAUSE_SECONDS)  # lets the training thread take the GIL back
+
+
+def _all_finite(values: list) -> bool:
+    """Every value a finite number, checked in one C-level pass (False also when one is None: the caller looks)."""
+    try:
+        return all(map(math.isfinite, values))
+    except TypeError:
+        return False
 
 
 def _nonfinite(value) -> bool:

@@ -242,3 +242,22 @@ def test_a_parameter_group_added_later_counts_in_the_norm(tmp_path):
             opt.step()
             opt.zero_grad()
     np.testing.assert_allclose(read(tmp_path / "s" / "groups", "s").steps["grad_norm"], reference, rtol=1e-6)
+
+
+def test_a_float_column_is_formatted_as_cell_by_cell_also_when_values_repeat():
+    from diagnose.probe.files import cell, cells
+
+    nan = float("nan")
+    for column in ([1e-3] * 9 + [2e-3], [nan, 0.5, nan, 0.5, float("inf")], [0.0, -0.0, 0.0, -0.0], [0.1, 0.2, 0.3]):
+        assert cells(column) == [cell(v) for v in column]
+
+
+def test_a_window_norm_without_sharded_part_is_as_total_norm_says():
+    from diagnose.probe.norms import Norm
+    from diagnose.probe.writer import Packed, _unpack, total_norm
+
+    values = [3.0, -4.0, math.inf, -math.inf, math.nan, None]
+    present = [v is not None for v in values]
+    [out] = _unpack({"norm": (Packed(list(values)), Packed([None] * len(values)), present)}, []).values()
+    expected = [total_norm(Norm(v, None)) if p else None for v, p in zip(values, present)]
+    assert [str(v) for v in out] == [str(v) for v in expected]
