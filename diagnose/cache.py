@@ -54,10 +54,23 @@ def default_directory() -> Path:
 UNCACHED = ("running", "interrupted")
 
 
+_NOT_ANALYSIS = ("render/", "probe/")
+
+
 @functools.cache
 def code_version() -> str:
-    """The version and the size and mtime of every file of the package: what found a cached result."""
-    files = sorted(f for f in _fingerprints(Path(__file__).parent) if "__pycache__/" not in f[0])
+    """What found a cached result: the version and the analysis code of this package."""
+    return analysis_fingerprint(Path(__file__).parent)
+
+
+def analysis_fingerprint(package: Path) -> str:
+    """The version and the size and mtime of every file of ``package`` that finds a cached result.
+
+    Renderers and the probe find none (figures carry a version of their own), so editing them
+    keeps the cache.
+    """
+    files = sorted(f for f in _fingerprints(package)
+                   if "__pycache__/" not in f[0] and not f[0].startswith(_NOT_ANALYSIS))
     return hashlib.sha256(json.dumps([__version__, files]).encode()).hexdigest()[:16]
 
 
