@@ -19,6 +19,7 @@ import functools
 import importlib
 import multiprocessing
 import os
+import sys
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -107,7 +108,8 @@ def _work_on_studies(studies: list[Study], checks: tuple[Check, ...], jobs: int)
     sent them: a run's tables are here (no cache), or read from its cache entry.
     """
     rows = [sum(run.facts["steps"] for run in study.runs) for study in studies]
-    if len(studies) < 2 or sum(rows) < PARALLEL_MIN_ROWS:
+    # fork is Linux's: Windows has none, and macOS's breaks libraries that started threads
+    if len(studies) < 2 or sum(rows) < PARALLEL_MIN_ROWS or sys.platform != "linux":
         return [study_work(study, checks) for study in studies]
     global _STUDIES
     _STUDIES = studies, checks
