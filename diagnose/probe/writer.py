@@ -14,7 +14,6 @@ import math
 import queue
 import statistics
 import threading
-import time
 from dataclasses import dataclass, field
 from operator import attrgetter
 
@@ -27,9 +26,6 @@ from .norms import Norm
 # Buffer columns that the writer turns into the CONTRACT's columns; any other one is an extra, written as is.
 CORE = ("step", "loss", "norm", "lr", "momentum", "time", "scaled", "clip_norm")
 QUEUE_WINDOWS = 8  # windows waiting for the disk before new ones are dropped: bounded memory
-# The writer holds the GIL in short slices with a sleep between them: a slice fits in a torch op of the
-# training thread (which releases the GIL), so that thread rarely waits for the writer's Python work.
-PAUSE_SECONDS = 50e-6
 START_FACTOR = 10.0  # an explosion is also this far above the first window's median (as the divergence check)
 
 
@@ -302,11 +298,11 @@ class Writer(threading.Thread):
                     return
                 if callable(item):  # a window of CPU values, packed here
                     item = item()
+                # No sleeps between the steps: each sleep costs a GIL hand-off (measured: more writer CPU, not
+                # less), and the Python work of a window is ~0.1 ms, mostly one C-level formatting call.
                 steps, evals = item.resolve()
-                _pause()
                 steps = self._step_columns(steps)
                 self._watch(steps)
-                _pause()
                 self._write(steps, evals)
             except Exception as error:  # noqa: BLE001 - a writer bug must not reach training
                 self.warn("writer", f"the log writer failed: {error!r}; training goes on")
@@ -368,11 +364,11 @@ class Writer(threading.Thread):
             return
         try:
             if steps["step"]:
-                self.steps.append(steps, pause=_pause)
+                self.steps.append(steps)
             if evals:
                 if self.evals is None:
                     self.evals = CsvAppender(self.folder / "evals.csv", ["step", "split", "loss"], resume=self.resume)
-                self.evals.append(evals, pause=_pause)
+                self.evals.append(evals)
         except OSError as error:
             self._stop_writing(error)
 
@@ -390,10 +386,6 @@ class Writer(threading.Thread):
     def _stop_writing(self, error: OSError) -> None:
         self.steps = None
         self.warn("write", f"cannot write the log any more ({error}); training goes on without logging")
-
-
-def _pause() -> None:
-    time.sleep(PAUSE_SECONDS)  # lets the training thread take the GIL back
 
 
 def _all_finite(values: list) -> bool:

@@ -244,12 +244,15 @@ def test_a_parameter_group_added_later_counts_in_the_norm(tmp_path):
     np.testing.assert_allclose(read(tmp_path / "s" / "groups", "s").steps["grad_norm"], reference, rtol=1e-6)
 
 
-def test_a_float_column_is_formatted_as_cell_by_cell_also_when_values_repeat():
-    from diagnose.probe.files import cell, cells
+def test_a_window_is_formatted_as_cell_by_cell():
+    from diagnose.probe.files import cell, rows
 
-    nan = float("nan")
-    for column in ([1e-3] * 9 + [2e-3], [nan, 0.5, nan, 0.5, float("inf")], [0.0, -0.0, 0.0, -0.0], [0.1, 0.2, 0.3]):
-        assert cells(column) == [cell(v) for v in column]
+    nan, inf = float("nan"), float("inf")
+    columns = [list(range(5)), [1e-3] * 4 + [2e-3], [nan, 0.5, -nan, inf, -inf], [0.0, -0.0, 0.0, -0.0, 1e20],
+               [0.1, None, 3, True, 'a,"b"'], None, [-1.5e-45, 3.4028234663852886e38, 1.0, 2.5, 0.30000001192092896]]
+    expected = "".join(",".join("" if c is None else cell(c[i]) for c in columns) + "\n" for i in range(5))
+    assert rows(columns, 5) == expected
+    assert rows([[]], 0) == ""
 
 
 def test_a_window_norm_without_sharded_part_is_as_total_norm_says():
