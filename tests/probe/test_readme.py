@@ -43,11 +43,9 @@ def test_example_runs_and_writes_a_finished_run(index, tmp_path, monkeypatch):
         pytest.importorskip("lightning")
     if code.startswith("# train_fsdp.py"):
         (tmp_path / "train_fsdp.py").write_text(code)
-        launched = subprocess.run(
-            [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "train_fsdp.py"],
-            cwd=tmp_path, capture_output=True, text=True, timeout=120,
-            env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
-        )
+        launched = _launch(tmp_path)
+        if launched.returncode != 0 and TORCH_EXIT_ABORT in launched.stderr:
+            launched = _launch(tmp_path)  # a second, clean launch must then succeed in full
         assert launched.returncode == 0, launched.stderr[-2000:]
     else:
         monkeypatch.chdir(tmp_path)
@@ -56,3 +54,16 @@ def test_example_runs_and_writes_a_finished_run(index, tmp_path, monkeypatch):
     run = read(tmp_path / "logs" / study / name, study)
     assert run.status == "finished"
     assert len(run.steps) > 0 and run.steps["grad_norm"].notna().all()
+
+
+# torch 2.13 with gloo sometimes aborts a rank at interpreter exit, after destroy_process_group,
+# on a loaded machine: seen in 2 of 24 launches of this example with the probe taken out.
+TORCH_EXIT_ABORT = "terminate called without an active exception"
+
+
+def _launch(folder: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "train_fsdp.py"],
+        cwd=folder, capture_output=True, text=True, timeout=120,
+        env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin", "HOME": str(folder)},
+    )
