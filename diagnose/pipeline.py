@@ -2,14 +2,18 @@
 
 Runs the cache holds (with their run-level findings) are taken in this
 process; their tables are read only if something asks for them. Each worker
-process reads a share of the other run folders and runs the run-level checks
-on them right there; a run the cache now holds is sent back without its
-tables (they load from the cache entry if this process, or a figure drawing
-process forked from it, asks), so only without a cache do tables cross a
-process boundary. Then the study checks and summaries of the studies the
-cache does not hold run in worker processes forked from this one, which see
-the runs as they are here. Few bytes to read are done in this process:
-forking costs more than it saves there.
+process reads a share of the other run folders, a parent folder at a time,
+and runs the run-level checks on them right there; when it read every run of
+a parent folder it also does the study work of the studies those runs make
+(``analyze.study_work``), while their tables are in its memory. A run the
+cache now holds is then sent back without its tables (they load from the
+cache entry if this process, or a figure drawing process forked from it,
+asks), so only without a cache do tables cross a process boundary. The
+studies no worker saw whole (runs of a study in several folders, a study too
+big for one share, some runs cached) are checked afterwards in worker
+processes forked from this one, which see the runs as they are here. Few
+bytes to read are done in this process: forking costs more than it saves
+there.
 """
 
 from __future__ import annotations
@@ -20,12 +24,13 @@ import importlib
 import multiprocessing
 import os
 import sys
+from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from . import sweep
-from .analyze import Analysis, Skip, StudyWork, assemble, check_target, study_work
+from .analyze import Analysis, Skip, StudyWork, assemble, check_target, group_studies, study_work
 from .cache import RunCache, StudyCache, checks_key
 from .checks import BY_ID, CHECKS, Check, Scope
 from .findings import Finding
@@ -40,6 +45,8 @@ PARALLEL_MIN_ROWS = 1_000_000
 
 # A folder's run (or why it is unreadable), its run-level findings and skips, and its cache key.
 Checked = tuple[Run | Unreadable, list[Finding], list[Skip], str | None]
+# A study's work done by a worker, by study name: its runs (name, source) in order, and the work.
+Done = dict[str, tuple[tuple[tuple[str, str], ...], StudyWork]]
 
 
 def analyze_root(
@@ -58,7 +65,7 @@ def analyze_root(
     folders = [(folder, reader.__name__) for folder, reader in discover(root, keys)]
     jobs = jobs or min(os.cpu_count() or 1, 8)
     run_checks = tuple(c for c in checks if c.scope is Scope.RUN)
-    specs = [(c.id, c.config) for c in run_checks]
+    specs = [(c.id, c.config) for c in checks]
     cache_dir = cache.directory if cache else None
 
     # What the cache has is taken here: a worker would cost more in sending the run back than the lookup.
@@ -67,17 +74,21 @@ def analyze_root(
     if on_progress and done:
         on_progress(len(done), len(folders))
     misses = [folders[index] for index in todo]
+    studied: Done = {}
     if jobs > 1 and len(misses) > 1 and _total_bytes(misses) >= PARALLEL_MIN_BYTES:
-        chunks = _chunks(todo, jobs * 16)  # small shares: no worker is left alone with a long one at the end
+        shares = _shares(folders, todo, set(done), jobs)
         with ProcessPoolExecutor(max_workers=jobs) as pool:
-            results = pool.map(_check_folders, [root] * len(chunks), [[folders[i] for i in chunk] for chunk in chunks],
-                               [specs] * len(chunks), [cache_dir] * len(chunks), [keys] * len(chunks))
-            for chunk, result in zip(chunks, results):
-                done.update(zip(chunk, result))
+            results = pool.map(_check_folders, [root] * len(shares),
+                               [[([folders[i] for i in group], whole) for group, whole in share] for share in shares],
+                               [specs] * len(shares), [cache_dir] * len(shares), [keys] * len(shares))
+            for share, (outcomes, works) in zip(shares, results):
+                done.update(zip((i for group, _ in share for i in group), outcomes))
+                studied.update(works)
                 if on_progress:
                     on_progress(len(done), len(folders))
     else:
-        for index, outcome in zip(todo, _checked(root, misses, specs, cache_dir, keys)):
+        cache_here = RunCache(cache_dir) if cache_dir else None
+        for index, (outcome, _) in zip(todo, _checked(root, misses, run_checks, cache_here, keys)):
             done[index] = outcome
             if on_progress:
                 on_progress(len(done), len(folders))
@@ -94,19 +105,31 @@ def analyze_root(
                         key=lambda u: u["path"])
     studies = StudyCache(cache.directory, {id(run): key for run, _, _, key in outcomes}, checks) if cache else None
     return assemble(root, checked, unreadable, checks, studies,
-                    functools.partial(_work_on_studies, jobs=jobs) if jobs > 1 else None)
+                    functools.partial(_work_on_studies, jobs=jobs, studied=studied) if jobs > 1 else None)
 
 
 # The studies a forked worker works on and the checks, inherited from the main process (runs' tables included).
 _STUDIES: tuple[list[Study], tuple[Check, ...]] = ([], ())
 
 
-def _work_on_studies(studies: list[Study], checks: tuple[Check, ...], jobs: int) -> list[StudyWork]:
-    """``study_work`` of each study, in worker processes when they hold enough steps to pay for them.
+def _work_on_studies(studies: list[Study], checks: tuple[Check, ...], jobs: int, studied: Done) -> list[StudyWork]:
+    """``study_work`` of each study: done by a run worker when it saw the study whole, else in worker processes
+    when they hold enough steps to pay for them.
 
     The workers fork, so that they share the studies' runs instead of being
     sent them: a run's tables are here (no cache), or read from its cache entry.
     """
+    found = {}
+    for index, study in enumerate(studies):
+        members, work = studied.get(study.name, ((), None))
+        if members == _members(study):  # not when a run was renamed here, or is cached, or came from another share
+            found[index] = work
+    rest = [index for index in range(len(studies)) if index not in found]
+    found.update(zip(rest, _study_works([studies[index] for index in rest], checks, jobs)))
+    return [found[index] for index in range(len(studies))]
+
+
+def _study_works(studies: list[Study], checks: tuple[Check, ...], jobs: int) -> list[StudyWork]:
     rows = [sum(run.facts["steps"] for run in study.runs) for study in studies]
     # fork is Linux's: Windows has none, and macOS's breaks libraries that started threads
     if len(studies) < 2 or sum(rows) < PARALLEL_MIN_ROWS or sys.platform != "linux":
@@ -148,22 +171,38 @@ def _reader_id(reader_name: str, keys: KeyMap) -> str:
     return reader_name if keys == DEFAULT_KEYS else f"{reader_name} {keys!r}"
 
 
-def _check_folders(root: Path, items: list[tuple[Path, str]], specs, cache_dir: Path | None,
-                   keys: KeyMap = DEFAULT_KEYS) -> list[Checked]:
-    """Worker: ``_checked`` on a share of the folders; the runs the cache holds are sent back without their tables."""
-    return list(_checked(root, items, specs, cache_dir, keys, send_tables=False))
+def _check_folders(root: Path, groups: list[tuple[list[tuple[Path, str]], bool]], specs, cache_dir: Path | None,
+                   keys: KeyMap = DEFAULT_KEYS) -> tuple[list[Checked], Done]:
+    """Worker: ``_checked`` on a share of the folders, and the study work of the runs of each whole group.
 
-
-def _checked(root: Path, items: list[tuple[Path, str]], specs, cache_dir: Path | None, keys: KeyMap,
-             send_tables: bool = True):
-    """Read each folder and run the run-level checks, one ``Checked`` each.
-
-    A folder the cache holds the run of (checked with other settings) is not
-    read again. Without ``send_tables``, a run the cache now holds comes
-    without its tables: they load from the cache when used.
+    ``groups`` are folders of one parent, each with whether it holds all of
+    that parent's folders to read. The runs the cache holds are sent back
+    without their tables.
     """
     checks = tuple(dataclasses.replace(BY_ID[check_id], config=config) for check_id, config in specs)
+    run_checks = tuple(c for c in checks if c.scope is Scope.RUN)
     cache = RunCache(cache_dir) if cache_dir else None
+    outcomes: list[Checked] = []
+    works: Done = {}
+    for items, whole in groups:
+        checked = list(_checked(root, items, run_checks, cache, keys))
+        if whole:
+            for study in group_studies([run for (run, _, _, _), _ in checked if isinstance(run, Run)]):
+                works[study.name] = (_members(study), study_work(study, checks))
+        for (folder, reader_name), (outcome, stored) in zip(items, checked):
+            if stored:
+                cache.tables_later(outcome[3], outcome[0], (root, folder, reader_name, keys))
+            outcomes.append(outcome)
+    return outcomes, works
+
+
+def _checked(root: Path, items: list[tuple[Path, str]], checks: tuple[Check, ...], cache: RunCache | None,
+             keys: KeyMap):
+    """Read each folder and run the run-level ``checks``: one ``Checked`` each, and whether the cache now holds it.
+
+    A folder the cache holds the run of (checked with other settings) is not
+    read again.
+    """
     checked_with = checks_key(checks)
     real_root = os.path.realpath(root)
     for folder, reader_name in items:
@@ -171,14 +210,17 @@ def _checked(root: Path, items: list[tuple[Path, str]], specs, cache_dir: Path |
         hit = cache.load(key, checked_with, (root, folder, reader_name, keys)) if cache else None
         run = hit[0] if hit else read_run(root, folder, importlib.import_module(reader_name), keys)
         if isinstance(run, Unreadable):
-            yield run, [], [], None
+            yield (run, [], [], None), False
             continue
         findings, skipped = check_target(run, checks)
         # the study phase asks every run for it: found here, in parallel, memoised on the run
         sweep.best_valid_loss(run)
-        if cache and cache.store(key, run, checked_with, findings, skipped) and not send_tables:
-            cache.tables_later(key, run, (root, folder, reader_name, keys))
-        yield run, findings, skipped, key
+        stored = bool(cache and cache.store(key, run, checked_with, findings, skipped))
+        yield (run, findings, skipped, key), stored
+
+
+def _members(study: Study) -> tuple[tuple[str, str], ...]:
+    return tuple((run.name, str(run.source)) for run in study.runs)
 
 
 def _total_bytes(folders) -> int:
@@ -190,7 +232,27 @@ def _total_bytes(folders) -> int:
     return total
 
 
-def _chunks(items: list, count: int) -> list[list]:
-    """``count`` interleaved shares, so that big and small runs spread over the workers."""
-    count = max(1, min(count, len(items)))
-    return [items[i::count] for i in range(count)]
+def _shares(folders: list[tuple[Path, str]], todo: list[int], cached: set[int],
+            jobs: int) -> list[list[tuple[list[int], bool]]]:
+    """The folders to read (indices) in shares for the workers: groups of one parent folder, each with whether it is
+    whole (every folder of that parent is read in it, so a worker may do its studies' work).
+
+    A parent holding more than an eighth of the folders to read, or a cached folder, is split
+    into single folders: one worker left alone with it at the end would cost more than checking
+    its study afterwards. Small shares (16 per worker), interleaved, the biggest groups first, so
+    that no worker is left alone with a long one at the end.
+    """
+    by_parent: dict[Path, list[int]] = defaultdict(list)
+    for index in todo:
+        by_parent[folders[index][0].parent].append(index)
+    partly_cached = {folders[index][0].parent for index in cached}
+    limit = max(1, len(todo) // (4 * jobs))
+    groups = []
+    for parent, indices in by_parent.items():
+        if parent in partly_cached or len(indices) > limit:
+            groups.extend(([index], False) for index in indices)
+        else:
+            groups.append((indices, True))
+    groups.sort(key=lambda group: -len(group[0]))
+    count = max(1, min(jobs * 16, len(groups)))
+    return [groups[i::count] for i in range(count)]

@@ -148,3 +148,30 @@ def test_a_worker_sends_back_the_tables_of_a_run_the_cache_does_not_keep(tmp_pat
     live, done = analysis.run("s1", "live"), analysis.run("s2", "done")
     assert "steps" in live.__dict__ and "steps" not in done.__dict__
     assert len(done.steps) == len(live.steps) == 100
+
+
+def test_the_run_workers_do_the_study_work_of_the_studies_they_see_whole(tmp_path, make_run, monkeypatch):
+    logs = tmp_path / "logs"
+    for i in range(10):  # a study too big for one share: split over the workers
+        make_run(logs / "big" / f"r{i}", steps=HEALTHY, config={"lr": 0.1 * (i + 1)}, status="finished")
+    for i in range(6):  # studies of one run each, and one whose second run is in another folder
+        make_run(logs / f"s{i}" / "r", steps=DIVERGED if i == 2 else HEALTHY, config={"lr": 0.1 * (i + 1)},
+                 status="finished", **({"study": "s0"} if i == 5 else {}))
+    serial = document(analyze_root(logs, jobs=1))
+    monkeypatch.setattr(pipeline, "PARALLEL_MIN_BYTES", 0)
+    left = []
+    study_works = pipeline._study_works
+    monkeypatch.setattr(pipeline, "_study_works", lambda studies, *args: left.extend(s.name for s in studies)
+                        or study_works(studies, *args))
+    cache = RunCache(tmp_path / "cache")
+    assert document(analyze_root(logs, jobs=2, cache=cache)) == serial
+    assert sorted(left) == ["big", "s0"]
+
+    # a re-run where two runs of a folder changed: their study is checked afterwards, the others come from the cache
+    for run in ("r3", "r4"):
+        (logs / "big" / run / "steps.csv").write_text(DIVERGED)
+        os.utime(logs / "big" / run / "steps.csv", (1, 1))
+    left.clear()
+    changed = document(analyze_root(logs, jobs=2, cache=cache))
+    assert changed == document(analyze_root(logs, jobs=1)) != serial
+    assert left == ["big"]
