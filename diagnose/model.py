@@ -2,7 +2,9 @@
 
 Every reader (the native run directory, Hugging Face, Lightning, TensorBoard,
 plain CSV and text logs) produces these, so the checks never know which file a
-number came from.
+number came from. A run's tables are pandas DataFrames, but pandas is imported
+only where one is built: a re-run that the cache serves whole builds none, and
+importing pandas (0.3 s) would be most of its time.
 """
 
 from __future__ import annotations
@@ -10,9 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 VALID_SPLITS = frozenset({"valid", "val", "validation", "eval", "dev", "test"})
 TRAIN_SPLITS = frozenset({"train", "training"})
@@ -22,10 +27,14 @@ STATUSES = ("running", "finished", "diverged", "crashed", "interrupted")
 
 
 def empty_steps() -> pd.DataFrame:
+    import pandas as pd  # see the module docstring
+
     return pd.DataFrame({"step": pd.Series(dtype="int64"), "loss": pd.Series(dtype="float64")})
 
 
 def empty_evals() -> pd.DataFrame:
+    import pandas as pd  # see the module docstring
+
     return pd.DataFrame(
         {
             "step": pd.Series(dtype="int64"),

@@ -59,9 +59,8 @@ import sys
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
-from .. import signal
+from .. import rolling, signal
 from ..findings import Finding, Recommendation, Severity, round_sig
 from ..model import Run, Study
 from .registry import Check, Scope
@@ -137,7 +136,7 @@ def analyse(steps: np.ndarray, lrs: np.ndarray, loss: np.ndarray, config: Config
         level = head / scale
         blowup_rise = config.blowup_factor - 1
         drop_needed = config.min_drop
-    smooth = pd.Series(signal.smooth(level, size)).rolling(size, center=True, min_periods=1).mean().to_numpy()
+    smooth = rolling.mean(signal.smooth(level, size), size, center=True, min_periods=1)
     # The smoothed curve's own noise (white-noise sigma from first differences, over the window):
     # a curve noisier than the fixed factors needs a larger rise or drop to count.
     sigma = signal.robust_scale(np.diff(level)) / np.sqrt(2) * 1.25 / np.sqrt(size)

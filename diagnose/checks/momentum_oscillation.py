@@ -58,8 +58,8 @@ import sys
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
+from .. import rolling
 from ..findings import Finding, Recommendation, Severity, round_sig
 from ..model import Run
 from .registry import Check, Scope
@@ -158,7 +158,7 @@ def _ringing(x: np.ndarray, config: Config):
     n = len(x)
     x = x[int(0.05 * n) :]
     # A rolling mean (O(n) at any window; a median over a fifth of a 1M-step run takes seconds).
-    trend = pd.Series(x).rolling(max(9, len(x) // 5) | 1, center=True, min_periods=1).mean().to_numpy()
+    trend = rolling.mean(x, max(9, len(x) // 5) | 1, center=True, min_periods=1)
     residual = x - trend
     residual = residual - residual.mean()
     if not np.any(residual):
@@ -184,10 +184,10 @@ def _loss_oscillation(updates, period: int):
     loss = updates["loss"].to_numpy(dtype=float)
     keep = np.isfinite(loss) & (loss > 0)
     steps, x = updates["step"].to_numpy()[keep], np.log10(loss[keep])
-    residual = x - pd.Series(x).rolling(max(period, 3), center=True, min_periods=1).mean().to_numpy()
+    residual = x - rolling.mean(x, max(period, 3), center=True, min_periods=1)
     skip = int(0.05 * len(x))
     amplitude = float(10 ** (np.sqrt(2) * residual[skip:].std()) - 1) if len(x) > skip + 2 else float("nan")
-    envelope = pd.Series(residual).rolling(2 * period + 1, center=True, min_periods=3).std().to_numpy(copy=True)
+    envelope = rolling.std(residual, 2 * period + 1, center=True, min_periods=3)
     envelope[:skip] = np.nan
     return steps, amplitude, envelope
 

@@ -22,14 +22,15 @@ from array import array
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from ..errors import LogError
 from ..model import Run
 from .folders import files_in
-from .keys import DEFAULT_KEYS, KeyMap, assemble, config_from, last_per_step
+from .keys import DEFAULT_KEYS, KeyMap, config_from
 from .lightning import HPARAMS_FILE, read_hparams
-from .table import Table
+
+# The table code (pandas, pyarrow: ``records``, ``table``) is imported where a run's tables are built:
+# sniffing the folders of a re-run that the cache serves then imports none of it (0.3 s).
 
 FORMAT = "tensorboard"
 EVENT_FILE_MARK = "tfevents"
@@ -48,6 +49,11 @@ def event_files(folder: Path) -> list[Path]:
 
 def read(folder: Path, study: str, keys: KeyMap = DEFAULT_KEYS) -> Run:
     """The run whose event files lie in ``folder``."""
+    import pandas as pd
+
+    from .records import assemble
+    from .table import Table
+
     files = event_files(folder)
     hparams: dict = {}
     notes: list[str] = []
@@ -59,9 +65,9 @@ def read(folder: Path, study: str, keys: KeyMap = DEFAULT_KEYS) -> Run:
     hparams_path = folder / HPARAMS_FILE  # Lightning's TensorBoardLogger writes one beside its events
     if hparams_path.is_file():
         hparams.update(read_hparams(hparams_path))
-    records = _records(scalars)
+    columns, nan_rows = _records(scalars)
     where = files[0] if len(files) == 1 else folder
-    parts = assemble(where, Table(frame=records[0], nan_rows=records[1], notes=notes), keys,
+    parts = assemble(where, Table(frame=pd.DataFrame(columns), nan_rows=nan_rows, notes=notes), keys,
                      what="scalar tags of the event files")
     return parts.run(folder, study, format=FORMAT, config=config_from(hparams, keep_others=hparams_path.is_file()))
 
@@ -185,8 +191,10 @@ def _text_config(tensor) -> dict:
     return parsed if isinstance(parsed, dict) else {}
 
 
-def _records(scalars: dict[str, tuple[array, array]]) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
-    """One row per step, one column per tag (the last value logged at that step)."""
+def _records(scalars: dict[str, tuple[array, array]]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """One row per step, one column per tag (the last value logged at that step), and the rows of literal NaNs."""
+    from .records import last_per_step
+
     all_steps = np.unique(np.concatenate([np.frombuffer(s, dtype=np.int64) for s, _ in scalars.values()]))
     columns = {"step": all_steps}
     nan_rows = {}
@@ -201,4 +209,4 @@ def _records(scalars: dict[str, tuple[array, array]]) -> tuple[pd.DataFrame, dic
         is_nan = np.isnan(values[last])
         if is_nan.any():
             nan_rows[tag] = np.sort(rows[is_nan])
-    return pd.DataFrame(columns), nan_rows
+    return columns, nan_rows

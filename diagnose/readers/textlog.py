@@ -27,16 +27,20 @@ import re
 from array import array
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from ..errors import LogError
 from ..model import Run
 from .folders import files_in, one_log
-from .keys import (DEFAULT_KEYS, KNOWN, STEP_NAMES, KeyMap, assemble, classify, find_step_column, logged_rows,
-                   normalize)
-from .table import MAX_STEP, Table
+from .keys import DEFAULT_KEYS, KNOWN, STEP_NAMES, KeyMap, classify, find_step_column, normalize
+
+if TYPE_CHECKING:
+    from .table import Table
+
+# The table code (pandas, pyarrow: ``records``, ``table``) is imported where a run's tables are built:
+# sniffing the folders of a re-run that the cache serves then imports none of it (0.3 s).
 
 FORMAT = "text"
 SUFFIXES = (".log", ".txt", ".out")
@@ -92,6 +96,8 @@ def _step_key(names: tuple[str, ...], keys: KeyMap) -> str | None:
 
 def read(folder: Path, study: str, keys: KeyMap = DEFAULT_KEYS) -> Run:
     """The run whose text log lies in ``folder`` (one log per folder)."""
+    from .records import assemble
+
     path = one_log(folder, log_files(folder, keys), "training logs")
     records, max_steps = _records(path, keys)
     records, renamed = _train_split_of_evaluations(records, keys)
@@ -107,6 +113,9 @@ def _train_split_of_evaluations(records: Table, keys: KeyMap) -> tuple[Table, di
     that print an evaluation and another training-loss key is printed on lines of its own, the first is the
     ``train`` split of that evaluation (renamed to HF's ``eval_train_loss``), and the second the training loss.
     Returns the records and {new name: name printed}."""
+    from .records import logged_rows
+    from .table import Table
+
     frame = records.frame
     columns = [c for c in frame.columns if c != "step"]
     roles = classify(columns, keys)
@@ -123,6 +132,10 @@ def _train_split_of_evaluations(records: Table, keys: KeyMap) -> tuple[Table, di
 
 
 def _records(path: Path, keys: KeyMap) -> tuple[Table, int | None]:
+    import pandas as pd
+
+    from .table import MAX_STEP, Table
+
     columns: dict[str, array] = {}
     nan_rows: dict[str, array] = {}
     steps = array("q")
