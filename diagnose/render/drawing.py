@@ -1,9 +1,9 @@
 """Draw the figures the report asked for: on every core for big reports, reused from an earlier report.
 
 The HTML renderer decides which figures a page shows and names each with a
-``Spec``; this module only draws them. Every figure is drawn on a fresh
-matplotlib Figure from the same inputs, so its PNG is the same whichever
-process draws it and in whatever order.
+``Spec``; this module only draws them. Every figure is written from the same
+inputs by the same code, so its SVG is the same bytes whichever process draws
+it and in whatever order.
 
 With a cache folder and a study digest (``Analysis.study_digests``), each
 figure is stored under its slot (study, figure, its runs and finding) with the
@@ -17,9 +17,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import functools
-import gc
 import hashlib
-import importlib.metadata
 import json
 import multiprocessing
 import os
@@ -37,13 +35,14 @@ from ..findings import Finding
 from ..model import Run, Study
 from .plot import Plot
 
-# Fewer figures to draw than this are drawn in this process. A figure takes 15-120 ms; starting two
-# workers takes 25-80 ms, and they spend ~0.2 s of CPU more than one process would (pages copied on
-# write, cold caches): measured on samples/ (30 figures, 1.9 s in one process).
-PARALLEL_MIN_FIGURES = 12
+# Fewer figures to draw than this are drawn in this process. A figure takes 1-6 ms of CPU; starting two
+# workers takes 25-80 ms, and they spend more CPU than one process would (pages copied on write, cold
+# caches). Measured: 10M rows (52 figures) 0.46 s wall in one process, 0.54-0.81 s with two workers;
+# 412 figures about even; 10k runs (4,012 figures, 18 CPU s either way) 21-27 s wall with two, 41-51 s
+# with one (on a busy machine).
+PARALLEL_MIN_FIGURES = 400
 
-_PNG_URI = "data:image/png;base64,"
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_SVG_URI = "data:image/svg+xml;base64,"
 
 
 @dataclass(frozen=True)
@@ -166,10 +165,11 @@ class Painter:
             if entry["plot"] is None:
                 return Drawn(None)
             plot = Plot(**entry["plot"])
-            png = base64.b64decode(plot.uri.removeprefix(_PNG_URI), validate=True)
+            svg = base64.b64decode(plot.uri.removeprefix(_SVG_URI), validate=True)
             shape_ok = all(isinstance(v, str) for v in (plot.title, plot.caption)) and all(
                 isinstance(v, int) and v > 0 for v in (plot.width, plot.height))
-            if not (plot.uri.startswith(_PNG_URI) and png.startswith(_PNG_SIGNATURE) and shape_ok):
+            whole = svg.startswith(b"<svg ") and svg.endswith(b"</svg>")  # a cut entry loses its end
+            if not (plot.uri.startswith(_SVG_URI) and whole and shape_ok):
                 return None
             return Drawn(plot)
         except (OSError, ValueError, TypeError, KeyError, AttributeError):  # absent or damaged: draw it again
@@ -203,8 +203,8 @@ def _hash(value) -> str:
 
 
 def _figures():
-    """``figures``, imported on the first figure that is drawn: a report whose figures are all cached imports no
-    matplotlib (0.3-1 s)."""
+    """``figures``, imported on the first figure that is drawn: a report whose figures are all cached imports
+    none of the drawing code."""
     from . import figures
 
     return figures
@@ -212,23 +212,14 @@ def _figures():
 
 @functools.cache
 def _render_version() -> str:
-    """What the pixels depend on besides the data: the code that draws and the libraries that draw and encode.
-
-    The libraries' versions come from their installed metadata, which costs no import of them.
-    """
+    """What the SVG depends on besides the data: the code that draws it, and numpy (decimation, histograms)."""
     sources = []
-    for path in (Path(__file__).with_name("figures.py"), Path(__file__), Path(__file__).with_name("plot.py")):
+    for name in ("figures.py", "svg.py", "drawing.py", "plot.py"):
         try:
-            sources.append(hashlib.sha256(path.read_bytes()).hexdigest())
+            sources.append(hashlib.sha256(Path(__file__).with_name(name).read_bytes()).hexdigest())
         except OSError:  # no source to read (a frozen app): the package version still tells releases apart
             sources.append(None)
-    versions = []
-    for library in ("matplotlib", "pillow"):
-        try:
-            versions.append(importlib.metadata.version(library))
-        except importlib.metadata.PackageNotFoundError:  # installed without metadata: the sources still count
-            versions.append(None)
-    return _hash([__version__, *versions, numpy.__version__, sources])
+    return _hash(["svg/1", __version__, numpy.__version__, sources])
 
 
 # A worker's inputs, inherited from the report's process when the pool forks.
@@ -238,9 +229,6 @@ _ADOPTED: Inputs | None = None
 def _adopt(inputs: Inputs) -> None:
     global _ADOPTED
     _ADOPTED = inputs
-    # The worker lives for one report and allocates a few thousand matplotlib objects a figure: at the
-    # default threshold (700) the young collections cost ~10% of its drawing time.
-    gc.set_threshold(50_000, 20, 20)
 
 
 def _draw_adopted(spec: Spec) -> Drawn:

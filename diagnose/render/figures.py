@@ -1,36 +1,26 @@
-"""Evidence plots as inline PNG: matplotlib draws what the checks found, nothing here decides.
+"""Evidence figures as inline SVG: they draw what the checks found, nothing here decides.
 
 Every function takes the series of the runs plus the study summary or one
-finding's evidence, and returns a ``Plot`` (a ``data:`` URI PNG with its size
+finding's evidence, and returns a ``Plot`` (a ``data:`` URI SVG with its size
 and a caption) or None when the data it needs is absent. Evidence keys are read
 defensively (notes/evidence.md): a missing key means that mark is not drawn.
-PNG, not SVG: a sweep of 100 runs x 1600 points is 160k vertices, megabytes
-as SVG paths and a few tens of kilobytes as pixels.
+The SVG is written by ``svg`` (a few ms a figure, where matplotlib took 70-120 ms);
+curves are decimated first, so a sweep of 60 runs stays a few hundred kilobytes.
 """
 
 from __future__ import annotations
 
-import base64
-import io
 import math
+
 import numpy as np
-from matplotlib import colormaps
-from matplotlib import colors as mcolors
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.collections import PolyCollection
-from matplotlib.figure import Figure
-from matplotlib.ticker import AutoLocator, FuncFormatter, Locator, LogLocator, MaxNLocator, NullLocator
-from PIL import Image
 
 from .. import signal
 from ..findings import Finding
 from ..model import Run, Study
 from .plot import Plot, swarm_axes
 from .plot import number as _number
+from .svg import Axes, Figure
 
-# Pixel density of the PNGs, and the CSS pixels per inch they are shown at (crisp on 1.5x screens).
-DPI = 144
-CSS_DPI = 96
 # Points per curve after decimation: two per pixel column of a full-width figure.
 MAX_POINTS = 1600
 # Lines drawn per figure: past this, a sweep's runs are thinned to the ones findings name plus a spread.
@@ -66,117 +56,27 @@ def decimate(x: np.ndarray, y: np.ndarray, buckets: int = MAX_POINTS // 2) -> tu
     return x[keep], y[keep]
 
 
-def _plain_ticks(fig: Figure) -> None:
-    """Few, plainly written ticks on log axes (``0.1``, not mathtext ``10^{-1}``, no minor ticks).
-
-    Tick objects and mathtext parsing are most of matplotlib's drawing time; a
-    log axis over less than two decades gets 1-2-5 ticks so it still has labels.
-    """
-    for ax in fig.axes:
-        for axis, limits in ((ax.xaxis, ax.get_xlim()), (ax.yaxis, ax.get_ylim())):
-            if isinstance(axis.get_major_locator(), _InView):  # shared with an axis done already
-                continue
-            if axis.get_scale() != "log":
-                if axis.get_scale() == "linear" and isinstance(axis.get_major_locator(), AutoLocator):
-                    small = ax.get_position().width * fig.get_figwidth() < 2.5
-                    axis.set_major_locator(MaxNLocator(nbins=3 if small else 5,
-                                                       integer=axis.get_label_text() == "step"))
-                axis.set_major_locator(_InView(axis.get_major_locator()))
-                continue
-            low, high = sorted(limits)
-            decades = math.log10(high / low) if low > 0 and high > 0 else 10
-            subs = (1.0, 2.0, 3.0, 5.0) if decades < 1 else (1.0, 2.0, 5.0) if decades < 2 else (1.0,)
-            axis.set_major_locator(_InView(LogLocator(base=10, subs=subs, numticks=7)))
-            axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
-            axis.set_minor_locator(NullLocator())
-
-
-class _InView(Locator):
-    """Another locator's ticks within the view only.
-
-    Locators also give the ticks just outside the view, and matplotlib builds
-    a Tick (two lines, a grid line and two labels) for each: about a third of
-    the ticks it built here, for nothing drawn.
-    """
-
-    def __init__(self, locator: Locator):
-        self.locator = locator
-
-    def set_axis(self, axis) -> None:
-        super().set_axis(axis)
-        self.locator.set_axis(axis)
-
-    def __call__(self):
-        ticks = np.asarray(self.locator(), dtype=float)
-        # matplotlib's own test for the ticks it draws: within the view, in scaled coordinates, to 1e-10
-        low, high = sorted(self.axis.get_transform().transform(np.asarray(self.axis.get_view_interval(), float)))
-        scaled = self.axis.get_transform().transform(ticks)
-        slack = (high - low) * 1e-10
-        return ticks[(scaled >= low - slack) & (scaled <= high + slack)]
-
-    def tick_values(self, vmin, vmax):
-        return self.locator.tick_values(vmin, vmax)
-
-    def nonsingular(self, v0, v1):
-        return self.locator.nonsingular(v0, v1)
-
-    def view_limits(self, vmin, vmax):
-        return self.locator.view_limits(vmin, vmax)
-
-
-def _png(fig: Figure) -> tuple[str, int, int]:
-    """The figure as a ``data:`` URI of a 64-colour PNG (a third of the bytes of full colour)."""
-    _plain_ticks(fig)
-    canvas = FigureCanvasAgg(fig)
-    canvas.draw()
-    image = Image.frombuffer("RGBA", canvas.get_width_height(), canvas.buffer_rgba()).convert("RGB")
-    image = image.quantize(colors=64, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE)
-    # The octree averages the background with antialiased edges: give the page's white back.
-    palette = image.getpalette()
-    background = max(image.getcolors(), key=lambda pair: pair[0])[1]
-    palette[3 * background:3 * background + 3] = [255, 255, 255]
-    image.putpalette(palette)
-    buffer = io.BytesIO()
-    image.save(buffer, format="png")
-    scale = CSS_DPI / DPI
-    uri = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
-    return uri, round(image.width * scale), round(image.height * scale)
-
-
 def _plot(fig: Figure, title: str, caption: str) -> Plot:
-    uri, width, height = _png(fig)
+    uri, width, height = fig.uri()
     return Plot(title=title, caption=caption, uri=uri, width=width, height=height)
 
 
 def _figure(width: float = 7.6, height: float = 3.0, ncols: int = 1, nrows: int = 1,
-            margins: tuple[float, float, float, float] = (0.7, 0.15, 0.5, 0.3), **kwargs):
-    """A figure of fixed margins in inches (left, right, bottom, top): no layout engine, drawn once."""
-    fig = Figure(figsize=(width, height), dpi=DPI)
-    left, right, bottom, top = margins
-    fig.subplots_adjust(left=left / width, right=1 - right / width, bottom=bottom / height, top=1 - top / height,
-                        wspace=0.35 if ncols > 1 else None, hspace=0.25 if nrows > 1 else None)
-    axes = fig.subplots(nrows, ncols, squeeze=False, **kwargs)
-    for ax in axes.flat:
-        ax.grid(alpha=0.25, linewidth=0.6)
-        ax.tick_params(labelsize=8)
-        for side in ("top", "right"):
-            ax.spines[side].set_visible(False)
-    return fig, axes
+            margins: tuple[float, float, float, float] = (0.7, 0.15, 0.5, 0.3), **kwargs) -> tuple[Figure, np.ndarray]:
+    """A figure of fixed margins in inches (left, right, bottom, top) and its grid of axes (``axes[row, col]``)."""
+    fig = Figure(width, height, margins, nrows=nrows, ncols=ncols, **kwargs)
+    grid = np.empty((nrows, ncols), dtype=object)
+    for row, axes in enumerate(fig.axes):
+        grid[row, :] = axes
+    return fig, grid
 
 
-def _log(ax, axis: str = "y") -> None:
+def _log(ax: Axes, axis: str = "y") -> None:
     getattr(ax, f"set_{axis}scale")("log")
 
 
-def _legend_above(ax, ncols: int = 4, order=None) -> None:
-    """The legend in the top margin, where it hides no data; entries sorted by ``order(label)`` if given."""
-    handles, labels = ax.get_legend_handles_labels()
-    if order is not None:
-        pairs = sorted(zip(handles, labels), key=lambda pair: order(pair[1]))
-        handles, labels = [h for h, _ in pairs], [label for _, label in pairs]
-    if handles:
-        ax.legend(handles, labels, fontsize=7, loc="lower left", bbox_to_anchor=(0, 1.0), ncols=ncols, frameon=False,
-                  borderaxespad=0.2, handlelength=1.6, columnspacing=1.2)
+def _step_axis(ax: Axes, size: float = 9) -> None:
+    ax.set_xlabel("step", integer=True, size=size)
 
 
 def _series(run: Run, column: str, start: float | None = None, end: float | None = None):
@@ -218,8 +118,7 @@ def _mark_nonfinite(ax, steps: np.ndarray, color: str) -> bool:
     if steps.size == 0:
         return False
     shown = steps if steps.size <= 200 else steps[np.linspace(0, steps.size - 1, 200).astype(int)]
-    ax.plot(shown, np.ones(shown.size), transform=ax.get_xaxis_transform(), linestyle="none", marker="x",
-            markersize=5, color=color, clip_on=False, zorder=5)
+    ax.plot(shown, np.ones(shown.size), color, marker="x", size=5, line=False, y_axes=True, clip=False, zorder=5)
     return True
 
 
@@ -235,19 +134,8 @@ def _periods(finding: Finding, run_name: str) -> list[tuple[float, float]]:
 
 
 def _shade(ax, spans: list[tuple[float, float]], label: str | None = None) -> None:
-    """Full-height bands over ``spans``: one artist for all of them (an ``axvspan`` each costs a millisecond)."""
-    if not spans:
-        return
-    spans = [(start, max(end, start + 0.5)) for start, end in spans]
-    bands = [[(start, 0), (start, 1), (end, 1), (end, 0)] for start, end in spans]
-    ax.add_collection(PolyCollection(bands, transform=ax.get_xaxis_transform(), facecolors=SHADE, alpha=0.25,
-                                     linewidths=0, label=label), autolim=False)
-    ax.update_datalim([(x, 0) for span in spans for x in span], updatey=False)  # as axvspan: x only
-
-
-def _plain(text: str) -> str:
-    """A log's string as literal text in a figure: matplotlib would read ``$...$`` as math."""
-    return text.replace("$", r"\$")
+    """Full-height bands over ``spans`` (a one-step span half a step wide, so it shows)."""
+    ax.axvspans([(start, max(end, start + 0.5)) for start, end in spans], SHADE, 0.25, label)
 
 
 def _lr_text(lr: float | None) -> str:
@@ -275,8 +163,7 @@ def sweep_curves(study: Study, summary: dict, findings: list[Finding]) -> Plot |
         shown = np.isfinite(loss)
         x, y = decimate(steps[shown], loss[shown])
         label = _lr_text(run.lr) + (" = lr*" if best_lr is not None and run.lr == best_lr else "")
-        ax.plot(x, y, color=color, linewidth=width, zorder=z, alpha=0.9,
-                label=label if label not in labelled and len(lrs) <= 12 else None)
+        ax.plot(x, y, color, width, alpha=0.9, zorder=z, label=label if label not in labelled and len(lrs) <= 12 else None)
         labelled.add(label)
         curves.append(loss)
         off_scale |= _mark_nonfinite(ax, _nonfinite_steps(run, "loss", steps, loss), color)
@@ -288,9 +175,9 @@ def sweep_curves(study: Study, summary: dict, findings: list[Finding]) -> Plot |
     if log:
         _log(ax)
     ax.set_ylim(low, high)
-    ax.set_xlabel("step", fontsize=9)
-    ax.set_ylabel("training loss", fontsize=9)
-    _legend_above(ax, ncols=7, order=_by_lr)
+    _step_axis(ax)
+    ax.set_ylabel("training loss")
+    ax.legend_above(ncols=7, order=_by_lr)
     title = "Training loss of the lr sweep" if len(lrs) > 1 else "Training loss"
     caption = (
         (f"lr* = {best_lr:g} in green; runs above it in red, below it in grey. " if best_lr is not None
@@ -318,13 +205,13 @@ def _sweep_style(lr: float | None, best_lr: float | None, lrs: list[float]) -> t
         if lr is None or len(lrs) < 2:
             return "#0969da", 1.0, 2
         position = (math.log(lr) - math.log(lrs[0])) / (math.log(lrs[-1]) - math.log(lrs[0]))
-        return mcolors.to_hex(_VIRIDIS(0.1 + 0.8 * position)), 1.0, 2
+        return _interpolate(_VIRIDIS, 0.1 + 0.8 * position), 1.0, 2
     if math.isclose(lr, best_lr, rel_tol=1e-9):
         return BEST, 2.0, 4
     if lr > best_lr:
         above = [v for v in lrs if v > best_lr]
         shade = (above.index(lr) + 1) / len(above) if lr in above else 1.0
-        return mcolors.to_hex(_REDS(0.45 + 0.5 * shade)), 1.2, 3
+        return _interpolate(_REDS, 0.45 + 0.5 * shade), 1.2, 3
     return BELOW, 0.9, 1
 
 
@@ -360,42 +247,40 @@ def hyper_axis(summary: dict) -> Plot | None:
     ax = axes[0, 0]
     lrs = np.array([p[0] for p in points])
     scores = np.array([p[1] if p[1] is not None else np.nan for p in points])
-    ax.plot(lrs, scores, color="#57606a", linewidth=1, zorder=2)
+    ax.plot(lrs, scores, "#57606a", 1.0)
     no_score = False
     for lr, score, low, high, stable in points:
         bad = (not stable) or any(math.isclose(lr, u, rel_tol=1e-9) for u in unstable)
         color = ABOVE if bad else "#0969da"
         if score is None:  # diverged: the sweep scores it +inf
-            ax.plot([lr], [1], transform=ax.get_xaxis_transform(), marker="x", color=ABOVE, clip_on=False,
-                    markersize=7, zorder=5, label=None if no_score else "no score (diverged)")
+            ax.plot([lr], [1], ABOVE, marker="x", size=7, line=False, y_axes=True, clip=False, zorder=5,
+                    label=None if no_score else "no score (diverged)")
             no_score = True
             continue
         if low is not None and high is not None and high > low:
-            ax.plot([lr, lr], [low, high], color=color, linewidth=2.5, alpha=0.35, zorder=2)
-        ax.plot([lr], [score], marker="X" if bad else "o", markersize=7 if bad else 5, color=color, zorder=4,
-                linestyle="none")
+            ax.plot([lr, lr], [low, high], color, 2.5, alpha=0.35)
+        ax.plot([lr], [score], color, marker="X" if bad else "o", size=7 if bad else 5, line=False, zorder=4)
     if best_lr is not None:
-        ax.axvline(best_lr, color=BEST, linewidth=1.2, linestyle="--", zorder=1)
+        ax.axvline(best_lr, BEST, 1.2, "--", zorder=1)
         at_right = best_lr >= float(lrs.max())
-        ax.annotate(f"lr* = {best_lr:g}" + ("" if at_right else " "), (best_lr, 0.98),
-                    xycoords=("data", "axes fraction"), fontsize=8, color=BEST,
-                    ha="right" if at_right else "left", va="top")
+        ax.text(best_lr, 0.98, f"lr* = {best_lr:g}" + ("" if at_right else " "), 8, BEST,
+                ha="right" if at_right else "left", va="top", x_data=True)
     _log(ax, "x")
     finite = scores[np.isfinite(scores)]
     if finite.size and (finite > 0).all():
         ceiling = float(np.min(finite)) * 1e3
         _log(ax)
         if finite.max() > ceiling:
-            ax.set_ylim(top=ceiling)
+            ax.set_ylim(high=ceiling)
             off = lrs[scores > ceiling]
-            ax.plot(off, np.ones(off.size), transform=ax.get_xaxis_transform(), marker="^", color=ABOVE,
-                    linestyle="none", clip_on=False, zorder=5, label="off scale")
+            ax.plot(off, np.ones(off.size), ABOVE, marker="^", line=False, y_axes=True, clip=False, zorder=5,
+                    label="off scale")
     ax.set_xlim(float(lrs.min()) / 1.4, float(lrs.max()) * 1.4)
-    ax.set_xlabel("learning rate", fontsize=9)
-    ax.set_ylabel(metric, fontsize=9)
-    ax.plot([], [], marker="X", color=ABOVE, linestyle="none", label="unstable")
-    ax.plot([], [], marker="o", color="#0969da", linestyle="none", label="stable")
-    _legend_above(ax, ncols=4)
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel(metric)
+    ax.legend_entry("unstable", ABOVE, marker="X", size=7)
+    ax.legend_entry("stable", "#0969da", marker="o", size=5)
+    ax.legend_above(ncols=4)
     caption = (
         f"{metric.capitalize()} of each lr (bars: spread over seeds); red X: lrs whose runs were unstable. "
         "When lr* sits right next to the first unstable lr, instability is what limits the learning rate."
@@ -411,7 +296,7 @@ def swarm_grid(study: Study, summary: dict) -> Plot | None:
     cells, momenta, lrs = shape
     by_name = {run.name: run for run in study.runs}
     fig, axes = _figure(width=min(7.6, 1.9 * len(lrs) + 0.6), height=1.45 * len(momenta) + 0.5,
-                        nrows=len(momenta), ncols=len(lrs), sharex=True, sharey=True)
+                        nrows=len(momenta), ncols=len(lrs), share=True)
     curves = []
     for cell in cells:
         momentum, lr = _number(cell.get("momentum")), _number(cell.get("lr"))
@@ -425,23 +310,22 @@ def swarm_grid(study: Study, summary: dict) -> Plot | None:
             steps, loss = _series(run, "loss")
             shown = np.isfinite(loss)
             x, y = decimate(steps[shown], loss[shown], buckets=200)
-            ax.plot(x, y, linewidth=0.8, alpha=0.8, color=_SEED_COLORS[i % len(_SEED_COLORS)])
+            ax.plot(x, y, _SEED_COLORS[i % len(_SEED_COLORS)], 0.8, alpha=0.8)
             curves.append(loss)
         fit = cell.get("fit")
         if isinstance(fit, int) and cell.get("runs"):
-            ax.text(0.97, 0.93, f"{fit}/{len(cell['runs'])} fit", transform=ax.transAxes, ha="right", va="top",
-                    fontsize=7, color=TEXT)
+            ax.text(0.97, 0.93, f"{fit}/{len(cell['runs'])} fit", 7, TEXT, ha="right", va="top")
     low, high, log = _loss_limits(curves)
     for (row, col), ax in np.ndenumerate(axes):
         if log:
             _log(ax)
         ax.set_ylim(low, high)
         if row == 0:
-            ax.set_title(f"lr {lrs[col]:g}", fontsize=8)
+            ax.set_title(f"lr {lrs[col]:g}", 8)
         if col == 0:
-            ax.set_ylabel(f"momentum {momenta[row]:g}", fontsize=8)
+            ax.set_ylabel(f"momentum {momenta[row]:g}", 8)
         if row == len(momenta) - 1:
-            ax.set_xlabel("step", fontsize=8)
+            _step_axis(ax, 8)
     caption = (
         "Training loss of each seed, rows by momentum, columns by lr (seed 000's swarm grid). "
         "Higher lr and higher momentum both speed fitting: the effective step is lr/(1-momentum)."
@@ -452,8 +336,17 @@ def swarm_grid(study: Study, summary: dict) -> Plot | None:
 _SEED_COLORS = ("#0969da", "#bf3989", "#1a7f37", "#9a6700", "#8250df", "#cf222e", "#57606a", "#116329")
 
 
-_VIRIDIS = colormaps["viridis"]
-_REDS = colormaps["Reds"]
+# matplotlib's viridis and Reds colormaps, sampled at 0, 1/8, ..., 1 (between them: linear, as they are made)
+_VIRIDIS = ("#440154", "#472d7b", "#3b528b", "#2c728e", "#21918c", "#28ae80", "#5ec962", "#addc30", "#fde725")
+_REDS = ("#fff5f0", "#fee0d2", "#fcbba1", "#fc9272", "#fb694a", "#ee3a2c", "#ca181d", "#a30f15", "#67000d")
+
+
+def _interpolate(colors: tuple[str, ...], position: float) -> str:
+    """The colour at ``position`` (0-1) of a colormap given as evenly spaced hex colours."""
+    where = min(max(position, 0.0), 1.0) * (len(colors) - 1)
+    i = min(int(where), len(colors) - 2)
+    a, b = (np.array([int(c[k:k + 2], 16) for k in (1, 3, 5)]) for c in colors[i:i + 2])
+    return "#" + "".join(f"{round(v):02x}" for v in a + (b - a) * (where - i))
 
 
 def gap_curve(run: Run, finding: Finding | None) -> Plot | None:
@@ -483,23 +376,22 @@ def gap_curve(run: Run, finding: Finding | None) -> Plot | None:
         gap_steps, gap = steps, valid_loss - train_loss
     fig, axes = _figure(ncols=2, width=7.6, height=2.8)
     left, right = axes[0]
-    left.plot(steps, valid_loss, color="#0969da", linewidth=1.2, label="valid")
-    left.plot(steps, train_loss, color="#57606a", linewidth=1.2, label=f"train ({source})")
+    left.plot(steps, valid_loss, "#0969da", 1.2, label="valid")
+    left.plot(steps, train_loss, "#57606a", 1.2, label=f"train ({source})")
     if (valid_loss > 0).all() and (train_loss > 0).all():
         _log(left)
-    left.set_xlabel("step", fontsize=9)
-    left.set_ylabel("loss", fontsize=9)
-    left.legend(fontsize=7, loc="best")
-    right.plot(gap_steps, gap, color=ABOVE, linewidth=1.4)
-    right.axhline(0, color="#8c959f", linewidth=0.8)
-    right.set_xlabel("step", fontsize=9)
-    right.set_ylabel("valid - train", fontsize=9)
+    _step_axis(left)
+    left.set_ylabel("loss")
+    left.legend_inside()
+    right.plot(gap_steps, gap, ABOVE, 1.4)
+    right.axhline(0, "#8c959f", 0.8)
+    _step_axis(right)
+    right.set_ylabel("valid - train")
     onset = _number(finding.evidence.get("onset_step")) if finding else None
     if onset is not None:
         for ax in (left, right):
-            ax.axvline(onset, color=MARK, linestyle="--", linewidth=1.2)
-        right.annotate(f"onset {onset:g}", (onset, 1), xycoords=("data", "axes fraction"), fontsize=8,
-                       color=MARK, ha="left", va="top")
+            ax.axvline(onset, MARK, 1.2, "--")
+        right.text(onset, 1, f"onset {onset:g}", 8, MARK, ha="left", va="top", x_data=True)
     caption = (
         f"{run.name}: validation and training loss (left) and the generalization gap valid - train (right)"
         + (", the overfitting onset dashed. " if onset is not None else ". ")
@@ -550,7 +442,7 @@ def lr_range(run: Run, finding: Finding | None) -> Plot | None:
     ax = axes[0, 0]
     order = np.argsort(lrs[shown], kind="stable")
     x, y = decimate(lrs[shown][order], loss[shown][order])
-    ax.plot(x, y, color="#0969da", linewidth=1.1)
+    ax.plot(x, y, "#0969da", 1.1)
     _log(ax, "x")
     low, high, log = _loss_limits([loss[shown]])
     if log:
@@ -562,12 +454,11 @@ def lr_range(run: Run, finding: Finding | None) -> Plot | None:
     for key, label, color in marks:
         value = _number(evidence.get(key))
         if value is not None and value > 0:
-            ax.axvline(value, color=color, linestyle="--", linewidth=1.2)
-            ax.annotate(f"{label} {value:.2g}", (value, 1.0 + 0.07 * row), xycoords=("data", "axes fraction"),
-                        fontsize=8, color=color, ha="center", va="bottom")
+            ax.axvline(value, color, 1.2, "--")
+            ax.text(value, 1.0 + 0.07 * row, f"{label} {value:.2g}", 8, color, ha="center", va="bottom", x_data=True)
             row += 1
-    ax.set_xlabel("learning rate (grows every step)", fontsize=9)
-    ax.set_ylabel("training loss", fontsize=9)
+    ax.set_xlabel("learning rate (grows every step)")
+    ax.set_ylabel("training loss")
     caption = (
         f"{run.name}: LR range test. Train between lr_min and lr_max (a cyclical or 1cycle schedule); "
         "the loss falls fastest between them and blows up past lr_max (Smith 2018)."
@@ -584,28 +475,28 @@ def short_run(run: Run, finding: Finding | None) -> Plot | None:
     steps, loss = _series(run, "loss")
     shown = np.isfinite(loss)
     x, y = decimate(steps[shown], loss[shown])
-    ax.plot(x, y, color="#57606a", linewidth=0.9, label="training loss")
+    ax.plot(x, y, "#57606a", 0.9, label="training loss")
     curves = [loss]
     valid = run.valid_evals()
     if not valid.empty and valid["loss"].notna().any():
         vs, vl = valid["step"].to_numpy(), valid["loss"].to_numpy(dtype=float)
         keep = np.isfinite(vl)
         vx, vy = decimate(vs[keep], vl[keep])
-        ax.plot(vx, vy, color="#0969da", linewidth=1.2, label=f"valid ({len(vs)} evaluations)")
+        ax.plot(vx, vy, "#0969da", 1.2, label=f"valid ({len(vs)} evaluations)")
         curves.append(vl)
     if finding is not None:
         _shade(ax, _periods(finding, run.name), "unstable period")
         recovery = _number(finding.evidence.get("recovery_step"))
         if recovery is not None:
-            ax.axvline(recovery, color=BEST, linestyle="--", linewidth=1.2, label=f"recovered at {recovery:g}")
+            ax.axvline(recovery, BEST, 1.2, "--", label=f"recovered at {recovery:g}")
     off_scale = _mark_nonfinite(ax, _nonfinite_steps(run, "loss", steps, loss), ABOVE)
     low, high, log = _loss_limits(curves)
     if log:
         _log(ax)
     ax.set_ylim(low, high)
-    ax.set_xlabel("step", fontsize=9)
-    ax.set_ylabel("loss", fontsize=9)
-    _legend_above(ax)
+    _step_axis(ax)
+    ax.set_ylabel("loss")
+    ax.legend_above()
     caption = (
         f"{run.name} ({_lr_text(run.lr)}): the short probe run, evaluated every step, that catches early "
         "instability followed by recovery (Tuning Playbook)."
@@ -627,20 +518,17 @@ def grad_norms(run: Run, finding: Finding | None) -> Plot | None:
     clip_norm = _number(evidence.get("clip_norm")) or _number(run.config.get("clip_norm"))
     percentile = _number(evidence.get("percentile")) or 90
     window = evidence.get("window")
-    fig, axes = _figure(ncols=2, width=7.6, height=3.0, margins=(0.7, 0.15, 0.5, 0.55),
-                        gridspec_kw={"width_ratios": [2.2, 1]})
+    fig, axes = _figure(ncols=2, width=7.6, height=3.0, margins=(0.7, 0.15, 0.5, 0.55), width_ratios=[2.2, 1])
     left, right = axes[0]
     x, y = decimate(steps[finite], norms[finite])
-    left.plot(x, y, color="#57606a", linewidth=0.7)
+    left.plot(x, y, "#57606a", 0.7)
     _log(left)
     outliers = [s for s in (evidence.get("outlier_steps") or []) if _number(s) is not None]
     if outliers:
         index = np.searchsorted(steps, outliers).clip(0, len(steps) - 1)
-        left.plot(steps[index], norms[index], linestyle="none", marker="o", markersize=3.5, color=ABOVE,
-                  label="outliers", zorder=4)
+        left.plot(steps[index], norms[index], ABOVE, marker="o", size=3.5, line=False, label="outliers", zorder=4)
     if isinstance(window, (list, tuple)) and len(window) == 2 and all(_number(v) is not None for v in window):
-        left.axvspan(float(window[0]), float(window[1]), color="#ddf4ff", alpha=0.6, linewidth=0, zorder=0,
-                     label="window used")
+        left.axvspans([(float(window[0]), float(window[1]))], "#ddf4ff", 0.6, "window used", zorder=0)
     lines = []
     if threshold is not None and threshold > 0:
         lines.append((threshold, f"recommended clip {threshold:.3g} (p{percentile:g})", MARK))
@@ -650,18 +538,18 @@ def grad_norms(run: Run, finding: Finding | None) -> Plot | None:
         p90 = float(np.percentile(norms[finite], 90))
         lines.append((p90, f"90th percentile {p90:.3g}", MARK))
     for value, label, color in lines:
-        left.axhline(value, color=color, linestyle="--", linewidth=1.1, label=label)
-    left.set_xlabel("step", fontsize=9)
-    left.set_ylabel("grad norm (before clipping)", fontsize=9)
-    _legend_above(left, ncols=2)
+        left.axhline(value, color, 1.1, "--", label=label)
+    _step_axis(left)
+    left.set_ylabel("grad norm (before clipping)")
+    left.legend_above(ncols=2)
     logs = np.log10(norms[finite])
     bins = np.logspace(logs.min(), logs.max() + 1e-9, 40)
-    right.stairs(np.histogram(norms[finite], bins=bins)[0], bins, fill=True, color="#8c959f")  # one patch, not 40
+    right.stairs(np.histogram(norms[finite], bins=bins)[0], bins, "#8c959f")
     _log(right, "x")
     for value, _, color in lines:
-        right.axvline(value, color=color, linestyle="--", linewidth=1.1)
-    right.set_xlabel("grad norm", fontsize=9)
-    right.set_ylabel("updates", fontsize=9)
+        right.axvline(value, color, 1.1, "--")
+    right.set_xlabel("grad norm")
+    right.set_ylabel("updates")
     fraction = _number(evidence.get("clipped_fraction"))
     caption = (
         f"{run.name}: gradient norm of every update and its histogram. "
@@ -690,29 +578,29 @@ def finding_zoom(runs: list[Run], finding: Finding) -> Plot | None:
         color = _SEED_COLORS[i % len(_SEED_COLORS)]
         shown = np.isfinite(loss)
         x, y = decimate(steps[shown], loss[shown])
-        ax.plot(x, y, color=color, linewidth=1.1, label=f"{_plain(run.name)} ({_lr_text(run.lr)})")
+        ax.plot(x, y, color, 1.1, label=f"{run.name} ({_lr_text(run.lr)})")
         curves.append(loss)
         off_scale |= _mark_nonfinite(ax, _nonfinite_steps(run, "loss", steps, loss), color)
         _shade(ax, [(max(a, start), min(b, end)) for a, b in _periods(finding, run.name) if b >= start and a <= end],
                "unstable period" if i == 0 else None)
     if finding.steps:
         for step in finding.steps:
-            ax.axvline(step, color="#8c959f", linestyle=":", linewidth=1)
+            ax.axvline(step, "#8c959f", 1.0, ":")
     recovery = _number(finding.evidence.get("recovery_step"))
     if recovery is not None and start <= recovery <= end:
-        ax.axvline(recovery, color=BEST, linestyle="--", linewidth=1.2, label=f"recovered at {recovery:g}")
+        ax.axvline(recovery, BEST, 1.2, "--", label=f"recovered at {recovery:g}")
     onset = _number(finding.evidence.get("onset_step"))
     if onset is not None and start <= onset <= end:
-        ax.axvline(onset, color=MARK, linestyle="--", linewidth=1.2, label=f"onset {onset:g}")
+        ax.axvline(onset, MARK, 1.2, "--", label=f"onset {onset:g}")
     low, high, log = _loss_limits(curves, clip=False)  # the zoom is the evidence: show its peak
     if log:
         _log(ax)
     ax.set_ylim(low, high)
     ax.set_xlim(start, end)
-    ax.set_xlabel("step", fontsize=9)
-    ax.set_ylabel("training loss", fontsize=9)
+    _step_axis(ax)
+    ax.set_ylabel("training loss")
     if len(runs) <= 6:
-        _legend_above(ax, ncols=3)
+        ax.legend_above(ncols=3)
     what = f"steps {start:g}-{end:g}" + (" (dotted: the finding's first and last step)" if finding.steps else "")
     caption = f"Zoom on {what}." + (" x on the top edge: NaN/inf loss." if off_scale else "")
     return _plot(fig, "Where it shows", caption)

@@ -5,9 +5,10 @@ runs are unstable, what lr* is, where an onset lies all come from the checks
 (``Finding.evidence`` and the study summaries); this module picks which plots
 to draw and lays them out; ``drawing`` draws them (in worker processes on big
 reports, or not at all when a cache folder holds them from an earlier report
-of the same data). Everything from a log is escaped by jinja2's
-autoescape; figures are inline PNGs; a Content-Security-Policy forbids every
-request, so the file opens offline and cannot fetch anything.
+of the same data). Everything from a log is escaped by jinja2's autoescape
+(inside the figures, by ``svg``); figures are inline SVG images; a
+Content-Security-Policy forbids every request, so the file opens offline and
+cannot fetch anything.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
-"""What a figure is and which figures a study gets, without matplotlib.
+"""What a figure is and which figures a study gets, without the drawing code.
 
 A report whose figures all come from the cache never draws one: choosing and
-laying them out must not import the drawing libraries (0.3-1 s of CPU).
+laying them out imports none of ``figures`` or ``svg``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Plot:
-    """One rendered figure: a PNG ``data:`` URI, its display size in CSS pixels, a title and a caption."""
+    """One rendered figure: an SVG ``data:`` URI, its display size in CSS pixels, a title and a caption."""
 
     title: str
     caption: str

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
 import re
 import time
+import xml.etree.ElementTree as ET
 from html import unescape
 
 import numpy as np
@@ -29,7 +31,7 @@ def test_nothing_is_fetched_from_anywhere(page):
     assert "http://" not in page and "https://" not in page
     sources = re.findall(r'\b(?:src|href)="([^"]*)"', page)
     assert sources, "the report has figures and links"
-    assert all(s.startswith(("data:image/png;base64,", "#")) for s in sources), sources
+    assert all(s.startswith(("data:image/svg+xml;base64,", "#")) for s in sources), sources
     assert "<link" not in page and "@import" not in page and "url(" not in page
     # the CSP forbids any request a future edit might add
     policy = unescape(re.search(r'http-equiv="Content-Security-Policy" content="([^"]*)"', page)[1])
@@ -111,8 +113,11 @@ def test_a_run_named_like_a_script_shows_as_text(tmp_path):
     assert "&lt;b&gt;col&lt;/b&gt;" in page  # a logged column's name, in the runs table
     assert "&lt;svg onload=alert(3)&gt;" in page or "line 3" in page  # the unreadable run's error
     assert page.count("<script>") == 1  # ours, whose hash the CSP allows
-    # the finding still got its plot: matplotlib did not choke on `$` in the run's name
-    assert 'id="f1-plot"' in page
+    # the finding still got its plot, the run's name escaped inside its SVG too
+    uri = re.search(r'<figure id="f1-plot">.*?<img src="data:image/svg\+xml;base64,([^"]+)"', page, flags=re.S)[1]
+    image = base64.b64decode(uri).decode()
+    assert evil not in image and "&lt;script&gt;alert(1)&lt;/script&gt; (lr 0.05)" in image
+    ET.fromstring(image)  # well-formed
 
 
 def test_unreadable_runs_and_skipped_checks_are_listed_once(analysis):
