@@ -97,12 +97,11 @@ def read(folder: Path, study: str, keys: KeyMap = DEFAULT_KEYS) -> Run:
     table = read_table(path, required=(step,), numeric=numeric, index_column=INDEX_COLUMN, step=step)
     frame = table.frame[[step] + [c for c in names if c in table.frame.columns]]
     renamed = {step: "step", **names}
-    if len(set(renamed.values())) < len(renamed):
-        raise LogError(path, "two columns map to the same metric name (" + ", ".join(names) + ")", line=1)
+    _one_column_per_name(path, renamed, keys)
     frame = frame.rename(columns=renamed)
     nan_rows = {renamed[c]: rows for c, rows in table.nan_rows.items() if c in renamed}
     parts = assemble(path, Table(frame=frame, nan_rows=nan_rows, notes=table.notes), keys,
-                     what=f"columns of {path.name}")
+                     what=f"columns of {path.name}", line_of=lambda key: 1)
     config = {"wandb_run": wandb_runs[0]} if wandb_runs else {}
     return parts.run(
         folder,
@@ -111,6 +110,21 @@ def read(folder: Path, study: str, keys: KeyMap = DEFAULT_KEYS) -> Run:
         config=config,
         sources={role: _original(column, names) for role, column in parts.sources.items()},
     )
+
+
+def _one_column_per_name(path: Path, renamed: dict[str, str], keys: KeyMap) -> None:
+    """Records keep one column per name: two columns read under one name would lose one (an error at the header)."""
+    seen: dict[str, str] = {}
+    for column, name in renamed.items():
+        if name not in seen:
+            seen[name] = column
+        elif name == "step" and keys.step is not None:
+            # as Lightning's own 'step' beside --step-key (lightning.read)
+            raise LogError(path, f"--step-key {keys.step!r} names the step column, but the column {column!r} would "
+                                 "then be lost: leave out --step-key", line=1)
+        else:
+            raise LogError(path, f"columns {seen[name]!r} and {column!r} would both be read as {name!r}: "
+                                 "rename one of them", line=1)
 
 
 def _original(metric: str, names: dict[str, str]) -> str:

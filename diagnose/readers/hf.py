@@ -53,10 +53,15 @@ def read(folder: Path, study: str, keys: KeyMap = DEFAULT_KEYS) -> Run:
     if not isinstance(history, list):
         raise LogError(path, f"\"log_history\" must be a list, found {type(history).__name__}")
 
-    records, finished = _records(path, text, history, keys)
+    lines = _EntryLines(text)
+    records, finished = _records(path, lines, history, keys)
     if records.frame.empty:
         raise LogError(path, "log_history holds no logged step yet")
-    parts = assemble(path, records, keys, what=f"log_history keys of {STATE_FILE}")
+
+    def first_line(key: str) -> int | None:
+        return lines.of(next(i for i, entry in enumerate(history) if isinstance(entry, dict) and key in entry))
+
+    parts = assemble(path, records, keys, what=f"log_history keys of {STATE_FILE}", line_of=first_line)
     return parts.run(
         folder, study, format=FORMAT, config=_config(state), status="finished" if finished else None, notes=notes
     )
@@ -121,13 +126,12 @@ def _parse(path: Path, text: str) -> dict:
     return state
 
 
-def _records(path: Path, text: str, history: list, keys: KeyMap) -> tuple[Table, bool]:
+def _records(path: Path, lines: _EntryLines, history: list, keys: KeyMap) -> tuple[Table, bool]:
     """One row per log entry (summary left out); a wrong type in a used key is an error at its line."""
     import pandas as pd
 
     from .table import MAX_STEP, Table
 
-    lines = _EntryLines(text)
     values: dict[str, np.ndarray] = {}
     nan_rows: dict[str, list[int]] = {}
     text_values: dict[str, tuple[int, object]] = {}

@@ -73,6 +73,9 @@ class Roles:
     evals: dict[tuple[str, str], str] = field(default_factory=dict)  # (split, metric) -> raw column
     extras: list[str] = field(default_factory=list)
     summary: list[str] = field(default_factory=list)
+    # (column used, column left out) of keys that differ only in case or punctuation (``Loss`` / ``loss``):
+    # one name to the rules above, so only one of them can play its part (``records.assemble`` says so)
+    twins: list[tuple[str, str]] = field(default_factory=list)
 
     def describe(self) -> dict[str, str]:
         """``{"loss": "train/loss", "eval:loss": "eval/loss", ...}``: what ``diagnose runs`` shows."""
@@ -127,6 +130,10 @@ def classify(columns: list[str], keys: KeyMap = DEFAULT_KEYS, step_column: str =
             roles.summary.append(column)
         elif norms[column] not in STEP_ROLES and column not in ("split",):
             roles.extras.append(column)
+    used = [*roles.step.values(), *roles.evals.values(), *roles.extras, *roles.summary]
+    used_by_norm = {norms[c]: c for c in reversed(used)}  # the one that plays a part first, at a tie
+    roles.twins = [(used_by_norm[norms[c]], c) for c in remaining
+                   if c not in used and c != "split" and norms[c] in used_by_norm]
     return roles
 
 

@@ -53,7 +53,7 @@ def read(folder: Path, study: str, keys: KeyMap = DEFAULT_KEYS) -> Run:
     table = read_table(path, required=(step_column,), numeric=numeric, step=step_column)
     frame = table.frame.rename(columns={step_column: "step"})
     records = Table(frame=frame, nan_rows=table.nan_rows, notes=table.notes)
-    parts = assemble(path, records, keys, what=f"columns of {METRICS_FILE}")
+    parts = assemble(path, records, keys, what=f"columns of {METRICS_FILE}", line_of=lambda key: 1)
     hparams_path = folder / HPARAMS_FILE
     config = config_from(read_hparams(hparams_path)) if hparams_path.is_file() else {}
     return parts.run(folder, study, format=FORMAT, config=config)

@@ -12,6 +12,7 @@ to sniff every folder, tables only for the runs that are read.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,10 @@ from ..errors import LogError
 from ..model import Run, empty_evals
 from .keys import DEFAULT_KEYS, STEP_ROLES, KeyMap, Roles, classify
 from .table import Table, order_steps, select_rows
+
+# The option that names the key of a step column, and what it holds: the way out when two keys could be it.
+OPTIONS = {"loss": ("--loss-key", "the training loss"), "grad_norm": ("--grad-norm-key", "the gradient norm"),
+           "lr": ("--lr-key", "the learning rate"), "momentum": ("--momentum-key", "the momentum")}
 
 
 @dataclass
@@ -49,12 +54,16 @@ class Assembled:
         )
 
 
-def assemble(path: Path, records: Table, keys: KeyMap = DEFAULT_KEYS, what: str = "keys") -> Assembled:
+def assemble(path: Path, records: Table, keys: KeyMap = DEFAULT_KEYS, what: str = "keys",
+             line_of: Callable[[str], int | None] | None = None) -> Assembled:
     """Map raw records (a ``step`` column plus logged keys) onto a Run's ``steps`` and ``evals``.
 
     ``records.frame["step"]`` must already be checked (whole numbers >= 0).
     Rows that carry the training loss become steps; other step-level values
-    (an lr logged on its own row) join them at the same step.
+    (an lr logged on its own row) join them at the same step. Two keys that
+    differ only in case (``Loss``, ``loss``) are an error at ``line_of(key)``
+    (the line where the second is first seen), since only one of them could
+    be read, unless the user named the one to read (``--loss-key``).
     """
     frame = records.frame
     columns = [c for c in frame.columns if c != "step"]
@@ -64,6 +73,7 @@ def assemble(path: Path, records: Table, keys: KeyMap = DEFAULT_KEYS, what: str 
         shown = ", ".join(columns[:12]) + (" ..." if len(columns) > 12 else "") or "none"
         hint = f"--loss-key {keys.loss!r} is not among them" if keys.loss else "name it with --loss-key"
         raise LogError(path, f"no training loss among the {what} ({shown}): {hint}")
+    notes = list(records.notes) + _left_out_twins(path, roles, keys, what, line_of)
 
     present = {c: logged_rows(records, c) for c in columns}
     step_columns = [roles.step[r] for r in STEP_ROLES if r in roles.step] + roles.extras
@@ -77,8 +87,23 @@ def assemble(path: Path, records: Table, keys: KeyMap = DEFAULT_KEYS, what: str 
     steps = _fill_from_other_rows(steps, frame, present, step_columns, renamed, loss)
 
     evals = _evals(frame, records, present, roles)
-    notes = list(records.notes)
     return Assembled(steps=steps, nan_steps=nan_steps, evals=evals, sources=roles.describe(), notes=notes)
+
+
+def _left_out_twins(path: Path, roles: Roles, keys: KeyMap, what: str, line_of) -> list[str]:
+    """Notes on keys left out beside a twin (``Roles.twins``) that the user named; any other twin is an error."""
+    notes = []
+    for used, left_out in roles.twins:
+        role = next((r for r, column in roles.step.items() if column == used), None)
+        if role is not None and used == keys.user_key(role):
+            notes.append(f"{path.name}: key {left_out!r} left out: {OPTIONS[role][0]} names {used!r}, "
+                         "the same key to diagnose (names are matched ignoring case and punctuation)")
+            continue
+        hint = f"name the one that holds {OPTIONS[role][1]} with {OPTIONS[role][0]}" if role else "rename one of them"
+        raise LogError(path, f"{used!r} and {left_out!r} differ only in case or punctuation, and key names are matched "
+                             f"ignoring both: one of these {what} would be left out; {hint}",
+                       line=line_of(left_out) if line_of else None)
+    return notes
 
 
 def logged_rows(records: Table, column: str) -> np.ndarray:

@@ -99,9 +99,10 @@ def read(folder: Path, study: str, keys: KeyMap = DEFAULT_KEYS) -> Run:
     from .records import assemble
 
     path = one_log(folder, log_files(folder, keys), "training logs")
-    records, max_steps = _records(path, keys)
+    records, max_steps, first_lines = _records(path, keys)
     records, renamed = _train_split_of_evaluations(records, keys)
-    parts = assemble(path, records, keys, what=f"keys printed in {path.name}")
+    parts = assemble(path, records, keys, what=f"keys printed in {path.name}",
+                     line_of=lambda key: first_lines[renamed.get(key, key)])
     sources = {role: renamed.get(column, column) for role, column in parts.sources.items()}
     return parts.run(folder, study, format=FORMAT, config={"max_steps": max_steps} if max_steps else {},
                      sources=sources)
@@ -131,13 +132,16 @@ def _train_split_of_evaluations(records: Table, keys: KeyMap) -> tuple[Table, di
     return Table(frame.rename(columns={loss: TRAIN_EVAL}), nan_rows, records.notes), {TRAIN_EVAL: loss}
 
 
-def _records(path: Path, keys: KeyMap) -> tuple[Table, int | None]:
+def _records(path: Path, keys: KeyMap) -> tuple[Table, int | None, dict[str, int]]:
+    """The records of the lines that name a step, ``max_steps`` (``step:N/M``) and the line where each key is first
+    printed."""
     import pandas as pd
 
     from .table import MAX_STEP, Table
 
     columns: dict[str, array] = {}
     nan_rows: dict[str, array] = {}
+    first_lines: dict[str, int] = {}
     steps = array("q")
     max_steps = None
     with open(path, encoding="utf-8", errors="replace", newline=None) as handle:
@@ -162,6 +166,7 @@ def _records(path: Path, keys: KeyMap) -> tuple[Table, int | None]:
                 column = columns.get(key)
                 if column is None:
                     column = columns[key] = array("d", [math.nan]) * row
+                    first_lines[key] = number
                 column.append(value)
                 if math.isnan(value):
                     nan_rows.setdefault(key, array("q")).append(row)
@@ -173,7 +178,7 @@ def _records(path: Path, keys: KeyMap) -> tuple[Table, int | None]:
     frame = pd.DataFrame({"step": np.frombuffer(steps, dtype=np.int64),
                           **{key: np.frombuffer(values, dtype=np.float64) for key, values in columns.items()}})
     nan_arrays = {key: np.frombuffer(rows, dtype=np.int64) for key, rows in nan_rows.items()}
-    return Table(frame=frame, nan_rows=nan_arrays, notes=[]), max_steps
+    return Table(frame=frame, nan_rows=nan_arrays, notes=[]), max_steps, first_lines
 
 
 def _one_step(path: Path, number: int, step_key: str, step: float, found: list[tuple[str, ...]],
