@@ -107,8 +107,9 @@ class _Axis:
         low, high = self.scaled(self.view)
         return (self.scaled(values) - low) / (high - low)
 
-    def ticks(self, bins: int) -> list[float]:
-        """Major ticks within the view: 1-2-2.5-5 steps on linear axes, decades (and 2s, 5s on short ones) on log."""
+    def ticks(self, bins: int) -> tuple[list[float], list[str]]:
+        """Major ticks within the view and their labels: 1-2-2.5-5 steps on linear axes, decades (and 2s, 5s
+        on short ones) on log axes, round linear steps on a log axis too short for two of those."""
         low, high = self.view
         if self.scale == "log":
             decades = math.log10(high / low)
@@ -118,8 +119,9 @@ class _Axis:
             ticks = [float(f"{s}e{k}") for k in range(first, last + 1) if (k - first) % stride == 0 for s in subs]
             ticks = [t for t in ticks if low * (1 - 1e-10) <= t <= high * (1 + 1e-10)]
             if len(ticks) >= 2:
-                return ticks
-        return _nice_ticks(low, high, bins, self.integer)
+                return ticks, [f"{t:g}" for t in ticks]
+        ticks = _nice_ticks(low, high, bins, self.integer)
+        return ticks, tick_labels(ticks)
 
 
 def _nice_ticks(low: float, high: float, bins: int, integer: bool) -> list[float]:
@@ -140,13 +142,10 @@ def _nice_ticks(low: float, high: float, bins: int, integer: bool) -> list[float
     return [0.0 if i == 0 else i * step for i in range(start, stop + 1)]
 
 
-def tick_labels(ticks: list[float], scale: str) -> list[str]:
-    """Plain numbers: ``0.1`` and ``20000``, never ``10^{-1}`` or an offset; as few decimals as tell them apart."""
-    if scale == "log":
-        labels = [f"{t:g}" for t in ticks]
-    else:
-        digits = next((d for d in range(10) if all(abs(round(t, d) - t) < 1e-9 * max(1.0, abs(t)) for t in ticks)), 10)
-        labels = [f"{t:.{digits}f}" if abs(t) < 1e7 else f"{t:g}" for t in ticks]
+def tick_labels(ticks: list[float]) -> list[str]:
+    """Plain numbers: ``0.25`` and ``20000``, never an offset or ``1e4``; all with the decimals the finest needs."""
+    digits = next((d for d in range(10) if all(abs(round(t, d) - t) < 1e-9 * max(1.0, abs(t)) for t in ticks)), 10)
+    labels = [f"{t:.{digits}f}" if abs(t) < 1e7 else f"{t:g}" for t in ticks]
     return [MINUS + label[1:] if label.startswith("-") else label for label in labels]
 
 
@@ -163,6 +162,7 @@ class Axes:
         self.legend: tuple | None = None
         self.texts: list[tuple] = []
         self.hide_x_labels = self.hide_y_labels = False
+        self.last_column = True  # no axes to its right: a legend above may use the figure's right margin
         self._points: list[tuple[np.ndarray, np.ndarray]] = []  # drawn vertices, for a legend "best" placed
 
     # -- limits and labels
@@ -308,14 +308,14 @@ class Axes:
         """SVG units the legend above needs, or 0."""
         if not self.legend or self.legend[0] != "above" or not self.entries:
             return 0.0
-        return _legend_layout(self, self._units()[2])[1]
+        return _legend_layout(self)[1]
 
     def svg(self, clip_id: str) -> str:
         left, top, w, h = self._units()
         out = [f'<clipPath id="{clip_id}"><rect x="{_num(left)}" y="{_num(top)}" width="{_num(w)}" '
                f'height="{_num(h)}"/></clipPath>']
         bins = 3 if self.box[2] < 2.5 else 5
-        xticks, yticks = self.x.ticks(bins), self.y.ticks(bins)
+        (xticks, xlabels), (yticks, ylabels) = self.x.ticks(bins), self.y.ticks(bins)
         xs = left + w * self.x.fraction(xticks)
         ys = top + h * (1 - self.y.fraction(yticks))
         grid = "".join(f"M{_num(v)} {_num(top)}v{_num(h)}" for v in xs) + "".join(
@@ -331,17 +331,19 @@ class Axes:
             out.append(element)
         if clipped:
             out.append("</g>")
-        out.append(self._frame(xticks, yticks, xs, ys))
+        out.append(self._frame(xlabels, ylabels, xs, ys))
         for x, y, text, size, color, ha, va, x_data in self.texts:
             fx = float(self.x.fraction([x])[0]) if x_data else x
             if not math.isfinite(fx) or (x_data and not -1e-9 <= fx <= 1 + 1e-9):
                 continue
-            out.append(_text(left + w * fx, top + h * (1 - y), text, size, color, ha, va))
+            # beside a line drawn at that x, not on it
+            pad = 2 * PT * {"left": 1, "right": -1}.get(ha, 0) if x_data else 0
+            out.append(_text(left + w * fx + pad, top + h * (1 - y), text, size, color, ha, va))
         if self.legend and self.entries:
             out.append(_legend(self))
         return "".join(out)
 
-    def _frame(self, xticks, yticks, xs, ys) -> str:
+    def _frame(self, xlabels, ylabels, xs, ys) -> str:
         """Left and bottom spines, outward ticks, tick labels, axis labels and the title."""
         left, top, w, h = self._units()
         bottom = top + h
@@ -351,13 +353,12 @@ class Axes:
             f"M{_num(left)} {_num(v)}h{_num(-tick)}" for v in ys)
         out = [f'<path d="{spines}{marks}" stroke="#000" stroke-width="{_num(0.8 * PT)}" fill="none"/>']
         if not self.hide_x_labels:
-            for v, label in zip(xs, tick_labels(xticks, self.x.scale)):
+            for v, label in zip(xs, xlabels):
                 out.append(_text(v, bottom + tick + pad, label, 8, TEXT, "center", "top"))
         widest = 0.0
         if not self.hide_y_labels:
-            labels = tick_labels(yticks, self.y.scale)
-            widest = max((text_width(label, size) for label in labels), default=0.0)
-            for v, label in zip(ys, labels):
+            widest = max((text_width(label, size) for label in ylabels), default=0.0)
+            for v, label in zip(ys, ylabels):
                 out.append(_text(left - tick - pad, v, label, 8, TEXT, "right", "center"))
         if self.x.label:
             below = bottom + tick + pad + (1.2 * size if not self.hide_x_labels else 0) + 3.5 * PT
@@ -389,6 +390,9 @@ class Figure:
         starts = left + np.concatenate([[0.0], np.cumsum(widths + wspace * cell_w)[:-1]])
         self.axes = [[Axes(self, (float(starts[c]), top + r * cell_h * (1 + hspace), float(widths[c]), cell_h))
                       for c in range(ncols)] for r in range(nrows)]
+        for row in self.axes:
+            for ax in row[:-1]:
+                ax.last_column = False
         self.share = share
         if share:  # inner tick labels say what the outer ones say
             for r, row in enumerate(self.axes):
@@ -406,6 +410,8 @@ class Figure:
         for ax in flat:
             ax.x.fit()
             ax.y.fit()
+            if ax.legend and ax.legend[2] is not None:  # sorted before it is laid out
+                ax.entries = sorted(ax.entries, key=lambda entry, order=ax.legend[2]: order(entry[0]))
         top_margin = min(ax.box[1] for ax in flat) * PX_PER_INCH * UNIT
         needed = max(ax.legend_height() for ax in flat)
         self.shift = max(0.0, needed + 2 * PT - top_margin)
@@ -506,9 +512,20 @@ def _text(x: float, y: float, text: str, size: float, color: str, ha: str, va: s
 _LEGEND_SIZE = 7  # points
 
 
-def _legend_layout(ax: Axes, room: float) -> tuple[list[float], float, int]:
-    """Column widths, total height and columns of the legend: as many columns as asked and as fit in ``room``."""
+def _legend_layout(ax: Axes) -> tuple[list[float], float, int]:
+    """Column widths, total height and columns of the legend: as many columns as asked and as fit.
+
+    Above the axes it may reach into the right margin when no axes lies to its right; inside, it takes at
+    most 60% of the axes' width.
+    """
     size = _LEGEND_SIZE * PT
+    left, _, w, _ = ax._units()
+    if ax.legend[0] != "above":
+        room = 0.6 * w
+    elif ax.last_column:
+        room = ax.figure.width * PX_PER_INCH * UNIT - left - 2 * PT
+    else:
+        room = w
     entries = ax.entries
     for ncols in range(min(ax.legend[1], len(entries)), 0, -1):
         rows = -(-len(entries) // ncols)
@@ -520,13 +537,10 @@ def _legend_layout(ax: Axes, room: float) -> tuple[list[float], float, int]:
 
 def _legend(ax: Axes) -> str:
     """The legend, row by row: a line, marker or band, then the label."""
-    kind, _, order = ax.legend
-    if order is not None:
-        ax.entries = sorted(ax.entries, key=lambda entry: order(entry[0]))
+    kind = ax.legend[0]
     left, top, w, h = ax._units()
     size = _LEGEND_SIZE * PT
-    room = w + ax.figure.width * PX_PER_INCH * UNIT - left - w - 2 * PT  # the right margin too
-    widths, height, ncols = _legend_layout(ax, room if kind == "above" else w * 0.6)
+    widths, height, ncols = _legend_layout(ax)
     total = sum(widths) + 1.2 * size * (ncols - 1)
     if kind == "above":
         x0, y0, frame = left, top - height - 2 * PT, ""
