@@ -7,7 +7,7 @@ here in 2-5 ms. The vocabulary follows matplotlib's (``plot``, ``axvline``,
 
 Units: sizes come in inches and points as in matplotlib, shown at 96 CSS pixels
 per inch. The SVG's own unit is a tenth of a CSS pixel, so every coordinate is
-an integer: curves are written as integer steps (``l3-12 4 7``), ~4 bytes a point.
+an integer: curves are written as integer steps (``l3-12 4 7``), 4-7 bytes a point.
 The same calls give the same bytes (the figure cache and the parallel drawing
 rely on it): nothing here depends on a clock, a font file or a hash seed.
 """
@@ -65,6 +65,7 @@ class _Axis:
     label_size: float = 9.0  # points
     integer: bool = False  # ticks on whole numbers only (steps)
     data: list = field(default_factory=list)  # arrays the limits are fitted to
+    sticky: list = field(default_factory=list)  # values the margins stop at (a histogram's zero)
     view: tuple[float, float] = (0.0, 1.0)  # the limits, once resolved
 
     def fit(self) -> None:
@@ -83,9 +84,11 @@ class _Axis:
             low, high = (low - 0.5, high + 0.5) if self.scale == "log" else (
                 (low - 0.05 * abs(low), high + 0.05 * abs(high)) if low else (-0.05, 0.05))
         pad = 0.05 * (high - low)
-        low, high = low - pad, high + pad
         if self.scale == "log":
-            low, high = 10 ** low, 10 ** high
+            low, high = 10 ** (low - pad), 10 ** (high + pad)
+        else:  # the margin stops at a sticky value just past the data
+            low = max([low - pad] + [v for v in self.sticky if v <= low])
+            high = min([high + pad] + [v for v in self.sticky if v >= high])
         low = self.low if self.low is not None else low
         high = self.high if self.high is not None else high
         if self.scale == "log" and (low <= 0 or high <= low):  # a caller's limit that a log axis cannot show
@@ -116,7 +119,7 @@ class _Axis:
             subs = (1, 2, 3, 5) if decades < 1 else (1, 2, 5) if decades < 2 else (1,)
             first, last = math.floor(math.log10(low)), math.ceil(math.log10(high))
             stride = max(1, math.ceil((last - first) / 7))  # at most ~7 labelled decades
-            ticks = [float(f"{s}e{k}") for k in range(first, last + 1) if (k - first) % stride == 0 for s in subs]
+            ticks = [float(f"{s}e{k}") for k in range(first, last + 1) if k % stride == 0 for s in subs]
             ticks = [t for t in ticks if low * (1 - 1e-10) <= t <= high * (1 + 1e-10)]
             if len(ticks) >= 2:
                 return ticks, [f"{t:g}" for t in ticks]
@@ -263,6 +266,7 @@ class Axes:
         values, edges = np.asarray(values, dtype=float), np.asarray(edges, dtype=float)
         self.x.data.append(edges)
         self.y.data.append(np.append(values, 0.0))
+        self.y.sticky.append(0.0)  # the bars stand on the x axis, as matplotlib's stairs do
 
         def draw(ax: Axes) -> str:
             xs = np.repeat(edges, 2)

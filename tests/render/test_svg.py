@@ -100,6 +100,13 @@ def test_limits_follow_the_data_with_margins_unless_set():
     assert ax.y.view[0] == pytest.approx(10 ** -0.15) and ax.y.view[1] == 100  # log margins; the set limit kept
 
 
+def test_a_histogram_stands_on_the_x_axis():
+    figure, ax = a_figure()
+    ax.stairs([3, 10, 4], [1, 2, 3, 4], "#8c959f")
+    parse(figure)
+    assert ax.y.view == pytest.approx((0, 10.5)) and ax.x.view == pytest.approx((0.85, 4.15))
+
+
 def path_points(d: str) -> list[list[tuple[int, int]]]:
     """The absolute vertices of each subpath of an ``M x y l dx dy ...`` path."""
     lines = []
