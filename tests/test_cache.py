@@ -18,6 +18,7 @@ from diagnose.cache import RunCache
 from diagnose.checks import CHECKS
 from diagnose.pipeline import analyze_root
 
+REPO = Path(__file__).resolve().parent.parent
 HEALTHY = "step,loss,grad_norm\n" + "".join(f"{i},{1 / (1 + i)!r},1\n" for i in range(100))
 DIVERGED = "step,loss,grad_norm\n" + "".join(f"{i},{'inf' if i > 50 else 1.0},1\n" for i in range(100))
 
@@ -237,3 +238,20 @@ def test_editing_analysis_code_changes_the_fingerprint_and_editing_a_renderer_do
     assert cache_module.analysis_fingerprint(package) == before
     (package / "checks" / "divergence.py").write_text("# edited\n")
     assert cache_module.analysis_fingerprint(package) != before
+
+
+@pytest.mark.parametrize("logs", [REPO / "samples", REPO.parent / "shared" / "realworld"], ids=["samples", "realworld"])
+def test_every_table_reads_back_from_its_entry_as_it_was_read(logs, tmp_path):
+    if not logs.is_dir():
+        pytest.skip(f"{logs} is absent (it ships beside the repository only in the project's workspace)")
+    cache = RunCache(tmp_path / "cache")
+    cold = analyze_root(logs, jobs=1, cache=cache)
+    warm = analyze_root(logs, jobs=1, cache=cache)
+    for study in cold.studies:
+        for run in study.runs:
+            again = warm.run(study.name, run.name)
+            for name in ("steps", "evals"):
+                before, after = getattr(run, name), getattr(again, name)
+                assert list(after.dtypes) == list(before.dtypes), (run.key, name)
+                assert after.columns.equals(before.columns) and after.index.equals(before.index)
+                assert after.equals(before), (run.key, name)
