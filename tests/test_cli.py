@@ -204,3 +204,22 @@ def test_a_warm_report_writes_the_same_files(logs, tmp_path, monkeypatch):
 def test_no_cache_keeps_no_figures(logs, tmp_path):
     assert invoke("report", logs, "-o", tmp_path / "r.html", "--no-cache").exit_code == 0
     assert not (cache.default_directory() / "figures").exists()
+
+
+def test_the_collector_is_back_on_after_an_analysis_whatever_its_end(logs, monkeypatch):
+    """``_analyze`` turns the cyclic collector off while it builds what lives to the end (see cli._analyze)."""
+    import gc
+
+    from diagnose import cli
+    from diagnose.errors import LogError
+
+    assert invoke("check", logs).exit_code == 1 and gc.isenabled()
+
+    def unreadable(path, *args, **kwargs):
+        assert not gc.isenabled()
+        raise LogError(path, "changed while being analyzed")
+
+    monkeypatch.setattr(cli, "analyze_root", unreadable)
+    result = invoke("check", logs)
+    assert result.exit_code == 2 and "changed while being analyzed" in result.output
+    assert gc.isenabled()
