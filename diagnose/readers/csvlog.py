@@ -13,6 +13,7 @@ is read at C speed with an exact line for every error.
 from __future__ import annotations
 
 import csv
+import os
 import re
 from pathlib import Path
 
@@ -37,7 +38,7 @@ def sniff(folder: Path, keys: KeyMap = DEFAULT_KEYS) -> bool:
 
 def log_files(folder: Path, keys: KeyMap = DEFAULT_KEYS) -> list[Path]:
     """CSV files directly in ``folder`` whose header names a step and a training loss."""
-    candidates = files_in(folder, lambda p: p.suffix.lower() in SUFFIXES)
+    candidates = files_in(folder, lambda name: os.path.splitext(name)[1].lower() in SUFFIXES)
     return [path for path in candidates if _header_plan(_header(path), keys) is not None]
 
 

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import LogError
 
 
-def files_in(folder: Path, wanted: Callable[[Path], bool]) -> list[Path]:
-    """The files directly in ``folder`` whose path is ``wanted``, by name; none when the folder cannot be listed."""
+def files_in(folder: Path, wanted: Callable[[str], bool]) -> list[Path]:
+    """The files directly in ``folder`` whose name is ``wanted``, by name; none when the folder cannot be listed.
+
+    Every folder of a log root is listed so on every run: a Path is made only for a wanted file.
+    """
     try:
-        return sorted(p for p in folder.iterdir() if wanted(p) and p.is_file())
+        with os.scandir(folder) as entries:
+            names = [entry.name for entry in entries if wanted(entry.name) and entry.is_file()]
     except OSError:
         return []
+    return [folder / name for name in sorted(names)]
 
 
 def one_log(folder: Path, files: list[Path], what: str) -> Path:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -37,7 +38,7 @@ SUMMARY_KEY = "train_runtime"  # only the Trainer's end-of-training summary entr
 
 
 def sniff(folder: Path) -> bool:
-    return (folder / STATE_FILE).is_file() or bool(_checkpoint_states(folder))
+    return os.path.isfile(os.path.join(folder, STATE_FILE)) or bool(_checkpoint_states(folder))
 
 
 def read(folder: Path, study: str, keys: KeyMap = DEFAULT_KEYS) -> Run:
@@ -70,13 +71,14 @@ def read(folder: Path, study: str, keys: KeyMap = DEFAULT_KEYS) -> Run:
 def _checkpoint_states(folder: Path) -> list[tuple[int, Path]]:
     found = []
     try:
-        children = list(folder.iterdir())
+        with os.scandir(folder) as entries:
+            names = [entry.name for entry in entries]  # names, not Paths: every folder is sniffed on every run
     except OSError:
         return []
-    for child in children:
-        match = CHECKPOINT.fullmatch(child.name)
-        if match and (child / STATE_FILE).is_file():
-            found.append((int(match.group(1)), child / STATE_FILE))
+    for name in names:
+        match = CHECKPOINT.fullmatch(name)
+        if match and os.path.isfile(os.path.join(folder, name, STATE_FILE)):
+            found.append((int(match.group(1)), folder / name / STATE_FILE))
     return sorted(found)
 
 

@@ -16,6 +16,7 @@ dropped silently.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import yaml
@@ -33,7 +34,7 @@ HPARAMS_FILE = "hparams.yaml"
 
 
 def sniff(folder: Path) -> bool:
-    return (folder / METRICS_FILE).is_file()
+    return os.path.isfile(os.path.join(folder, METRICS_FILE))
 
 
 def read(folder: Path, study: str, keys: KeyMap = DEFAULT_KEYS) -> Run:

@@ -7,6 +7,7 @@ optionally ``evals.csv``.
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -30,7 +31,7 @@ STALE_AFTER_SECONDS = 30 * 60
 
 
 def sniff(folder: Path) -> bool:
-    return (folder / RUN_FILE).is_file()
+    return os.path.isfile(os.path.join(folder, RUN_FILE))  # not a Path: every folder of a log root, every run
 
 
 def read(folder: Path, study: str, now: float | None = None) -> Run:

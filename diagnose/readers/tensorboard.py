@@ -44,7 +44,7 @@ def sniff(folder: Path) -> bool:
 
 def event_files(folder: Path) -> list[Path]:
     """The event files directly in ``folder``, by name."""
-    return files_in(folder, lambda p: EVENT_FILE_MARK in p.name)
+    return files_in(folder, lambda name: EVENT_FILE_MARK in name)
 
 
 def read(folder: Path, study: str, keys: KeyMap = DEFAULT_KEYS) -> Run:

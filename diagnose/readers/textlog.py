@@ -23,6 +23,7 @@ holds.
 from __future__ import annotations
 
 import math
+import os
 import re
 from array import array
 from functools import lru_cache
@@ -66,7 +67,7 @@ def sniff(folder: Path, keys: KeyMap = DEFAULT_KEYS) -> bool:
 
 def log_files(folder: Path, keys: KeyMap = DEFAULT_KEYS) -> list[Path]:
     """Text files directly in ``folder`` whose first lines hold step records with a loss."""
-    candidates = files_in(folder, lambda p: p.suffix.lower() in SUFFIXES)
+    candidates = files_in(folder, lambda name: os.path.splitext(name)[1].lower() in SUFFIXES)
     return [path for path in candidates if _looks_like_log(path, keys)]
 
 
