@@ -1,4 +1,4 @@
-"""A re-run that the cache serves whole imports none of the table, signal or plotting libraries.
+"""A re-run that the cache serves whole imports none of the table, signal, plotting or YAML libraries.
 
 Importing pandas alone was 0.24 s of a 0.5 s warm ``diagnose check``: the
 warm path must not pay for what it does not use. Each command runs in a fresh
@@ -17,7 +17,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 
-HEAVY = ("pandas", "pyarrow", "scipy", "matplotlib")
+UNUSED = ("pandas", "pyarrow", "scipy", "matplotlib", "yaml")
 # one small real log of each format the readers know, and a native run directory of two runs
 REALWORLD = ("hf_qlora_a", "pl_toy_lstm", "tb_qwen_lora", "txt_llmc_gpt2_124m")
 
@@ -47,21 +47,21 @@ def run_diagnose(*args, cache) -> tuple[subprocess.CompletedProcess, set[str]]:
     return done, imported
 
 
-def test_check_run_again_imports_no_table_signal_or_plotting_library(logs, tmp_path):
+def test_check_run_again_imports_no_library_it_does_not_use(logs, tmp_path):
     cache = tmp_path / "cache"
     first, first_imports = run_diagnose("check", logs, cache=cache)
     again, imported = run_diagnose("check", logs, cache=cache)
     assert first.returncode in (0, 1) and "unreadable" not in first.stderr, first.stderr[-2000:]
     assert {"pandas", "pyarrow"} <= first_imports  # what the cold run reads with (the test can see imports)
     assert (again.returncode, again.stdout) == (first.returncode, first.stdout)
-    assert sorted(imported & set(HEAVY)) == []
+    assert sorted(imported & set(UNUSED)) == []
 
 
-def test_report_run_again_imports_no_table_signal_or_plotting_library(logs, tmp_path):
+def test_report_run_again_imports_no_library_it_does_not_use(logs, tmp_path):
     cache = tmp_path / "cache"
     outputs = [tmp_path / f"report{n}.html" for n in (1, 2)]
     first, _ = run_diagnose("report", logs, "-o", outputs[0], "--json", tmp_path / "first.json", cache=cache)
     again, imported = run_diagnose("report", logs, "-o", outputs[1], "--json", tmp_path / "again.json", cache=cache)
     assert first.returncode == 0, first.stderr[-2000:]
     assert again.returncode == 0 and outputs[1].is_file(), again.stderr[-2000:]
-    assert sorted(imported & set(HEAVY)) == []
+    assert sorted(imported & set(UNUSED)) == []

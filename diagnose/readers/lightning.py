@@ -16,17 +16,17 @@ dropped silently.
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
-
-import yaml
 
 from ..errors import LogError
 from ..model import Run
 from .keys import DEFAULT_KEYS, KeyMap, classify, config_from
 
-# The table code (pandas, pyarrow: ``records``, ``table``) is imported where a run's tables are built:
-# sniffing the folders of a re-run that the cache serves then imports none of it (0.3 s).
+# The table code (pandas, pyarrow: ``records``, ``table``) is imported where a run's tables are built,
+# and yaml where hparams.yaml is read: sniffing the folders of a re-run that the cache serves then imports
+# none of them (0.3 s).
 
 FORMAT = "lightning.csv"
 METRICS_FILE = "metrics.csv"
@@ -60,29 +60,35 @@ def read(folder: Path, study: str, keys: KeyMap = DEFAULT_KEYS) -> Run:
     return parts.run(folder, study, format=FORMAT, config=config)
 
 
-class _HparamsLoader(yaml.SafeLoader):
+@functools.cache
+def _hparams_loader():
     """Safe YAML that reads ``!!python/...`` tags as plain values instead of running code."""
+    import yaml
 
+    def plain(loader: yaml.SafeLoader, suffix: str, node: yaml.Node):
+        if isinstance(node, yaml.MappingNode):
+            return loader.construct_mapping(node, deep=True)
+        if isinstance(node, yaml.SequenceNode):
+            return loader.construct_sequence(node, deep=True)
+        return loader.construct_scalar(node)
 
-def _plain(loader: yaml.SafeLoader, suffix: str, node: yaml.Node):
-    if isinstance(node, yaml.MappingNode):
-        return loader.construct_mapping(node, deep=True)
-    if isinstance(node, yaml.SequenceNode):
-        return loader.construct_sequence(node, deep=True)
-    return loader.construct_scalar(node)
+    class HparamsLoader(yaml.SafeLoader):
+        pass
 
-
-_HparamsLoader.add_multi_constructor("", _plain)
+    HparamsLoader.add_multi_constructor("", plain)
+    return HparamsLoader
 
 
 def read_hparams(path: Path) -> dict:
     """``hparams.yaml`` as a dict (empty file: no hyperparameters)."""
+    import yaml
+
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise LogError(path, "not UTF-8 text (is this a YAML file?)") from None
     try:
-        hparams = yaml.load(text, Loader=_HparamsLoader)  # noqa: S506 - a SafeLoader subclass
+        hparams = yaml.load(text, Loader=_hparams_loader())  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
         reason = getattr(error, "problem", None) or str(error).splitlines()[0]
