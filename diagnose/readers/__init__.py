@@ -6,6 +6,12 @@ reader that claims a folder reads it, and the walk does not go below it (so the
 ``checkpoint-N`` copies of a Trainer's state, or the several event files of
 one TensorBoard run, are one run). Readers of other tools' logs also take
 ``keys``: a ``KeyMap`` naming unusual keys (``--loss-key`` ...).
+
+``sniff`` runs on every folder of every run, ``read`` only on the runs the
+cache does not hold: a reader module imports pandas, pyarrow and the table
+code (``table``, ``records``) in the functions that build tables, never at its
+top, so that a re-run the cache serves imports none of them
+(``tests/test_warm_imports.py``).
 """
 
 from __future__ import annotations
