@@ -60,7 +60,8 @@ def read(folder: Path, study: str, keys: KeyMap = DEFAULT_KEYS) -> Run:
         raise LogError(path, "log_history holds no logged step yet")
 
     def first_line(key: str) -> int | None:
-        return lines.of(next(i for i, entry in enumerate(history) if isinstance(entry, dict) and key in entry))
+        index = next((i for i, entry in enumerate(history) if isinstance(entry, dict) and key in entry), None)
+        return None if index is None else lines.of(index)
 
     parts = assemble(path, records, keys, what=f"log_history keys of {STATE_FILE}", line_of=first_line)
     return parts.run(

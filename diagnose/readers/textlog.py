@@ -103,7 +103,7 @@ def read(folder: Path, study: str, keys: KeyMap = DEFAULT_KEYS) -> Run:
     records, max_steps, first_lines = _records(path, keys)
     records, renamed = _train_split_of_evaluations(records, keys)
     parts = assemble(path, records, keys, what=f"keys printed in {path.name}",
-                     line_of=lambda key: first_lines[renamed.get(key, key)])
+                     line_of=lambda key: first_lines.get(renamed.get(key, key)))
     sources = {role: renamed.get(column, column) for role, column in parts.sources.items()}
     return parts.run(folder, study, format=FORMAT, config={"max_steps": max_steps} if max_steps else {},
                      sources=sources)
