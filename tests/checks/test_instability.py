@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from diagnose import instability, rolling
 from diagnose.instability import find_instability, noise_scale, run_instability
 from diagnose.model import Run
 
@@ -146,3 +147,31 @@ def test_noise_scale_is_scale_free():
     loss = losses(lr=0.003, batch_size=4, momentum=0.9, seed=0)
     assert noise_scale(loss) == pytest.approx(noise_scale(loss * 1e4))
     assert noise_scale(loss) > 2 * noise_scale(losses(lr=0.03, batch_size=32, momentum=0.9, seed=0))
+
+
+def _series(rng, n):
+    x = rng.normal(size=n).cumsum()
+    x[rng.random(n) < 0.05] = np.nan
+    x[int(n * 0.8) :] = np.nan if n % 2 else x[int(n * 0.8) :]
+    return np.round(x, 1) if n % 3 == 0 else x
+
+
+def test_one_rolling_median_gives_the_centered_and_the_trailing_medians_bit_for_bit():
+    rng = np.random.default_rng(0)
+    for n in (9, 10, 50, 333, 1000, 2401):
+        x = _series(rng, n)
+        for w in sorted({1, 2, 3, 15, 45, n // 4 | 1, n - 1, n} & set(range(1, n + 1))):
+            for min_periods in sorted({1, min(3, w), max(1, w // 3), w}):
+                centered, trailing = instability._centered_and_trailing(x, w, min_periods)
+                np.testing.assert_array_equal(centered, rolling.median(x, w, center=True))
+                np.testing.assert_array_equal(trailing, rolling.median(x, w, min_periods=min_periods))
+
+
+def test_block_medians_are_numpys():
+    rng = np.random.default_rng(1)
+    for size in (1, 2, 3, 10, 11):
+        rows = rng.normal(size=(500, size))
+        rows[rng.random(rows.shape) < 0.02] = np.nan
+        rows[rng.random(rows.shape) < 0.02] = np.inf
+        with np.errstate(invalid="ignore"):
+            np.testing.assert_array_equal(instability._row_medians(rows), np.median(rows, axis=1))
