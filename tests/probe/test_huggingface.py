@@ -75,7 +75,7 @@ def test_run_directory_matches_the_trainers_own_log(runs):
 
 def test_callback_clipping_trains_exactly_like_the_trainer(runs):
     _, logged, plain, _ = runs
-    assert logged.args.max_grad_norm == 0.5  # restored after training
+    assert logged.args.max_grad_norm == 0.5  # the Trainer has its own arguments back after training
     for mine, theirs in zip(logged.model.parameters(), plain.model.parameters()):
         torch.testing.assert_close(mine, theirs, rtol=1e-6, atol=1e-7)
 
@@ -182,3 +182,33 @@ def test_a_caught_exception_is_closed_as_crashed_by_the_next_train(tmp_path):
     # The retry clips as asked: max_grad_norm was given back before the callback read it again.
     assert run.config["clip_norm"] == 0.5 and trainer.args.max_grad_norm == 0.5
     assert sys.excepthook is hook  # the chained hook is gone after on_train_end
+
+
+def test_after_a_caught_crash_a_new_trainer_from_the_same_args_clips(tmp_path):
+    def arguments():
+        return transformers.TrainingArguments(
+            output_dir=str(tmp_path / "out"), max_steps=6, per_device_train_batch_size=4, learning_rate=3e-3,
+            max_grad_norm=0.5, logging_steps=1, save_strategy="no", report_to=[], use_cpu=True, seed=0,
+            disable_tqdm=True,
+        )
+
+    def fail_third_forward(module, args, kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("out of memory, for the test")
+
+    calls = []
+    args = arguments()
+    model = tiny_gpt2()
+    model.register_forward_pre_hook(fail_third_forward, with_kwargs=True)
+    with pytest.raises(RuntimeError, match="for the test"):  # in the middle of an update, after clipping was taken over
+        transformers.Trainer(model=model, args=args, train_dataset=dataset(64, 1),
+                             callbacks=[DiagnoseCallback(tmp_path / "logs", "hf", "oom")]).train()
+    assert args.max_grad_norm == 0.5
+    retry = transformers.Trainer(model=tiny_gpt2(), args=args, train_dataset=dataset(64, 1))
+    retry.train()
+    fresh = transformers.Trainer(model=tiny_gpt2(), args=arguments(), train_dataset=dataset(64, 1))
+    fresh.train()
+    assert max(h["grad_norm"] for h in retry.state.log_history if "grad_norm" in h) > 0.5  # clipping matters here
+    for mine, theirs in zip(retry.model.parameters(), fresh.model.parameters()):
+        torch.testing.assert_close(mine, theirs, rtol=0, atol=0)

@@ -4,8 +4,10 @@
     trainer = Trainer(..., callbacks=[DiagnoseCallback("logs", study="sweep", name="lr3e-4")])
 
 The Trainer clips before any callback sees the gradients, so the callback
-takes the clipping over: it sets ``args.max_grad_norm`` to 0 for the run
-(restored at the end) and clips in ``on_pre_optimizer_step`` with the same
+takes the clipping over: for the run, the Trainer reads a copy of its
+arguments with ``max_grad_norm`` 0 (the user's ``TrainingArguments`` are
+never changed, so a new Trainer built from them after a crash clips as
+asked), and the callback clips in ``on_pre_optimizer_step`` with the same
 ``clip_grad_norm_`` and threshold, logging the norm it returned (before
 clipping). No callback receives the per-step loss either: a forward hook
 reads the model output's ``loss`` in training mode, averaged over the
@@ -18,19 +20,21 @@ hook to ``sys.excepthook`` and ``threading.excepthook``, so that an
 exception that ends the program marks the run ``crashed`` (after the
 previous hook printed it, unchanged). An exception that the caller catches
 is seen at the next ``train()`` with this callback, which closes the run as
-``crashed`` and restores ``max_grad_norm`` before it starts.
+``crashed`` and gives the Trainer back its own arguments before it starts.
 """
 
 from __future__ import annotations
 
+import copy
 import numbers
 import sys
 import threading
+import warnings
 
 import torch
-from transformers import TrainerCallback
+from transformers import Trainer, TrainerCallback
 
-from ..probe import Probe, ProbeStop
+from ..probe import Probe, ProbeStop, ProbeWarning
 
 _NOT_METRICS = {"epoch", "runtime", "samples_per_second", "steps_per_second", "model_preparation_time"}
 
@@ -48,13 +52,15 @@ class DiagnoseCallback(TrainerCallback):
         self.probe_options = probe_options
         self.probe: Probe | None = None
         self._clip: float | None = None
+        self._trainer: Trainer | None = None  # while it reads a copy of the user's arguments
+        self._args = None  # the user's arguments
         self._hook = None
         self._losses: list[torch.Tensor] = []
         self._summed = False
         self._unhook_exceptions = None
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
-        self._end(args, "crashed")  # an earlier train() that raised never reached on_train_end
+        args = self._end(args, "crashed")  # an earlier train() that raised never reached on_train_end
         config = {
             "lr": args.learning_rate,
             "momentum": args.adam_beta1,
@@ -72,8 +78,14 @@ class DiagnoseCallback(TrainerCallback):
         options = {"resume": state.global_step > 0, "first_step": state.global_step, **self.probe_options}
         self.probe = Probe(self.logdir, self.study, self.name, config=config, model=model, **options)
         if config["clip_norm"] is not None and not args.deepspeed:
-            self._clip = args.max_grad_norm
-            args.max_grad_norm = 0.0
+            trainer = _trainer_calling(args)
+            if trainer is None:
+                warnings.warn("diagnose: DiagnoseCallback was not called by a Trainer; it leaves clipping to the "
+                              "Trainer, and the logged gradient norm is the clipped one", ProbeWarning, stacklevel=2)
+            else:
+                self._clip, self._trainer, self._args = args.max_grad_norm, trainer, args
+                trainer.args = copy.copy(args)
+                trainer.args.max_grad_norm = 0.0
         if model is not None:
             self._hook = model.register_forward_hook(self._catch_loss, with_kwargs=True)
         self._unhook_exceptions = _on_uncaught_exception(threading.get_ident(), self.probe)
@@ -128,18 +140,31 @@ class DiagnoseCallback(TrainerCallback):
     def on_train_end(self, args, state, control, **kwargs):
         self._end(args, "diverged" if self.probe is not None and self.probe.should_stop else "finished")
 
-    def _end(self, args, status: str) -> None:
+    def _end(self, args, status: str):
+        """Close the run with ``status``; returns the user's arguments (``args`` may be the Trainer's copy)."""
         if self._unhook_exceptions is not None:
             self._unhook_exceptions()
             self._unhook_exceptions = None
         if self._hook is not None:
             self._hook.remove()
             self._hook = None
-        if self._clip is not None:
-            args.max_grad_norm = self._clip
-            self._clip = None
+        if self._trainer is not None:
+            self._trainer.args, args = self._args, self._args
+            self._trainer = self._args = self._clip = None
         if self.probe is not None:
             self.probe.close(status)
+        return args
+
+
+def _trainer_calling(args):
+    """The Trainer whose callbacks are being called with ``args``: callbacks are handed its arguments, not itself."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        owner = frame.f_locals.get("self")
+        if isinstance(owner, Trainer) and owner.args is args:
+            return owner
+        frame = frame.f_back
+    return None
 
 
 def _on_uncaught_exception(thread: int, probe: Probe):
