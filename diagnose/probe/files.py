@@ -56,7 +56,8 @@ def rows(columns: list[list | None], length: int) -> str:
 
     A column of floats only (or of ints only), the usual case, becomes a ``%.9g`` (``%d``) field: it
     formats as ``cell`` does (nan, inf, -0), and the whole window is one call, so the writer thread holds
-    the GIL once for a short time instead of once per value.
+    the GIL once for a short time instead of once per value. A float column of one non-zero value (lr,
+    momentum between schedule changes) is formatted once, into the line's pattern (a zero could be -0.0).
     """
     fields, values = [], []
     for column in columns:
@@ -65,6 +66,9 @@ def rows(columns: list[list | None], length: int) -> str:
             continue
         kinds = set(map(type, column))
         if kinds == {float}:
+            if column[0] and column.count(column[0]) == len(column):
+                fields.append("%.9g" % column[0])
+                continue
             fields.append("%.9g")
         elif kinds == {int}:
             fields.append("%d")

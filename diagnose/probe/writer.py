@@ -1,15 +1,19 @@
 """From device buffers to rows on disk: the one host copy per flush, and the background writer thread.
 
-``Window.pack`` runs on the training thread: it sums the sharded parts over
-ranks (one collective), stacks every device value of the window into one
-tensor per device and starts one non-blocking copy to the host. ``Writer``
-runs on its own thread: it waits for that copy, turns the window into CSV
-rows, appends them, and raises alerts. All of its I/O failures become one
-warning; the training thread never waits for the disk.
+``Block`` holds the usual step's device values (the loss and the per-tensor
+gradient norms) in one preallocated row per step, so that a window of such
+steps reaches the writer as one chunk. ``Window.pack`` runs on the training
+thread: it sums the sharded parts over ranks (one collective), stacks every
+other device value of the window into one tensor per device and starts one
+non-blocking copy to the host. ``Writer`` runs on its own thread: it waits
+for that copy, turns the window into CSV rows, appends them, and raises
+alerts. All of its I/O failures become one warning; the training thread
+never waits for the disk.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import queue
 import statistics
@@ -26,15 +30,46 @@ from .norms import Norm
 # Buffer columns that the writer turns into the CONTRACT's columns; any other one is an extra, written as is.
 CORE = ("step", "loss", "norm", "lr", "momentum", "time", "scaled", "clip_norm")
 QUEUE_WINDOWS = 8  # windows waiting for the disk before new ones are dropped: bounded memory
+BLOCK_ROWS = 1000  # at most this many steps in a Block (device memory), flushed when full: bounded memory
 START_FACTOR = 10.0  # an explosion is also this far above the first window's median (as the divergence check)
 
 
+class Block:
+    """The loss and the per-tensor gradient norms of the usual step, one preallocated device row per step.
+
+    A step writes its row with one ``stack(out=)``: no allocation, no sync, and nothing per step for the
+    writer to stack later. Made for one ``Plan`` and one loss dtype, and reused window after window: a
+    flush reads the rows into a new tensor (``chunk``) before the next step writes, in the device's order.
+    """
+
+    def __init__(self, length: int, plan, loss: torch.Tensor, norms: list[torch.Tensor]):
+        self.plan = plan
+        self.loss_dtype = loss.dtype
+        # Every value is stored exactly; the norms are reduced in their own dtype, as the general path does.
+        self.norm_dtype = functools.reduce(torch.promote_types, (n.dtype for n in norms))
+        dtype = functools.reduce(torch.promote_types, (loss.dtype, self.norm_dtype), torch.float32)
+        data = torch.empty((length, 1 + len(norms)), dtype=dtype, device=loss.device)
+        self.rows = data.unbind()
+        self.losses, self.norms = data[:, 0], data[:, 1:]
+
+    def chunk(self, count: int) -> torch.Tensor:
+        """The first ``count`` rows as one 1-D tensor: their losses, then their global gradient norms."""
+        losses, norms = (self.losses, self.norms) if count == len(self.rows) else (self.losses[:count], self.norms[:count])
+        if norms.dtype != self.norm_dtype:
+            norms = norms.to(self.norm_dtype)
+        return torch.cat((losses, torch.linalg.vector_norm(norms, dim=1)))
+
+
 class Columns:
-    """The steps not flushed yet: one tuple of the ``CORE`` columns per step (one append), extra columns by name."""
+    """The steps not flushed yet: one tuple of the ``CORE`` columns per step (one append), extra columns by name.
+
+    In a window of usual steps (``block``), the rows' loss and norm are None: their values are in the ``Block``.
+    """
 
     def __init__(self):
         self.rows: list[tuple] = []
         self.extra: dict[str, list] = {}
+        self.block: Block | None = None
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -89,13 +124,24 @@ class Window:
     events: list = field(default_factory=list)
 
     @classmethod
-    def pack(cls, steps: dict[str, list], evals: list[dict], world_size: int = 1) -> Window:
-        """Reduce over ranks (when ``world_size`` > 1) and start the copy to the host; never waits."""
+    def pack(cls, steps: dict[str, list], evals: list[dict], world_size: int = 1,
+             block: torch.Tensor | None = None) -> Window:
+        """Reduce over ranks (when ``world_size`` > 1) and start the copy to the host; never waits.
+
+        ``block``: the losses and norms of a window of usual steps, as ``Block.chunk`` made them.
+        """
         if world_size > 1:
             _reduce_over_ranks(steps, world_size)
         groups: dict[torch.device, list[torch.Tensor]] = {}  # device -> 1-D chunks, one per column
+        packed = {}
+        if block is not None:
+            groups[block.device] = [block]
+            count = len(block) // 2
+            positions = list(range(count))
+            packed = {"loss": Packed(steps.pop("loss"), positions, 0, 0),
+                      "norm": Packed(steps.pop("norm"), positions, 0, count)}
         window = cls(
-            steps={key: _pack_column(values, groups, key == "norm") for key, values in steps.items()},
+            steps={key: _pack_column(values, groups, key == "norm") for key, values in steps.items()} | packed,
             evals={key: _pack_column(values, groups) for key, values in eval_columns(evals).items()},
         )
         for device, chunks in groups.items():
@@ -209,6 +255,8 @@ def _values(packed: Packed, host: list[list[float]]) -> list:
     if not packed.positions:
         return packed.values
     values, source = packed.values, host[packed.group]
+    if len(packed.positions) == len(values):  # every value from the device: one slice
+        return source[packed.start:packed.start + len(values)]
     for offset, position in enumerate(packed.positions):
         values[position] = source[packed.start + offset]
     return values
@@ -325,9 +373,10 @@ class Writer(threading.Thread):
         return out
 
     def _watch(self, steps: dict) -> None:
-        skipped = steps.get("skipped") or [None] * len(steps["step"])
-        applied = [i for i, s in enumerate(skipped) if not s]
-        for i in () if _all_finite(steps["loss"]) and _all_finite(steps["grad_norm"]) else applied:
+        skipped = steps.get("skipped")
+        applied = range(len(steps["step"])) if skipped is None else [i for i, s in enumerate(skipped) if not s]
+        finite = _all_finite(steps["loss"])
+        for i in () if finite and _all_finite(steps["grad_norm"]) else applied:
             loss, grad_norm = steps["loss"][i], steps["grad_norm"][i]
             if _nonfinite(loss) or _nonfinite(grad_norm):
                 self.diverged = True
@@ -335,8 +384,11 @@ class Writer(threading.Thread):
                 step = steps["step"][i]
                 self._fire("nonfinite", step, value, f"{what} is {value} at step {step}")
                 break
-        losses = [steps["loss"][i] for i in applied]
-        losses = [loss for loss in losses if loss is not None and math.isfinite(loss)]
+        if finite and skipped is None:  # the usual window: every loss counts
+            losses = steps["loss"]
+        else:
+            losses = [steps["loss"][i] for i in applied]
+            losses = [loss for loss in losses if loss is not None and math.isfinite(loss)]
         if not losses:
             return
         median = statistics.median(losses)

@@ -244,12 +244,41 @@ def test_a_parameter_group_added_later_counts_in_the_norm(tmp_path):
     np.testing.assert_allclose(read(tmp_path / "s" / "groups", "s").steps["grad_norm"], reference, rtol=1e-6)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_usual_steps_in_the_device_block_and_after_it_log_what_was_measured(tmp_path, monkeypatch, dtype):
+    # The usual step's loss and per-tensor norms go into a preallocated device block, here of 4 rows (a flush
+    # every 4 steps); a loss given as a number at step 7 sends that step and the later ones the general way.
+    monkeypatch.setattr("diagnose.probe.probe.BLOCK_ROWS", 4)
+    model, x, y = tiny_problem()
+    model, x, y = model.to(dtype), x.to(dtype), y.to(dtype)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    losses, norms, kinds = [], [], []
+    with Probe(tmp_path, "s", "block") as probe:
+        for step in range(13):
+            loss = torch.nn.functional.mse_loss(model(x), y)
+            loss.backward()
+            losses.append(loss.item())
+            norms.append(torch.nn.utils.get_total_norm([p.grad for p in model.parameters()]).item())
+            probe.step(loss.item() if step == 7 else loss, opt)
+            kinds.append(type(probe._block).__name__)
+            opt.step()
+            opt.zero_grad()
+    assert kinds == ["Block"] * 7 + ["bool"] * 6
+    steps = read(tmp_path / "s" / "block", "s").steps
+    assert steps["step"].tolist() == list(range(13))
+    # Nine significant digits: a float32 (bfloat16) value exactly, a float64 one to half a unit of the ninth.
+    kind, rtol = (np.float64, 5e-9) if dtype == torch.float64 else (np.float32, 0)
+    np.testing.assert_allclose(steps["loss"].astype(kind), np.array(losses, dtype=kind), rtol=rtol, atol=0)
+    np.testing.assert_allclose(steps["grad_norm"].astype(kind), np.array(norms, dtype=kind), rtol=rtol, atol=0)
+
+
 def test_a_window_is_formatted_as_cell_by_cell():
     from diagnose.probe.files import cell, rows
 
     nan, inf = float("nan"), float("inf")
     columns = [list(range(5)), [1e-3] * 4 + [2e-3], [nan, 0.5, -nan, inf, -inf], [0.0, -0.0, 0.0, -0.0, 1e20],
-               [0.1, None, 3, True, 'a,"b"'], None, [-1.5e-45, 3.4028234663852886e38, 1.0, 2.5, 0.30000001192092896]]
+               [0.1, None, 3, True, 'a,"b"'], None, [-1.5e-45, 3.4028234663852886e38, 1.0, 2.5, 0.30000001192092896],
+               [2.5e-4] * 5, [nan] * 5, [-0.0] * 5, [inf] * 5]  # constant columns are formatted once
     expected = "".join(",".join("" if c is None else cell(c[i]) for c in columns) + "\n" for i in range(5))
     assert rows(columns, 5) == expected
     assert rows([[]], 0) == ""
