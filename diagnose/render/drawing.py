@@ -37,10 +37,10 @@ from .plot import Plot
 
 # Fewer figures to draw than this are drawn in this process. A figure takes 1-6 ms of CPU; starting two
 # workers takes 25-80 ms, and they spend more CPU than one process would (pages copied on write, cold
-# caches). Measured: 10M rows (52 figures) 0.46 s wall in one process, 0.54-0.81 s with two workers;
-# 412 figures about even; 10k runs (4,012 figures, 18 CPU s either way) 21-27 s wall with two, 41-51 s
-# with one (on a busy machine).
-PARALLEL_MIN_FIGURES = 400
+# caches). Measured (two cores, busy machine): 10M rows (52 figures) 0.46 s wall in one process, 0.54-0.81 s
+# with two workers; 412 figures 1.1-3.0 s with one, 1.4-2.4 s with two; 10k runs (4,012 figures, 18 CPU s
+# either way) 41-51 s wall with one, 21-27 s with two.
+PARALLEL_MIN_FIGURES = 1000
 
 _SVG_URI = "data:image/svg+xml;base64,"
 
