@@ -17,8 +17,8 @@ def span(run: Run) -> int:
 
 def early_until(run: Run, fraction: float) -> int:
     """The last step that counts as early: ``fraction`` of the run, and at least its first 3 logged steps."""
-    steps = run.updates()["step"]
-    first_three = int(steps.iloc[min(2, len(steps) - 1)]) if len(steps) else 0
+    steps = run.updates()["step"].to_numpy()
+    first_three = int(steps[min(2, len(steps) - 1)]) if len(steps) else 0
     return max(int(fraction * span(run)), first_three)
 
 

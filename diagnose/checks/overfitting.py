@@ -69,27 +69,29 @@ class Config:
 
 def applies(run: Run) -> str | None:
     valid = run.valid_evals()
-    valid = valid[np.isfinite(valid["loss"].to_numpy(dtype=float))] if len(valid) else valid
-    if len(valid) < Config.min_evals:
+    if not len(valid) or np.isfinite(valid["loss"].to_numpy(dtype=float)).sum() < Config.min_evals:
         return f"fewer than {Config.min_evals} validation evals"
     return None
 
 
 def detect(run: Run, config: Config) -> list[Finding]:
+    # numpy, not DataFrame masks: a small run's whole check costs less than a few of those
     valid = run.valid_evals()
-    valid = valid[np.isfinite(valid["loss"].to_numpy(dtype=float))]
-    if valid.empty:
+    loss = valid["loss"].to_numpy(dtype=float)
+    rows = np.isfinite(loss)
+    if not rows.any():
         return []
     # One held-out split (the most evaluated), never an average of valid and test.
-    splits = valid["split"]
-    first = splits.iloc[0]
-    split = str(first) if (splits == first).all() else str(splits.value_counts().index[0])
-    valid = valid[splits == split]
-    steps = valid["step"].to_numpy()
-    if (np.diff(steps) > 0).all():  # one eval per step (evals come sorted by step): its own mean
-        loss = valid["loss"].to_numpy(dtype=float)
+    splits = valid["split"].to_numpy()
+    first = splits[rows][0]
+    if (splits[rows] == first).all():
+        split = str(first)
     else:
-        valid = valid.groupby("step", as_index=False)["loss"].mean()
+        split = str(valid["split"][rows].value_counts().index[0])
+        rows &= splits == split
+    steps, loss = valid["step"].to_numpy()[rows], loss[rows]
+    if not (np.diff(steps) > 0).all():  # else one eval per step (evals come sorted by step): its own mean
+        valid = valid[rows].groupby("step", as_index=False)["loss"].mean()
         steps, loss = valid["step"].to_numpy(), valid["loss"].to_numpy(dtype=float)
     if len(loss) < config.min_evals:
         return []

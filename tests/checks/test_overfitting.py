@@ -72,3 +72,24 @@ def test_interpolate_is_pandas_interpolate_both_directions(values):
     assume(np.isfinite(values).sum() >= 2)  # as _train_at asks
     expected = pd.Series(values).interpolate(limit_direction="both").to_numpy()
     np.testing.assert_array_equal(overfitting._interpolate(values), expected)
+
+
+def test_the_most_evaluated_split_alone_and_one_mean_per_step():
+    steps = np.arange(0, 200, 10)
+    valid = 0.5 + ((steps - 80) / 100.0) ** 2  # best near step 80, then rising
+    train = pd.DataFrame({"step": np.arange(200), "loss": np.linspace(2, 0.1, 200)})
+    # two evals of each step, one of them non-finite, and a few flat test evals
+    evals = pd.DataFrame({
+        "step": np.concatenate((steps, steps, [50, 150, 190])),
+        "split": ["valid"] * 40 + ["test"] * 3,
+        "loss": np.concatenate((valid - 0.01, valid + 0.01, [0.4, 0.4, 0.4])),
+    })
+    evals.loc[5, "loss"] = np.inf
+    # the same run, logged once per step: the means, and at step 50 the one finite eval
+    means = valid.copy()
+    means[5] = valid[5] + 0.01
+    once = pd.DataFrame({"step": steps, "split": "valid", "loss": means})
+    [finding] = overfitting.detect(Run(name="r", study="s", source=None, steps=train, evals=evals), overfitting.Config())
+    [expected] = overfitting.detect(Run(name="r", study="s", source=None, steps=train, evals=once), overfitting.Config())
+    assert finding.evidence["split"] == "valid"
+    assert finding.to_dict() == expected.to_dict()
