@@ -195,9 +195,12 @@ def _is_tensor(value) -> bool:
 
 
 def _pack_column(values: list, groups: dict, norm: bool = False):
-    # A column holds one kind of value (Norm columns: Norm or None), so the first one tells; the "norm"
-    # column may also hold bare tensors, the replicated part of the usual step (no Norm to build per step).
-    if norm or isinstance(next((v for v in values if v is not None), None), Norm):
+    # A Norm column holds Norm or None; the "norm" column may also hold bare tensors, the replicated part
+    # of a usual step (no Norm to build per step). One look at the types settles a host-only column.
+    kinds = set(map(type, values))
+    if kinds <= _HOST_TYPES:
+        return Packed(values)
+    if norm or Norm in kinds:
         replicated = [v.replicated if type(v) is Norm else v for v in values]
         sharded = [v.sharded_sumsq if type(v) is Norm else None for v in values]
         present = [v is not None for v in values]
