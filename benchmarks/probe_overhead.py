@@ -15,6 +15,8 @@ MLP (a cheap step, where a fixed cost shows most). For each:
   holds one flush (and the writer thread's work on that window); per repeat
   the mean per call, then the minimum over repeats, the usual estimate of a
   cost under the noise of a shared machine (goal: <= 1.1x).
+- the CPU time of the probe's writer thread per flush window, over the same
+  steps (it competes with training for the GIL and, on a busy machine, a core).
 """
 
 from __future__ import annotations
@@ -108,6 +110,8 @@ def measure(name, build, steps, repeats, logdir, null: bool = False) -> dict:
         trainer = Trainer(build, probe)
         for _ in range(5):
             trainer.step()
+        writer_clock = time.pthread_getcpuclockid(probe._writer.ident)
+        writer_began = time.clock_gettime(writer_clock)
         for repeat in range(repeats):
             timings = {"norm": [], "fused": [], "probe": []}
             for _ in range(steps):
@@ -115,6 +119,7 @@ def measure(name, build, steps, repeats, logdir, null: bool = False) -> dict:
             probe_means.append(statistics.mean(timings["probe"]))
             norm_means.append(statistics.mean(timings["norm"]))
             fused_means.append(statistics.mean(timings["fused"]))
+        writer_cpu = time.clock_gettime(writer_clock) - writer_began
     return {
         "model": name,
         "step_ms": statistics.median(step_times) * 1e3,
@@ -125,6 +130,7 @@ def measure(name, build, steps, repeats, logdir, null: bool = False) -> dict:
         "probe_over_norm": min(probe_means) / min(norm_means),
         "fused_pass_us": min(fused_means) * 1e6,
         "probe_over_fused": min(probe_means) / min(fused_means),
+        "writer_us_per_window": writer_cpu / (repeats * steps / probe.flush_every) * 1e6,
     }
 
 
@@ -144,7 +150,8 @@ def main() -> None:
                 f"{result['model']:12s} step {result['step_ms']:.2f} ms, with probe {result['step_with_probe_ms']:.2f} ms "
                 f"({result['overhead_pct']:+.2f}%); probe.step {result['probe_us']:.0f} us = "
                 f"{result['probe_over_norm']:.2f}x clip_grad_norm_'s norm pass ({result['norm_pass_us']:.0f} us), "
-                f"{result['probe_over_fused']:.2f}x one fused _foreach_norm pass ({result['fused_pass_us']:.0f} us)",
+                f"{result['probe_over_fused']:.2f}x one fused _foreach_norm pass ({result['fused_pass_us']:.0f} us); "
+                f"writer thread {result['writer_us_per_window']:.0f} us CPU per window",
                 flush=True,
             )
 
