@@ -73,7 +73,7 @@ def assemble(path: Path, records: Table, keys: KeyMap = DEFAULT_KEYS, what: str 
         shown = ", ".join(columns[:12]) + (" ..." if len(columns) > 12 else "") or "none"
         hint = f"--loss-key {keys.loss!r} is not among them" if keys.loss else "name it with --loss-key"
         raise LogError(path, f"no training loss among the {what} ({shown}): {hint}")
-    notes = list(records.notes) + _left_out_twins(path, roles, keys, what, line_of)
+    twin_notes = _left_out_twins(path, roles, keys, what, line_of)
 
     present = {c: logged_rows(records, c) for c in columns}
     step_columns = [roles.step[r] for r in STEP_ROLES if r in roles.step] + roles.extras
@@ -87,6 +87,7 @@ def assemble(path: Path, records: Table, keys: KeyMap = DEFAULT_KEYS, what: str 
     steps = _fill_from_other_rows(steps, frame, present, step_columns, renamed, loss)
 
     evals = _evals(frame, records, present, roles)
+    notes = list(records.notes) + twin_notes  # records.notes holds order_steps' note too
     return Assembled(steps=steps, nan_steps=nan_steps, evals=evals, sources=roles.describe(), notes=notes)
 
 

@@ -224,3 +224,16 @@ def test_text_split_word_before_a_step_name_leaves_the_step(tmp_path):
     run = _one(tmp_path)
     assert run.steps[["step", "loss"]].values.tolist() == [[5, 2.0], [6, 1.9]]
     assert run.evals[["step", "split", "loss"]].values.tolist() == [[5, "val", 2.1]]
+
+
+def test_a_step_logged_twice_keeps_its_last_row_with_a_note(tmp_path):
+    """A resumed run logs some steps again: ``records.assemble`` keeps the last row and says so."""
+    (tmp_path / "csv").mkdir()
+    (tmp_path / "csv" / "log.csv").write_text("step,loss\n0,1.0\n1,0.9\n1,0.8\n2,0.7\n")
+    (tmp_path / "text").mkdir()
+    (tmp_path / "text" / "train.log").write_text("step:0 loss:1.0\nstep:1 loss:0.9\nstep:1 loss:0.8\nstep:2 loss:0.7\n")
+    for name, log in (("csv", "log.csv"), ("text", "train.log")):
+        run = _one(tmp_path / name)
+        assert run.steps["loss"].tolist() == [1.0, 0.8, 0.7]
+        assert run.notes == [f"{log}: 1 steps logged more than once (first: step 1); the last row of each is used "
+                             "(a resumed run?)"]
