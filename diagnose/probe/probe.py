@@ -75,7 +75,8 @@ class Probe:
         role: ``train``, ``short`` or ``lr_range``.
         model: the model; needed for FSDP1 (to know its sharded parameters) and for
             ``layer_grad_norms``.
-        flush_every: steps per flush (one host copy, one collective when distributed).
+        flush_every: steps per flush (one host copy, one collective when distributed); a single
+            process flushes at least every 1000 steps (the usual step's device rows are preallocated).
         flush_seconds: also flush when this much time passed (single process only, so
             that ranks never disagree about when to meet in a collective).
         on_alert: called with an ``Alert`` on the training thread at the next call
@@ -324,7 +325,7 @@ class Probe:
         return extras
 
     def _record_in_block(self, loss: torch.Tensor, plan: norms.Plan, clip_norm, step) -> bool:
-        """The usual step (one process, a tensor loss, plain gradients) as a row of the ``Block``; False if it is not."""
+        """The usual step (one process, a tensor loss, plain gradients) as a row of the ``Block``; False if not."""
         now = _clock()
         rows = self._rows.rows
         if rows and (len(rows) >= self._block_rows or now >= self._flush_at):

@@ -54,7 +54,9 @@ class Block:
 
     def chunk(self, count: int) -> torch.Tensor:
         """The first ``count`` rows as one 1-D tensor: their losses, then their global gradient norms."""
-        losses, norms = (self.losses, self.norms) if count == len(self.rows) else (self.losses[:count], self.norms[:count])
+        losses, norms = self.losses, self.norms
+        if count < len(self.rows):
+            losses, norms = losses[:count], norms[:count]
         if norms.dtype != self.norm_dtype:
             norms = norms.to(self.norm_dtype)
         return torch.cat((losses, torch.linalg.vector_norm(norms, dim=1)))
