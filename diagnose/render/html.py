@@ -3,7 +3,8 @@
 The page is built from the findings document and the runs' series only: which
 runs are unstable, what lr* is, where an onset lies all come from the checks
 (``Finding.evidence`` and the study summaries); this module picks which plots
-to draw and lays them out; ``drawing`` draws them (in worker processes on big
+to draw (within a page's budget of figure bytes, the studies with the most
+severe findings first) and lays them out; ``drawing`` draws them (in worker processes on big
 reports, or not at all when a cache folder holds them from an earlier report
 of the same data). Everything from a log is escaped by jinja2's autoescape
 (inside the figures, by ``svg``); figures are inline SVG images; a
@@ -17,7 +18,9 @@ import base64
 import hashlib
 import json
 import math
+import os
 import re
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +34,11 @@ from .plot import Plot, swarm_axes
 
 # Findings past this many get no plot of their own (their study's figures still show them).
 MAX_FINDING_PLOTS = 12
+# Bytes of study figures (their data: URIs) one page holds. Past it, the studies that matter least are
+# listed without figures, each with the command that draws them. A figure is 5-700 kB: 10 MB holds
+# every figure of the samples (0.5 MB) and of 100 runs x 100k steps (1 MB), and ~100 studies of a
+# 10,000-run root (4 figures of ~24 kB each) instead of 1,000 (96 MB, a page browsers choke on).
+FIGURE_BYTES = 10_000_000
 # Findings on the first screen: the first of each distinct check, most severe first.
 TOP_FINDINGS = 3
 
@@ -87,13 +95,18 @@ class StudyView:
     plots: list[tuple[str, Plot]] = field(default_factory=list)
     findings: list[FindingView] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    command: str = ""  # ``diagnose report FOLDER``: the report of this study's folder alone
+    left_out: bool = False  # its figures did not fit in the page's budget
 
 
-def render(analysis: Analysis, cache_dir: Path | None = None, jobs: int | None = None) -> str:
+def render(analysis: Analysis, cache_dir: Path | None = None, jobs: int | None = None,
+           figure_bytes: int = FIGURE_BYTES) -> str:
     """The report's HTML text.
 
     ``cache_dir``: where figures are kept for the next report, by ``analysis.study_digests`` (none
-    without digests); ``jobs``: processes that may draw figures (default: one per core).
+    without digests); ``jobs``: processes that may draw figures (default: one per core);
+    ``figure_bytes``: the study figures' budget (the findings' own plots come on top, at most
+    MAX_FINDING_PLOTS).
     """
     document = analysis.document
     summaries = {s.get("study"): s for s in document.studies if isinstance(s, dict)}
@@ -110,17 +123,18 @@ def render(analysis: Analysis, cache_dir: Path | None = None, jobs: int | None =
         summary = summaries.get(study.name, {})
         view = StudyView(f"s{number}", study.name, _facts(summary, study), runs=len(study.runs),
                          best_lr=_lr_list([summary.get("best_lr")]), unstable=_lr_list(summary.get("unstable_lrs")),
-                         tally=_tally(findings))
+                         tally=_tally(findings), command=_command(study))
         view.findings = [views[id(f)] for f in findings]
-        wanted.extend((view, key, spec, what) for key, spec, what in _study_figures(study, summary, findings, index))
+        wanted.append((view, _study_figures(study, summary, findings, index)))
         studies.append(view)
         by_name[study.name] = (study, view)
+    # The study of the highest-ranked finding first: errors, then warnings, then notes, then no finding.
+    first = {}
+    for i, finding in enumerate(document.findings):
+        first.setdefault(finding.study, i)
+    wanted.sort(key=lambda item: first.get(item[0].name, len(document.findings)))
     with drawing.Painter(analysis, cache_dir, jobs) as painter:
-        for (view, key, _, what), drawn in zip(wanted, painter.draw([spec for _, _, spec, _ in wanted])):
-            if drawn.plot is not None:
-                view.plots.append((f"{view.anchor}-{key}", drawn.plot))
-            if drawn.error is not None:
-                view.notes.append(f"The {what} could not be drawn ({drawn.error}); please report this.")
+        _study_plots(painter, wanted, figure_bytes)
         _finding_plots(painter, [views[id(f)] for f in document.findings if f.study in by_name], by_name, index)
     orphans = [views[id(f)] for f in document.findings if f.study not in by_name]
     severities = [f.severity for f in document.findings]
@@ -130,6 +144,8 @@ def render(analysis: Analysis, cache_dir: Path | None = None, jobs: int | None =
         findings=[views[id(f)] for f in document.findings],
         top=_top(views, document.findings),
         studies=studies,
+        left_out=[view for view in studies if view.left_out],
+        figure_mb=f"{figure_bytes / 1e6:g}",
         orphans=orphans,
         runs=document.runs,
         counts={
@@ -327,6 +343,46 @@ def _study_figures(study: Study, summary: dict, findings: list[Finding], index: 
     return wanted
 
 
+def _study_plots(painter: drawing.Painter, wanted: list[tuple[StudyView, list]], budget: int) -> None:
+    """Draw each study's figures, in the order given, while they fit in ``budget`` bytes; the rest are left out.
+
+    A study shows all its figures or none, and the first that does not fit ends the drawing (a later,
+    smaller one does not jump the order). Their sizes are known once drawn, so studies are drawn in batches
+    of as many as the budget left seems to hold, at the mean size so far: at most one batch is drawn in vain.
+    """
+    spent, done = 0, 0
+    while done < len(wanted):
+        mean = spent / done if done else 0
+        count = max(1, int((budget - spent) / mean)) if mean else 8
+        batch = wanted[done:done + count]
+        specs = [spec for _, figures in batch for _, spec, _ in figures]
+        results = iter(painter.draw(specs))
+        for view, figures in batch:
+            drawn = [next(results) for _ in figures]
+            size = sum(len(d.plot.uri) for d in drawn if d.plot is not None)
+            if spent + size > budget:
+                for left, _ in wanted[done:]:
+                    left.left_out = True
+                return
+            spent += size
+            done += 1
+            for (key, _, what), result in zip(figures, drawn):
+                if result.plot is not None:
+                    view.plots.append((f"{view.anchor}-{key}", result.plot))
+                if result.error is not None:
+                    view.notes.append(f"The {what} could not be drawn ({result.error}); please report this.")
+
+
+def _command(study: Study) -> str:
+    """``diagnose report FOLDER`` for the folder that holds every run of the study, or "" when none does."""
+    parents = [os.fspath(Path(run.source).parent) for run in study.runs if run.source is not None]
+    try:
+        folder = os.path.commonpath(parents) if parents else ""
+    except ValueError:  # absolute and relative paths mixed
+        folder = ""
+    return f"diagnose report {shlex.quote(folder)}" if folder else ""
+
+
 def _finding_plots(painter: drawing.Painter, views: list[FindingView], by_name: dict, index: dict[int, int]) -> None:
     """Give each finding (most severe first) its own zoomed plot, or point at the study figure that shows it.
 
@@ -369,8 +425,9 @@ def _finding_plots(painter: drawing.Painter, views: list[FindingView], by_name: 
             if drawn.error is not None:
                 view.note = f"The plot of this finding could not be drawn ({drawn.error}); please report this."
             budget -= drawn.plot is not None
-    for view, _ in pending:
-        view.note = f"No plot: only the first {MAX_FINDING_PLOTS} findings get one; the study's figures show the rest."
+    for view, _ in pending:  # a study without figures says so once, above its findings
+        if not by_name[view.finding.study][1].left_out:
+            view.note = f"No plot: only the first {MAX_FINDING_PLOTS} findings get one; the study's figures show the rest."
 
 
 def _csp(script: str) -> str:
