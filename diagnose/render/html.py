@@ -37,10 +37,14 @@ MAX_FINDING_PLOTS = 12
 # Bytes of study figures (their data: URIs) one page holds. Past it, the studies that matter least are
 # listed without figures, each with the command that draws them. A figure is 5-700 kB: 10 MB holds
 # every figure of the samples (0.5 MB) and of 100 runs x 100k steps (1 MB), and ~100 studies of a
-# 10,000-run root (4 figures of ~24 kB each) instead of 1,000 (96 MB, a page browsers choke on).
+# 10,000-run root (4 figures of ~24 kB each) instead of 1,000: headless Chromium took 218 s to load
+# that 107 MB page and ~5 s for the 17.6 MB one (2 busy cores; the samples report: 1.4 s).
 FIGURE_BYTES = 10_000_000
 # Findings on the first screen: the first of each distinct check, most severe first.
 TOP_FINDINGS = 3
+# Studies the contents line links one by one (two or three lines of links); past it, it links the studies
+# table, which lists them all: 1,000 names would be a wall of links before the findings.
+NAV_STUDIES = 30
 
 _ENV = jinja2.Environment(
     loader=jinja2.PackageLoader("diagnose.render", "templates"),
@@ -145,6 +149,7 @@ def render(analysis: Analysis, cache_dir: Path | None = None, jobs: int | None =
         top=_top(views, document.findings),
         studies=studies,
         left_out=[view for view in studies if view.left_out],
+        nav_studies=NAV_STUDIES,
         figure_mb=f"{figure_bytes / 1e6:g}",
         orphans=orphans,
         runs=document.runs,

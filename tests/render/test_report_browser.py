@@ -20,6 +20,7 @@ from diagnose.readers import read_root
 from diagnose.render import html
 
 from .browser import Browser, find_chromium
+from .many_studies import make_root
 from .tiny_runs import train
 
 CHROMIUM = find_chromium()
@@ -109,6 +110,23 @@ def test_a_script_in_a_run_name_is_shown_as_text_and_never_runs(browser, tmp_pat
     text = load.facts["text"]
     assert f"{evil} spiked" in text and "<img src=x onerror=alert(2)>" in text
     assert len(re.findall(re.escape(evil), text)) >= 3  # title, table, runs table
+
+
+def test_a_page_of_many_studies_names_those_left_without_figures(browser, tmp_path):
+    analysis = analyze(read_root(make_root(tmp_path / "logs", studies=40)))
+    path = tmp_path / "many.html"
+    path.write_text(html.render(analysis, figure_bytes=300_000), encoding="utf-8")
+    url = path.resolve().as_uri()
+    load = browser.load(url, {"viewport": tmp_path / "many-first-screen.png"}, facts_script=FACTS)
+    assert_clean(load, url)
+    facts = load.facts
+    assert 0 < facts["images"] == facts["drawn"] == facts["figures"]
+    shown = re.search(r"Figures are shown for (\d+) of 40 studies", facts["text"])
+    assert shown and 0 < int(shown[1]) < 40
+    assert f"{40 - int(shown[1])} studies without figures" in facts["text"]
+    for finding in analysis.document.findings:
+        assert finding.title in facts["text"]
+    keep(tmp_path / "many-first-screen.png")
 
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"

@@ -1,7 +1,7 @@
 """A log root of many studies: the page keeps every study and finding, and figures within its budget.
 
 Real run folders (tests/render/many_studies.py) read and checked by the real
-checks; the budget is lowered so that 24 small studies do not all fit.
+checks; the budget is lowered so that 40 small studies do not all fit.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ BUDGET = 300_000
 
 @pytest.fixture(scope="module")
 def many(tmp_path_factory):
-    root = make_root(tmp_path_factory.mktemp("many") / "logs")
+    root = make_root(tmp_path_factory.mktemp("many") / "logs", studies=40)
     return root, analyze(read_root(root))
 
 
@@ -80,6 +80,9 @@ def test_every_study_and_finding_stays_on_the_page(many, page):
     text = unescape(page)
     for finding in findings:
         assert finding.title in text and finding.detail in text
+    # past html.NAV_STUDIES studies the contents line links the studies table, not each of them
+    nav = page[page.index("<nav"):page.index("</nav>")]
+    assert '<a href="#studies">40 studies</a>' in nav and 'href="#s1"' not in nav and 'id="studies"' in page
 
 
 def test_the_command_given_for_a_study_left_out_draws_its_figures(many, page):
