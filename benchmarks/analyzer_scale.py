@@ -117,8 +117,9 @@ def main() -> None:
     base = args.keep or Path(tempfile.mkdtemp(prefix="diagnose-scale-"))
     print(f"machine: {os.cpu_count()} cores; python {sys.version.split()[0]}")
     print(f"command: diagnose {args.command}")
+    # On a shared machine wall times follow the load: the CPU seconds (workers included) and their ratio do not.
     print(f"{'root':10} {'rows':>11} {'parse s':>8} {'report s':>9} {'ratio':>6} {'cores':>5} {'RSS MB':>7} "
-          f"{'warm s':>7} {'changed s':>9}", flush=True)
+          f"{'warm s':>7} {'changed s':>9} {'parse CPU':>9} {'CPU s':>6} {'CPU ratio':>9} {'load':>5}", flush=True)
     try:
         for name in args.sizes:
             runs, steps = SIZES[name]
@@ -130,7 +131,8 @@ def main() -> None:
             cache = base / f"cache-{name}"
             shutil.rmtree(cache, ignore_errors=True)
             env = {**os.environ, "DIAGNOSE_CACHE_DIR": str(cache)}
-            parse_s, _, _ = measure([sys.executable, "-c", BARE_PARSE, str(root)])
+            load = os.getloadavg()[0]
+            parse_s, _, parse_cpu = measure([sys.executable, "-c", BARE_PARSE, str(root)])
             report = [*diagnose, "report", str(root), "-o", str(base / f"{name}.html")]
             if args.command == "check":
                 report = [*diagnose, "check", str(root)]
@@ -141,7 +143,8 @@ def main() -> None:
             changed_s, _, _ = measure(report, env)
             print(
                 f"{name:10} {rows:>11,} {parse_s:8.2f} {cold_s:9.2f} {cold_s / parse_s:6.2f} {cold_cpu / cold_s:5.2f} "
-                f"{cold_rss:7.0f} {warm_s:7.2f} {changed_s:9.2f}",
+                f"{cold_rss:7.0f} {warm_s:7.2f} {changed_s:9.2f} {parse_cpu:9.2f} {cold_cpu:6.2f} "
+                f"{cold_cpu / parse_cpu:9.2f} {load:5.2f}",
                 flush=True,
             )
     finally:
