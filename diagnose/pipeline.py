@@ -42,6 +42,8 @@ from .readers.keys import DEFAULT_KEYS, KeyMap
 PARALLEL_MIN_BYTES = 32 << 20
 # Below this many logged steps in the studies to check, one process is faster than a pool.
 PARALLEL_MIN_ROWS = 1_000_000
+# At most this many logged steps a worker keeps in memory (~40 bytes each) to do a group's study work.
+STUDY_ROWS_HELD = 5_000_000
 
 # A folder's run (or why it is unreadable), its run-level findings and skips, and its cache key.
 Checked = tuple[Run | Unreadable, list[Finding], list[Skip], str | None]
@@ -185,14 +187,28 @@ def _check_folders(root: Path, groups: list[tuple[list[tuple[Path, str]], bool]]
     outcomes: list[Checked] = []
     works: Done = {}
     for items, whole in groups:
-        checked = list(_checked(root, items, run_checks, cache, keys))
-        if whole:
-            for study in group_studies([run for (run, _, _, _), _ in checked if isinstance(run, Run)]):
-                works[study.name] = (_members(study), study_work(study, checks))
-        for (folder, reader_name), (outcome, stored) in zip(items, checked):
-            if stored:
-                cache.tables_later(outcome[3], outcome[0], (root, folder, reader_name, keys))
+        runs: list[Run] = []
+        rows = 0
+        held = []  # the runs the cache now holds, whose tables stay here for the group's study work
+        for (folder, reader_name), (outcome, stored) in zip(items, _checked(root, items, run_checks, cache, keys)):
             outcomes.append(outcome)
+            run, _, _, key = outcome
+            if isinstance(run, Run):
+                runs.append(run)
+                rows += run.facts["steps"]
+            if stored:
+                held.append((key, run, (root, folder, reader_name, keys)))
+            if rows > STUDY_ROWS_HELD:
+                whole = False  # too much to hold: the study phase reads them from the cache
+            if not whole:
+                for entry in held:
+                    cache.tables_later(*entry)
+                held = []
+        if whole:
+            for study in group_studies(runs):
+                works[study.name] = (_members(study), study_work(study, checks))
+        for entry in held:
+            cache.tables_later(*entry)
     return outcomes, works
 
 

@@ -175,3 +175,20 @@ def test_the_run_workers_do_the_study_work_of_the_studies_they_see_whole(tmp_pat
     changed = document(analyze_root(logs, jobs=2, cache=cache))
     assert changed == document(analyze_root(logs, jobs=1)) != serial
     assert left == ["big"]
+
+
+def test_a_group_too_big_to_hold_leaves_its_study_to_the_study_phase(tmp_path, make_run, monkeypatch):
+    logs = tmp_path / "logs"
+    for study, count in (("small", 1), ("large", 3)):
+        for i in range(count):
+            make_run(logs / study / f"r{i}", steps=HEALTHY, config={"lr": 0.1 * (i + 1)}, status="finished")
+    serial = document(analyze_root(logs, jobs=1))
+    monkeypatch.setattr(pipeline, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(pipeline, "STUDY_ROWS_HELD", 250)  # two runs of 100 steps, not three
+    left = []
+    study_works = pipeline._study_works
+    monkeypatch.setattr(pipeline, "_study_works", lambda studies, *args: left.extend(s.name for s in studies)
+                        or study_works(studies, *args))
+    analysis = analyze_root(logs, jobs=2, cache=RunCache(tmp_path / "cache"))
+    assert document(analysis) == serial
+    assert left == ["large"]
