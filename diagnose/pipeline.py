@@ -10,10 +10,10 @@ cache now holds is then sent back without its tables (they load from the
 cache entry if this process, or a figure drawing process forked from it,
 asks), so only without a cache do tables cross a process boundary. The
 studies no worker saw whole (runs of a study in several folders, a study too
-big for one share, some runs cached) are checked afterwards in worker
-processes forked from this one, which see the runs as they are here. Few
-bytes to read are done in this process: forking costs more than it saves
-there.
+big for one share or for a worker's memory, some runs cached) are checked
+afterwards in worker processes forked from this one, which see the runs as
+they are here. Few bytes to read are done in this process: forking costs
+more than it saves there.
 """
 
 from __future__ import annotations
