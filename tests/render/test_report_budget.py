@@ -74,6 +74,7 @@ def test_every_study_and_finding_stays_on_the_page(many, page):
     findings = analysis.document.findings
     overview = page[page.index('<table class="overview"'):page.index("</table>", page.index('<table class="overview"'))]
     assert overview.count("<tr>") == len(analysis.studies) + 1
+    assert overview.count("(no figures)") == len(re.findall(r"No figures of this study", page)) > 0
     table = page[page.index('<h2 id="findings">'):page.index("</table>", page.index('<h2 id="findings">'))]
     assert table.count("<tr>") == len(findings) + 1
     assert len(re.findall(r'<article class="finding \w+" id="f\d+">', page)) == len(findings)
