@@ -42,6 +42,10 @@ MAX_FINDING_PLOTS = 12
 FIGURE_BYTES = 10_000_000
 # Findings on the first screen: the first of each distinct check, most severe first.
 TOP_FINDINGS = 3
+# Findings the findings table lists open: past this many, the informational ones (the evidence of other
+# findings, e.g. the runs above lr* of a sweep: 1,795 of 3,238 on a 10,000-run root) go to a folded table
+# below it, so the warnings are not lost among them.
+FINDING_ROWS = 100
 # Studies the contents line links one by one (two or three lines of links); past it, it links the studies
 # table, which lists them all: 1,000 names would be a wall of links before the findings.
 NAV_STUDIES = 30
@@ -146,6 +150,7 @@ def render(analysis: Analysis, cache_dir: Path | None = None, jobs: int | None =
         doc=document,
         verdict=document.verdict,
         findings=[views[id(f)] for f in document.findings],
+        **_finding_table([views[id(f)] for f in document.findings]),
         top=_top(views, document.findings),
         studies=studies,
         left_out=[view for view in studies if view.left_out],
@@ -257,6 +262,14 @@ def where(finding: Finding) -> str:
     runs = list(finding.runs)
     shown = ", ".join(runs[:3]) + (f" and {len(runs) - 3} more" if len(runs) > 3 else "")
     return f"{finding.study} / {shown}" if shown else finding.study
+
+
+def _finding_table(views: list[FindingView]) -> dict[str, list[FindingView]]:
+    """The findings table's open rows (``listed``) and its folded ones (``folded``: none, or the infos)."""
+    listed = [v for v in views if v.finding.severity is not Severity.INFO]
+    if len(views) <= FINDING_ROWS or not listed:
+        return {"listed": views, "folded": []}
+    return {"listed": listed, "folded": [v for v in views if v.finding.severity is Severity.INFO]}
 
 
 def _top(views: dict[int, FindingView], findings: list[Finding]) -> list[FindingView]:

@@ -75,8 +75,7 @@ def test_every_study_and_finding_stays_on_the_page(many, page):
     overview = page[page.index('<table class="overview"'):page.index("</table>", page.index('<table class="overview"'))]
     assert overview.count("<tr>") == len(analysis.studies) + 1
     assert overview.count("(no figures)") == len(re.findall(r"No figures of this study", page)) > 0
-    table = page[page.index('<h2 id="findings">'):page.index("</table>", page.index('<h2 id="findings">'))]
-    assert table.count("<tr>") == len(findings) + 1
+    assert finding_rows(page) == [f"f{i}" for i in range(1, len(findings) + 1)]
     assert len(re.findall(r'<article class="finding \w+" id="f\d+">', page)) == len(findings)
     text = unescape(page)
     for finding in findings:
@@ -84,6 +83,28 @@ def test_every_study_and_finding_stays_on_the_page(many, page):
     # past html.NAV_STUDIES studies the contents line links the studies table, not each of them
     nav = page[page.index("<nav"):page.index("</nav>")]
     assert '<a href="#studies">40 studies</a>' in nav and 'href="#s1"' not in nav and 'id="studies"' in page
+
+
+def finding_rows(page: str) -> list[str]:
+    """The anchors the findings table's rows link to, open and folded."""
+    start = page.index('<h2 id="findings">')
+    return re.findall(r'<tr><td><span class="sev \w+">\w+</span></td><td><a href="#(f\d+)">',
+                      page[start:page.index('<h2 id="s1">', start)])
+
+
+def test_a_long_findings_table_folds_the_informational_rows(many, monkeypatch):
+    analysis = many[1]
+    infos = [f"f{i}" for i, f in enumerate(analysis.document.findings, start=1) if f.severity.value == "info"]
+    assert 0 < len(infos) < len(analysis.document.findings)
+    monkeypatch.setattr(html, "FINDING_ROWS", len(analysis.document.findings) - 1)
+    page = html.render(analysis, figure_bytes=BUDGET)
+    assert finding_rows(page) == [f"f{i}" for i in range(1, len(analysis.document.findings) + 1)]
+    folded = page[page.index('<details class="folded">'):]
+    folded = folded[:folded.index("</details>")]
+    assert f"<summary>{len(infos)} informational findings" in folded
+    assert re.findall(r'<a href="#(f\d+)">', folded) == infos
+    monkeypatch.setattr(html, "FINDING_ROWS", len(analysis.document.findings))
+    assert '<details class="folded">' not in html.render(analysis, figure_bytes=BUDGET)
 
 
 def test_the_command_given_for_a_study_left_out_draws_its_figures(many, page):
