@@ -365,8 +365,10 @@ def _study_plots(painter: drawing.Painter, wanted: list[tuple[StudyView, list]],
     """Draw each study's figures, in the order given, while they fit in ``budget`` bytes; the rest are left out.
 
     A study shows all its figures or none, and the first that does not fit ends the drawing (a later,
-    smaller one does not jump the order). Their sizes are known once drawn, so studies are drawn in batches
-    of as many as the budget left seems to hold, at the mean size so far: at most one batch is drawn in vain.
+    smaller one does not jump the order). The first study always shows them: a page has the figures of its
+    most important study, and ``diagnose report STUDY_FOLDER`` those of that study whatever their size.
+    Sizes are known once drawn, so studies are drawn in batches of as many as the budget left seems to
+    hold, at the mean size so far: at most one batch is drawn in vain.
     """
     spent, done = 0, 0
     while done < len(wanted):
@@ -378,7 +380,7 @@ def _study_plots(painter: drawing.Painter, wanted: list[tuple[StudyView, list]],
         for view, figures in batch:
             drawn = [next(results) for _ in figures]
             size = sum(len(d.plot.uri) for d in drawn if d.plot is not None)
-            if spent + size > budget:
+            if done and spent + size > budget:
                 for left, _ in wanted[done:]:
                     left.left_out = True
                 return
