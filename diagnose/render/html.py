@@ -4,9 +4,9 @@ The page is built from the findings document and the runs' series only: which
 runs are unstable, what lr* is, where an onset lies all come from the checks
 (``Finding.evidence`` and the study summaries); this module picks which plots
 to draw (within a page's budget of figure bytes, the studies with the most
-severe findings first) and lays them out; ``drawing`` draws them (in worker processes on big
-reports, or not at all when a cache folder holds them from an earlier report
-of the same data). Everything from a log is escaped by jinja2's autoescape
+severe findings first) and lays them out; ``drawing`` draws them (in worker
+processes on big reports, or not at all when a cache folder holds them from an
+earlier report of the same data). Everything from a log is escaped by jinja2's autoescape
 (inside the figures, by ``svg``); figures are inline SVG images; a
 Content-Security-Policy forbids every request, so the file opens offline and
 cannot fetch anything.
@@ -38,13 +38,13 @@ MAX_FINDING_PLOTS = 12
 # listed without figures, each with the command that draws them. A figure is 5-700 kB: 10 MB holds
 # every figure of the samples (0.5 MB) and of 100 runs x 100k steps (1 MB), and ~100 studies of a
 # 10,000-run root (4 figures of ~24 kB each) instead of 1,000: headless Chromium took 218 s to load
-# that 107 MB page and ~5 s for the 17.6 MB one (2 busy cores; the samples report: 1.4 s).
+# that 107 MB page and 5-7 s for the 17 MB one (2 busy cores; the samples report: 1.4 s).
 FIGURE_BYTES = 10_000_000
 # Findings on the first screen: the first of each distinct check, most severe first.
 TOP_FINDINGS = 3
-# Findings the findings table lists open: past this many, the informational ones (the evidence of other
-# findings, e.g. the runs above lr* of a sweep: 1,795 of 3,238 on a 10,000-run root) go to a folded table
-# below it, so the warnings are not lost among them.
+# Findings the findings table lists open: past this many, the informational ones (notes, and the evidence
+# of other findings such as the runs above lr* of a sweep: 1,795 of 3,238 on a 10,000-run root) go to a
+# folded table below it, so the errors and warnings are not lost among them.
 FINDING_ROWS = 100
 # Studies the contents line links one by one (two or three lines of links); past it, it links the studies
 # table, which lists them all: 1,000 names would be a wall of links before the findings.
