@@ -5,7 +5,7 @@ unscaling), lr and momentum of the first parameter group, the time, and,
 when the user clips, the threshold and whether the update was clipped.
 
 It never waits for the device: the loss and the norm stay on the device in a
-bounded buffer (for the usual step, a row of one preallocated tensor); every
+bounded buffer (for the usual step, one small tensor per step); every
 ``flush_every`` steps (or ``flush_seconds``) the buffer becomes one tensor,
 sharded norms are summed over ranks in one collective, and one non-blocking
 copy goes to the host. A background thread waits for that copy, writes the
@@ -33,7 +33,7 @@ import torch.distributed as dist
 
 from . import norms
 from .files import CsvAppender, write_run_json
-from .writer import BLOCK_ROWS, Block, Columns, Window, Writer, eval_columns, on_cpu
+from .writer import Block, Columns, Window, Writer, eval_columns, on_cpu
 
 _clock = time.perf_counter
 STEP_COLUMNS = ["step", "loss", "grad_norm", "lr", "momentum", "time"]
@@ -75,8 +75,7 @@ class Probe:
         role: ``train``, ``short`` or ``lr_range``.
         model: the model; needed for FSDP1 (to know its sharded parameters) and for
             ``layer_grad_norms``.
-        flush_every: steps per flush (one host copy, one collective when distributed); a single
-            process flushes at least every 1000 steps (the usual step's device rows are preallocated).
+        flush_every: steps per flush (one host copy, one collective when distributed).
         flush_seconds: also flush when this much time passed (single process only, so
             that ranks never disagree about when to meet in a collective).
         on_alert: called with an ``Alert`` on the training thread at the next call
@@ -160,11 +159,10 @@ class Probe:
         self._broken = False
         self._sharded_ids: set[int] | None = None
         self._plan: norms.Plan | None = None
-        # The usual step's device rows: made at its first step; False once a step of this process went
-        # another way (then every step does: no window mixes the two), and with several ranks, which
-        # must agree on when to flush.
-        self._block: Block | None | bool = None if self.world_size == 1 else False
-        self._block_rows = min(flush_every, BLOCK_ROWS)
+        # Whether the usual step goes to a Block: until a step of this process goes another way (then
+        # every step does: no window mixes the two); never with several ranks, which must agree on when
+        # to flush.
+        self._blocks = self.world_size == 1
         self._update_hooks = None
 
         files = self._create_files() if self.rank == 0 else None
@@ -199,7 +197,7 @@ class Probe:
                 plan = self._plan
                 if plan is None or not plan.fits(optimizer):
                     plan = self._plan = norms.Plan(optimizer, self._sharded())
-                if not (self._block is not False and plan.plain and plan.params and type(loss) is torch.Tensor
+                if not (self._blocks and plan.plain and plan.params and type(loss) is torch.Tensor
                         and self._record_in_block(loss, plan, clip_norm, step)):
                     self._record(loss, (*plan.measure(), False, None), clip_norm, step)
             else:
@@ -328,27 +326,26 @@ class Probe:
         """The usual step (one process, a tensor loss, plain gradients) as a row of the ``Block``; False if not."""
         now = _clock()
         rows = self._rows.rows
-        if rows and (len(rows) >= self._block_rows or now >= self._flush_at):
+        if rows and (len(rows) >= self.flush_every or now >= self._flush_at):
             self._flush()
             rows = self._rows.rows
         loss = loss.detach()
-        block = self._block
         try:
             measured = torch._foreach_norm([p.grad for p in plan.params])
-            if block is None or block.plan is not plan or loss.dtype != block.loss_dtype:
+            block = self._rows.block
+            if block is None or block.plan is not plan:
                 if rows:
                     self._flush()
                     rows = self._rows.rows
-                block = self._block = Block(self._block_rows, plan, loss, measured)
-            torch.stack([loss, *measured], out=block.rows[len(rows)])
+                block = self._rows.block = Block(plan, measured)
+            block.rows.append(torch.stack([loss, *measured]))
         except (TypeError, RuntimeError):
             # A parameter without a gradient, a loss that is not one value or not on the gradients' device:
             # the general path from now on, after the rows already in the block.
-            self._block = False
+            self._blocks = False
             if rows:
                 self._flush()
             return False
-        self._rows.block = block
         number = self._count if step is None else int(step)
         self._count += 1
         self._last_step = number
@@ -364,7 +361,7 @@ class Probe:
             # Flush before appending: the newest row stays open for its update_norm.
             self._flush()
             rows = self._rows.rows
-        self._block = False  # a step that went this way: the block's rows are flushed, and no more come
+        self._blocks = False  # a step that went this way: the block's rows are flushed, and no more come
         number = self._count if step is None else int(step)
         self._count += 1
         self._last_step = number
@@ -383,7 +380,7 @@ class Probe:
         self._flush_at = _clock() + self.flush_seconds
         if not len(rows) and not evals:
             return
-        block = rows.block.chunk(len(rows)) if rows.block is not None and len(rows) else None
+        block = rows.block.chunk() if rows.block is not None and rows.block.rows else None
         steps = rows.data
         if self.world_size > 1 and crashed:
             # The other ranks may never join a collective now: a norm that needs one is left missing.

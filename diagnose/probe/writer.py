@@ -30,36 +30,29 @@ from .norms import Norm
 # Buffer columns that the writer turns into the CONTRACT's columns; any other one is an extra, written as is.
 CORE = ("step", "loss", "norm", "lr", "momentum", "time", "scaled", "clip_norm")
 QUEUE_WINDOWS = 8  # windows waiting for the disk before new ones are dropped: bounded memory
-BLOCK_ROWS = 1000  # at most this many steps in a Block (device memory), flushed when full: bounded memory
 START_FACTOR = 10.0  # an explosion is also this far above the first window's median (as the divergence check)
 
 
 class Block:
-    """The loss and the per-tensor gradient norms of the usual step, one preallocated device row per step.
+    """The usual steps of one window: per step one 1-D device tensor, its loss and per-tensor gradient norms.
 
-    A step writes its row with one ``stack(out=)``: no allocation, no sync, and nothing per step for the
-    writer to stack later. Made for one ``Plan`` and one loss dtype, and reused window after window: a
-    flush reads the rows into a new tensor (``chunk``) before the next step writes, in the device's order.
+    A step adds its tensor with one ``stack`` (no sync); a flush turns the window's tensors into one chunk
+    of losses and global norms (one ``stack`` and a reduction), so the writer packs no per-step tensors.
+    Made for one ``Plan``. (A preallocated tensor written in place row by row was measured slower per step
+    in a real loop: the row to write is cold.)
     """
 
-    def __init__(self, length: int, plan, loss: torch.Tensor, norms: list[torch.Tensor]):
+    def __init__(self, plan, norms: list[torch.Tensor]):
         self.plan = plan
-        self.loss_dtype = loss.dtype
-        # Every value is stored exactly; the norms are reduced in their own dtype, as the general path does.
+        # The norms are reduced in their own dtype, as the general path does.
         self.norm_dtype = functools.reduce(torch.promote_types, (n.dtype for n in norms))
-        dtype = functools.reduce(torch.promote_types, (loss.dtype, self.norm_dtype), torch.float32)
-        data = torch.empty((length, 1 + len(norms)), dtype=dtype, device=loss.device)
-        self.rows = data.unbind()
-        self.losses, self.norms = data[:, 0], data[:, 1:]
+        self.rows: list[torch.Tensor] = []
 
-    def chunk(self, count: int) -> torch.Tensor:
-        """The first ``count`` rows as one 1-D tensor: their losses, then their global gradient norms."""
-        losses, norms = self.losses, self.norms
-        if count < len(self.rows):
-            losses, norms = losses[:count], norms[:count]
-        if norms.dtype != self.norm_dtype:
-            norms = norms.to(self.norm_dtype)
-        return torch.cat((losses, torch.linalg.vector_norm(norms, dim=1)))
+    def chunk(self) -> torch.Tensor:
+        """One 1-D tensor: the steps' losses, then their global gradient norms."""
+        rows = torch.stack(self.rows)
+        chunk = torch.cat((rows[:, 0], torch.linalg.vector_norm(rows[:, 1:].to(self.norm_dtype), dim=1)))
+        return chunk if chunk.dtype in (torch.float32, torch.float64) else chunk.to(torch.float32)
 
 
 class Columns:

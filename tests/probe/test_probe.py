@@ -245,25 +245,24 @@ def test_a_parameter_group_added_later_counts_in_the_norm(tmp_path):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
-def test_usual_steps_in_the_device_block_and_after_it_log_what_was_measured(tmp_path, monkeypatch, dtype):
-    # The usual step's loss and per-tensor norms go into a preallocated device block, here of 4 rows (a flush
-    # every 4 steps); a loss given as a number at step 7 sends that step and the later ones the general way.
-    monkeypatch.setattr("diagnose.probe.probe.BLOCK_ROWS", 4)
+def test_usual_steps_in_a_block_and_after_it_log_what_was_measured(tmp_path, dtype):
+    # The usual step's loss and per-tensor norms go into a block of the window, one device tensor per step;
+    # a loss given as a number at step 7 sends that step and the later ones the general way.
     model, x, y = tiny_problem()
     model, x, y = model.to(dtype), x.to(dtype), y.to(dtype)
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     losses, norms, kinds = [], [], []
-    with Probe(tmp_path, "s", "block") as probe:
+    with Probe(tmp_path, "s", "block", flush_every=4) as probe:
         for step in range(13):
             loss = torch.nn.functional.mse_loss(model(x), y)
             loss.backward()
             losses.append(loss.item())
             norms.append(torch.nn.utils.get_total_norm([p.grad for p in model.parameters()]).item())
             probe.step(loss.item() if step == 7 else loss, opt)
-            kinds.append(type(probe._block).__name__)
+            kinds.append(probe._rows.block is not None)
             opt.step()
             opt.zero_grad()
-    assert kinds == ["Block"] * 7 + ["bool"] * 6
+    assert kinds == [True] * 7 + [False] * 6
     steps = read(tmp_path / "s" / "block", "s").steps
     assert steps["step"].tolist() == list(range(13))
     # Nine significant digits: a float32 (bfloat16) value exactly, a float64 one to half a unit of the ninth.
