@@ -345,6 +345,7 @@ class Probe:
             self._blocks = False
             if rows:
                 self._flush()
+            self._rows.block = None  # one made for this step stays empty
             return False
         number = self._count if step is None else int(step)
         self._count += 1

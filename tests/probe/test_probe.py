@@ -271,6 +271,24 @@ def test_usual_steps_in_a_block_and_after_it_log_what_was_measured(tmp_path, dty
     np.testing.assert_allclose(steps["grad_norm"].astype(kind), np.array(norms, dtype=kind), rtol=rtol, atol=0)
 
 
+def test_a_loss_that_does_not_fit_a_block_takes_the_general_path_in_whole_windows(tmp_path):
+    model, x, y = tiny_problem()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    windows = []
+    with Probe(tmp_path, "s", "shape1", flush_every=5) as probe:
+        submit = probe._writer.submit
+        probe._writer.submit = lambda window: (windows.append(1), submit(window))
+        for _ in range(12):
+            loss = torch.nn.functional.mse_loss(model(x), y).reshape(1)  # one value, but not 0-dim
+            loss.backward()
+            probe.step(loss, opt)
+            opt.step()
+            opt.zero_grad()
+        assert len(windows) == 2 and not probe._blocks
+    steps = read(tmp_path / "s" / "shape1", "s").steps
+    assert steps["step"].tolist() == list(range(12)) and steps["grad_norm"].notna().all()
+
+
 def test_a_window_is_formatted_as_cell_by_cell():
     from diagnose.probe.files import cell, rows
 
