@@ -54,7 +54,8 @@ def default_directory() -> Path:
 UNCACHED = ("running", "interrupted")
 
 
-_NOT_ANALYSIS = ("render/", "probe/")
+# the command line parses options into checks' settings and key names, which are keyed themselves
+_NOT_ANALYSIS = ("render/", "probe/", "cli.py")
 
 
 @functools.cache
@@ -66,8 +67,8 @@ def code_version() -> str:
 def analysis_fingerprint(package: Path) -> str:
     """The version and the size and mtime of every file of ``package`` that finds a cached result.
 
-    Renderers and the probe find none (figures carry a version of their own), so editing them
-    keeps the cache.
+    Renderers, the probe and the command line find none (figures carry a version of their own),
+    so editing them keeps the cache.
     """
     files = sorted(f for f in _fingerprints(package)
                    if "__pycache__/" not in f[0] and not f[0].startswith(_NOT_ANALYSIS))

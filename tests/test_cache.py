@@ -229,11 +229,11 @@ def test_a_table_damaged_after_the_entry_was_loaded_is_read_from_the_run_again(s
     assert len(list((tmp_path / "cache").glob("*/*/steps.arrow"))) == 7
 
 
-def test_editing_analysis_code_changes_the_fingerprint_and_editing_a_renderer_does_not(tmp_path):
+def test_editing_analysis_code_changes_the_fingerprint_and_editing_a_renderer_or_the_cli_does_not(tmp_path):
     package = tmp_path / "diagnose"
     shutil.copytree(Path(cache_module.__file__).parent, package, ignore=shutil.ignore_patterns("__pycache__"))
     before = cache_module.analysis_fingerprint(package)
-    for edited in ("render/html.py", "probe/probe.py"):
+    for edited in ("render/html.py", "probe/probe.py", "cli.py"):
         (package / edited).write_text((package / edited).read_text() + "\n# edited\n")
     assert cache_module.analysis_fingerprint(package) == before
     (package / "checks" / "divergence.py").write_text("# edited\n")
