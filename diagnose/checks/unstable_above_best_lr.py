@@ -86,6 +86,11 @@ def why_no_sweep(study: Study) -> str | None:
     return None
 
 
+# A finding's text names a seed's first periods and its largest; a noisy run can have dozens, all of them
+# in evidence["lrs"] and shaded in the report's figures.
+DESCRIBED_PERIODS = 3
+
+
 @dataclass(frozen=True)
 class RunVerdict:
     """What one seed of an lr above lr* did: its instability events, a whole-run climb, divergence."""
@@ -107,7 +112,15 @@ class RunVerdict:
 
     def describe(self) -> str:
         if self.events:
-            return "; ".join(event.describe() for event in self.events)
+            shown = list(self.events[:DESCRIBED_PERIODS])
+            worst = max(self.events, key=lambda event: event.size_noise)
+            text = "; ".join(event.describe() for event in shown)
+            if worst not in shown:
+                del shown[-1]
+                text = "; ".join(event.describe() for event in shown) + f"; the largest: {worst.describe()}"
+                shown.append(worst)
+            more = len(self.events) - len(shown)
+            return text + (f"; and {more} more period{'s' if more != 1 else ''}" if more else "")
         if self.climb:
             return f"loss ended {self.climb[2]:.3g}x above its best level (steps {self.climb[0]}-{self.climb[1]})"
         return "diverged" if self.diverged else "stable"
@@ -164,11 +177,9 @@ def detect(study: Study, config: Config) -> list[Finding]:
     detail = (
         f"lr* = {best.lr:g} (best {_metric_name(sweep)} {best.score:.4g}, median of {len(best.results)} "
         f"seed{'s' if len(best.results) != 1 else ''}). Of the lrs above it and below {config.max_ratio:g}x "
-        f"({judged_lrs}), these show the loss going up instead of down relative to each run's own noise: "
-        + "; ".join(
-            f"lr {point.lr:g}: " + ", ".join(f"{v.run.name} {v.describe()}" for v in runs) for point, runs in unstable
-        )
-        + ". Fixing the instability typically lets a larger lr train better (Tuning Playbook)."
+        f"({judged_lrs}), these show the loss going up instead of down relative to each run's own noise. "
+        + " ".join(f"{v.run.name} (lr {point.lr:g}): {v.describe()}." for point, runs in unstable for v in runs)
+        + " Fixing the instability typically lets a larger lr train better (Tuning Playbook)."
     )
     return [
         Finding(

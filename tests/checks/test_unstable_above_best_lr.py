@@ -119,3 +119,19 @@ def test_every_corpus_case_labelled_with_it_gets_a_finding(corpus, name):
 @pytest.mark.parametrize("name", NEGATIVE)
 def test_quiet_on_every_corpus_case_that_forbids_it(corpus, name):
     assert not detect(corpus.study(name))
+
+
+def _event(start: int, sigmas: float):
+    return check.InstabilityEvent(start, start + 2, start + 1, 1.0, 2.0, 2.0, sigmas, 2.0, True, start + 3, False)
+
+
+def test_a_seed_with_many_periods_names_its_first_and_its_largest_and_counts_the_rest():
+    run = make_run("lr0.3-s0", decaying(100), 0.3)
+    events = tuple(_event(start, sigmas) for start, sigmas in [(10, 9), (20, 9), (30, 9), (40, 50), (50, 9), (60, 9)])
+    text = check.RunVerdict(run, events, None, False).describe()
+    assert text.count("steps ") == check.DESCRIBED_PERIODS
+    assert text.startswith("steps 10-12,") and "steps 20-22," in text and "steps 30-32" not in text
+    assert "the largest: steps 40-42, loss 1 -> 2 (2x, 50 noise sigmas)" in text
+    assert text.endswith("; and 3 more periods")
+    few = check.RunVerdict(run, events[:3], None, False).describe()
+    assert few.count("steps ") == 3 and "more" not in few and "largest" not in few
