@@ -9,6 +9,7 @@ importing pandas (0.3 s) would be most of its time.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -108,7 +109,10 @@ class Run:
         """True when the column exists and holds at least one value."""
         if column != "step" and "steps" not in self.__dict__ and "facts" in self.__dict__:
             return column in self.facts["columns"]  # a cached run whose tables were not needed yet
-        return column in self.steps.columns and bool(self.steps[column].notna().any())
+        steps = self.steps
+        return self._once_per_table(
+            steps, ("has", column), lambda: column in steps.columns and bool(steps[column].notna().any())
+        )
 
     def has_valid_evals(self) -> bool:
         """True when the run has a validation eval (``valid_evals`` is not empty), from ``facts``."""
@@ -151,11 +155,12 @@ class Run:
         return None
 
     def evals_for(self, splits: frozenset[str]) -> pd.DataFrame:
-        """Eval rows whose split is one of ``splits`` (case-insensitive), by step."""
-        if self.evals.empty:
-            return self.evals
-        mask = self.evals["split"].astype(str).str.lower().isin(splits)
-        return self.evals[mask].sort_values("step", kind="stable")
+        """Eval rows whose split is one of ``splits`` (case-insensitive), by step. Shared: do not modify it."""
+        evals = self.evals
+        if evals.empty:
+            return evals
+        return self._once_per_table(evals, splits, lambda: evals[
+            evals["split"].astype(str).str.lower().isin(splits)].sort_values("step", kind="stable"))
 
     def valid_evals(self) -> pd.DataFrame:
         return self.evals_for(VALID_SPLITS)
@@ -168,6 +173,22 @@ class Run:
         if "skipped" in self.steps.columns:
             return self.steps[self.steps["skipped"].fillna(0) == 0]
         return self.steps
+
+    def _once_per_table(self, table, question, answer):
+        """``answer()`` found once per table object: the checks ask a run the same ``question`` many times
+        (``has``, ``valid_evals``: ~1 ms of pandas a time on a small run). Weakly held, so that a run
+        letting its tables go (``RunCache.tables_later``) frees them."""
+        memo = self.__dict__.setdefault("_memo", {})
+        held = memo.get(question)
+        if held is not None and held[0]() is table:
+            return held[1]
+        value = answer()
+        memo[question] = (weakref.ref(table), value)
+        return value
+
+    def __getstate__(self) -> dict:
+        """What a worker process sends: everything but the memo (weak references do not pickle)."""
+        return {name: value for name, value in self.__dict__.items() if name != "_memo"}
 
     def _hyper(self, key: str, reduce) -> float | None:
         value = self.config.get(key)

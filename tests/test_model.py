@@ -1,0 +1,49 @@
+"""Run: answers the checks ask many times are found once per table, and never outlive it."""
+
+from __future__ import annotations
+
+import gc
+import pickle
+import weakref
+
+import pandas as pd
+
+from diagnose.model import Run
+
+
+def a_run() -> Run:
+    steps = pd.DataFrame({"step": [0, 1, 2], "loss": [1.0, 0.5, 0.25], "grad_norm": [float("nan")] * 3})
+    evals = pd.DataFrame({"step": [2, 0, 2], "split": ["Valid", "valid", "train"], "loss": [0.4, 0.9, 0.3]})
+    return Run(name="r", study="s", source=None, steps=steps, evals=evals)
+
+
+def test_valid_evals_are_found_once_and_again_for_a_new_table():
+    run = a_run()
+    first = run.valid_evals()
+    assert first["step"].tolist() == [0, 2] and run.valid_evals() is first
+    run.evals = pd.DataFrame({"step": [5], "split": ["val"], "loss": [0.1]})
+    assert run.valid_evals()["step"].tolist() == [5]
+
+
+def test_has_is_found_once_and_again_for_a_new_table():
+    run = a_run()
+    assert run.has("loss") and not run.has("grad_norm") and not run.has("lr")
+    run.steps = run.steps.assign(grad_norm=[1.0, 2.0, 3.0])
+    assert run.has("grad_norm")
+
+
+def test_a_run_sent_to_another_process_carries_no_memo_and_answers_the_same():
+    run = a_run()
+    run.valid_evals(), run.has("loss")
+    copy = pickle.loads(pickle.dumps(run))
+    assert "_memo" not in copy.__dict__
+    assert copy.valid_evals().equals(run.valid_evals()) and copy.has("loss")
+
+
+def test_the_memo_does_not_keep_a_dropped_table_alive():
+    run = a_run()
+    run.has("loss"), run.valid_evals()
+    tables = weakref.ref(run.steps), weakref.ref(run.evals)
+    del run.__dict__["steps"], run.__dict__["evals"]
+    gc.collect()
+    assert tables[0]() is None and tables[1]() is None
