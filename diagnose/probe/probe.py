@@ -381,14 +381,15 @@ class Probe:
         self._flush_at = _clock() + self.flush_seconds
         if not len(rows) and not evals:
             return
-        block = rows.block.chunk() if rows.block is not None and rows.block.rows else None
+        block = rows.block if rows.block is not None and rows.block.rows else None
         steps = rows.data
         if self.world_size > 1 and crashed:
             # The other ranks may never join a collective now: a norm that needs one is left missing.
             for values in steps.values():
                 values[:] = [None if isinstance(v, norms.Norm) and v.sharded_sumsq is not None else v for v in values]
-        if self.world_size == 1 and on_cpu(steps) and on_cpu(eval_columns(evals)):
-            # CPU values are final when their op returns: the writer thread packs them, off the training thread.
+        if self.world_size == 1 and (block is None or block.on_cpu) and on_cpu(steps) and on_cpu(eval_columns(evals)):
+            # CPU values are final when their op returns: the writer thread packs them (and frees the window's
+            # tensors), off the training thread.
             self._writer.submit(partial(Window.pack, steps, evals, block=block))
             return
         reduce = self.world_size > 1 and not crashed

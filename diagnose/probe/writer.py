@@ -1,14 +1,14 @@
 """From device buffers to rows on disk: the one host copy per flush, and the background writer thread.
 
 ``Block`` holds the usual step's device values (the loss and the per-tensor
-gradient norms) in one preallocated row per step, so that a window of such
-steps reaches the writer as one chunk. ``Window.pack`` runs on the training
-thread: it sums the sharded parts over ranks (one collective), stacks every
-other device value of the window into one tensor per device and starts one
-non-blocking copy to the host. ``Writer`` runs on its own thread: it waits
-for that copy, turns the window into CSV rows, appends them, and raises
-alerts. All of its I/O failures become one warning; the training thread
-never waits for the disk.
+gradient norms) as one tensor per step, so that a window of such steps is
+packed in one ``stack``. ``Window.pack`` sums the sharded parts over ranks
+(one collective), stacks every device value of the window into one tensor
+per device and starts one non-blocking copy to the host; it runs on the
+training thread, or, when every value is on the CPU, on the writer thread.
+``Writer`` runs on its own thread: it waits for that copy, turns the window
+into CSV rows, appends them, and raises alerts. All of its I/O failures
+become one warning; the training thread never waits for the disk.
 """
 
 from __future__ import annotations
@@ -36,14 +36,15 @@ START_FACTOR = 10.0  # an explosion is also this far above the first window's me
 class Block:
     """The usual steps of one window: per step one 1-D device tensor, its loss and per-tensor gradient norms.
 
-    A step adds its tensor with one ``stack`` (no sync); a flush turns the window's tensors into one chunk
-    of losses and global norms (one ``stack`` and a reduction), so the writer packs no per-step tensors.
+    A step adds its tensor with one ``stack`` (no sync); the window's pack turns them into one chunk of
+    losses and global norms (one ``stack`` and a reduction) instead of packing them one by one.
     Made for one ``Plan``. (A preallocated tensor written in place row by row was measured slower per step
     in a real loop: the row to write is cold.)
     """
 
     def __init__(self, plan, norms: list[torch.Tensor]):
         self.plan = plan
+        self.on_cpu = norms[0].is_cpu
         # The norms are reduced in their own dtype, as the general path does.
         self.norm_dtype = functools.reduce(torch.promote_types, (n.dtype for n in norms))
         self.rows: list[torch.Tensor] = []
@@ -120,18 +121,19 @@ class Window:
 
     @classmethod
     def pack(cls, steps: dict[str, list], evals: list[dict], world_size: int = 1,
-             block: torch.Tensor | None = None) -> Window:
+             block: Block | None = None) -> Window:
         """Reduce over ranks (when ``world_size`` > 1) and start the copy to the host; never waits.
 
-        ``block``: the losses and norms of a window of usual steps, as ``Block.chunk`` made them.
+        ``block``: the losses and norms of a window of usual steps (their columns in ``steps`` are None).
         """
         if world_size > 1:
             _reduce_over_ranks(steps, world_size)
         groups: dict[torch.device, list[torch.Tensor]] = {}  # device -> 1-D chunks, one per column
         packed = {}
         if block is not None:
-            groups[block.device] = [block]
-            count = len(block) // 2
+            chunk = block.chunk()
+            groups[chunk.device] = [chunk]
+            count = len(chunk) // 2
             positions = list(range(count))
             packed = {"loss": Packed(steps.pop("loss"), positions, 0, 0),
                       "norm": Packed(steps.pop("norm"), positions, 0, count)}
