@@ -170,11 +170,8 @@ class Plan:
                 measured = grad_norm(self.params, self.sharded_ids)
         else:
             measured = grad_norm(self.params, self.sharded_ids)
-        return (measured, *self.hyperparameters())
-
-    def hyperparameters(self) -> tuple:
-        """lr and momentum (SGD ``momentum`` or Adam ``betas[0]``) of the first group, read at every step:
-        schedulers change both (OneCycleLR cycles the momentum)."""
+        # lr and momentum (SGD ``momentum`` or Adam ``betas[0]``) of the first group, read at every step:
+        # schedulers change both (OneCycleLR cycles the momentum).
         group = self.groups[0]
         lr = group.get("lr")
         key = self.momentum_key
@@ -184,7 +181,7 @@ class Plan:
             lr = lr.detach().clone()
         if isinstance(momentum, torch.Tensor):
             momentum = momentum.detach().clone()
-        return lr, momentum
+        return measured, lr, momentum
 
 
 

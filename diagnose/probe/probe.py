@@ -4,14 +4,13 @@ Per step it records the loss, the unclipped global gradient norm (after AMP
 unscaling), lr and momentum of the first parameter group, the time, and,
 when the user clips, the threshold and whether the update was clipped.
 
-It never waits for the device: the loss and the norm stay on the device in a
-bounded buffer (for the usual step, one small tensor per step); every
-``flush_every`` steps (or ``flush_seconds``) the buffer becomes one tensor,
-sharded norms are summed over ranks in one collective, and one non-blocking
-copy goes to the host. A background thread waits for that copy, writes the
-rows, and looks for NaN/inf and loss explosions (alerts). Nothing raises
-into the training loop after construction: a failure is one warning and
-training goes on.
+It never waits for the device: the loss and the norm stay on the device as
+0-dim tensors in a bounded buffer; every ``flush_every`` steps (or
+``flush_seconds``) the buffer is stacked into one tensor, sharded norms are
+summed over ranks in one collective, and one non-blocking copy goes to the
+host. A background thread waits for that copy, writes the rows, and looks
+for NaN/inf and loss explosions (alerts). Nothing raises into the training
+loop after construction: a failure is one warning and training goes on.
 """
 
 from __future__ import annotations
@@ -33,7 +32,7 @@ import torch.distributed as dist
 
 from . import norms
 from .files import CsvAppender, write_run_json
-from .writer import Block, Columns, Window, Writer, eval_columns, on_cpu
+from .writer import Columns, Window, Writer, eval_columns, on_cpu
 
 _clock = time.perf_counter
 STEP_COLUMNS = ["step", "loss", "grad_norm", "lr", "momentum", "time"]
@@ -159,10 +158,6 @@ class Probe:
         self._broken = False
         self._sharded_ids: set[int] | None = None
         self._plan: norms.Plan | None = None
-        # Whether the usual step goes to a Block: until a step of this process goes another way (then
-        # every step does: no window mixes the two); never with several ranks, which must agree on when
-        # to flush.
-        self._blocks = self.world_size == 1
         self._update_hooks = None
 
         files = self._create_files() if self.rank == 0 else None
@@ -193,15 +188,14 @@ class Probe:
             if self._alerts:
                 self._deliver_alerts()
             if grad_norm is None and scaler is None and not self.extra and optimizer is not None:
-                # The usual case, with fewer Python calls: every call costs on a cache made cold by the step.
+                # The usual case, with one Python call fewer: every call costs on a cache made cold by the step.
                 plan = self._plan
                 if plan is None or not plan.fits(optimizer):
                     plan = self._plan = norms.Plan(optimizer, self._sharded())
-                if not (self._blocks and plan.plain and plan.params and type(loss) is torch.Tensor
-                        and self._record_in_block(loss, plan, clip_norm, step)):
-                    self._record(loss, (*plan.measure(), False, None), clip_norm, step)
+                measured = (*plan.measure(), False, None)
             else:
-                self._record(loss, self._measure(optimizer, grad_norm, scaler), clip_norm, step)
+                measured = self._measure(optimizer, grad_norm, scaler)
+            self._record(loss, measured, clip_norm, step)
         except Exception as error:  # noqa: BLE001 - the training loop must go on
             self._break(error)
         if self._stop_alert is not None:
@@ -322,47 +316,13 @@ class Probe:
             self._update_hooks = _watch_updates(optimizer, self)
         return extras
 
-    def _record_in_block(self, loss: torch.Tensor, plan: norms.Plan, clip_norm, step) -> bool:
-        """The usual step (one process, a tensor loss, plain gradients) as a row of the ``Block``; False if not."""
-        now = _clock()
-        rows = self._rows.rows
-        if rows and (len(rows) >= self.flush_every or now >= self._flush_at):
-            self._flush()
-            rows = self._rows.rows
-        loss = loss.detach()
-        try:
-            measured = torch._foreach_norm([p.grad for p in plan.params])
-            block = self._rows.block
-            if block is None or block.plan is not plan:
-                if rows:
-                    self._flush()
-                    rows = self._rows.rows
-                block = self._rows.block = Block(plan, measured)
-            block.rows.append(torch.stack([loss, *measured]))
-        except (TypeError, RuntimeError):
-            # A parameter without a gradient, a loss that is not one value or not on the gradients' device:
-            # the general path from now on, after the rows already in the block.
-            self._blocks = False
-            if rows:
-                self._flush()
-            self._rows.block = None  # one made for this step stays empty
-            return False
-        number = self._count if step is None else int(step)
-        self._count += 1
-        self._last_step = number
-        lr, momentum = plan.hyperparameters()
-        clip_norm = None if clip_norm is None else _number(clip_norm, "clip_norm")
-        rows.append((number, None, None, lr, momentum, now - self._start, False, clip_norm))  # writer.CORE's order
-        return True
-
     def _record(self, loss, measured: tuple, clip_norm, step) -> None:
         now = _clock()
         rows = self._rows.rows
-        if rows and (len(rows) >= self.flush_every or now >= self._flush_at or self._rows.block is not None):
+        if rows and (len(rows) >= self.flush_every or now >= self._flush_at):
             # Flush before appending: the newest row stays open for its update_norm.
             self._flush()
             rows = self._rows.rows
-        self._blocks = False  # a step that went this way: the block's rows are flushed, and no more come
         number = self._count if step is None else int(step)
         self._count += 1
         self._last_step = number
@@ -381,19 +341,17 @@ class Probe:
         self._flush_at = _clock() + self.flush_seconds
         if not len(rows) and not evals:
             return
-        block = rows.block if rows.block is not None and rows.block.rows else None
         steps = rows.data
         if self.world_size > 1 and crashed:
             # The other ranks may never join a collective now: a norm that needs one is left missing.
             for values in steps.values():
                 values[:] = [None if isinstance(v, norms.Norm) and v.sharded_sumsq is not None else v for v in values]
-        if self.world_size == 1 and (block is None or block.on_cpu) and on_cpu(steps) and on_cpu(eval_columns(evals)):
-            # CPU values are final when their op returns: the writer thread packs them (and frees the window's
-            # tensors), off the training thread.
-            self._writer.submit(partial(Window.pack, steps, evals, block=block))
+        if self.world_size == 1 and on_cpu(steps) and on_cpu(eval_columns(evals)):
+            # CPU values are final when their op returns: the writer thread packs them, off the training thread.
+            self._writer.submit(partial(Window.pack, steps, evals))
             return
         reduce = self.world_size > 1 and not crashed
-        self._writer.submit(Window.pack(steps, evals, self.world_size if reduce else 1, block))
+        self._writer.submit(Window.pack(steps, evals, self.world_size if reduce else 1))
 
     # -- alerts and failures ---------------------------------------------------------------------
 

@@ -1,19 +1,15 @@
 """From device buffers to rows on disk: the one host copy per flush, and the background writer thread.
 
-``Block`` holds the usual step's device values (the loss and the per-tensor
-gradient norms) as one tensor per step, so that a window of such steps is
-packed in one ``stack``. ``Window.pack`` sums the sharded parts over ranks
-(one collective), stacks every device value of the window into one tensor
-per device and starts one non-blocking copy to the host; it runs on the
-training thread, or, when every value is on the CPU, on the writer thread.
-``Writer`` runs on its own thread: it waits for that copy, turns the window
-into CSV rows, appends them, and raises alerts. All of its I/O failures
-become one warning; the training thread never waits for the disk.
+``Window.pack`` runs on the training thread: it sums the sharded parts over
+ranks (one collective), stacks every device value of the window into one
+tensor per device and starts one non-blocking copy to the host. ``Writer``
+runs on its own thread: it waits for that copy, turns the window into CSV
+rows, appends them, and raises alerts. All of its I/O failures become one
+warning; the training thread never waits for the disk.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 import queue
 import statistics
@@ -33,39 +29,12 @@ QUEUE_WINDOWS = 8  # windows waiting for the disk before new ones are dropped: b
 START_FACTOR = 10.0  # an explosion is also this far above the first window's median (as the divergence check)
 
 
-class Block:
-    """The usual steps of one window: per step one 1-D device tensor, its loss and per-tensor gradient norms.
-
-    A step adds its tensor with one ``stack`` (no sync); the window's pack turns them into one chunk of
-    losses and global norms (one ``stack`` and a reduction) instead of packing them one by one.
-    Made for one ``Plan``. (A preallocated tensor written in place row by row was measured slower per step
-    in a real loop: the row to write is cold.)
-    """
-
-    def __init__(self, plan, norms: list[torch.Tensor]):
-        self.plan = plan
-        self.on_cpu = norms[0].is_cpu
-        # The norms are reduced in their own dtype, as the general path does.
-        self.norm_dtype = functools.reduce(torch.promote_types, (n.dtype for n in norms))
-        self.rows: list[torch.Tensor] = []
-
-    def chunk(self) -> torch.Tensor:
-        """One 1-D tensor: the steps' losses, then their global gradient norms."""
-        rows = torch.stack(self.rows)
-        chunk = torch.cat((rows[:, 0], torch.linalg.vector_norm(rows[:, 1:].to(self.norm_dtype), dim=1)))
-        return chunk if chunk.dtype in (torch.float32, torch.float64) else chunk.to(torch.float32)
-
-
 class Columns:
-    """The steps not flushed yet: one tuple of the ``CORE`` columns per step (one append), extra columns by name.
-
-    In a window of usual steps (``block``), the rows' loss and norm are None: their values are in the ``Block``.
-    """
+    """The steps not flushed yet: one tuple of the ``CORE`` columns per step (one append), extra columns by name."""
 
     def __init__(self):
         self.rows: list[tuple] = []
         self.extra: dict[str, list] = {}
-        self.block: Block | None = None
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -120,25 +89,13 @@ class Window:
     events: list = field(default_factory=list)
 
     @classmethod
-    def pack(cls, steps: dict[str, list], evals: list[dict], world_size: int = 1,
-             block: Block | None = None) -> Window:
-        """Reduce over ranks (when ``world_size`` > 1) and start the copy to the host; never waits.
-
-        ``block``: the losses and norms of a window of usual steps (their columns in ``steps`` are None).
-        """
+    def pack(cls, steps: dict[str, list], evals: list[dict], world_size: int = 1) -> Window:
+        """Reduce over ranks (when ``world_size`` > 1) and start the copy to the host; never waits."""
         if world_size > 1:
             _reduce_over_ranks(steps, world_size)
         groups: dict[torch.device, list[torch.Tensor]] = {}  # device -> 1-D chunks, one per column
-        packed = {}
-        if block is not None:
-            chunk = block.chunk()
-            groups[chunk.device] = [chunk]
-            count = len(chunk) // 2
-            positions = list(range(count))
-            packed = {"loss": Packed(steps.pop("loss"), positions, 0, 0),
-                      "norm": Packed(steps.pop("norm"), positions, 0, count)}
         window = cls(
-            steps={key: _pack_column(values, groups, key == "norm") for key, values in steps.items()} | packed,
+            steps={key: _pack_column(values, groups, key == "norm") for key, values in steps.items()},
             evals={key: _pack_column(values, groups) for key, values in eval_columns(evals).items()},
         )
         for device, chunks in groups.items():
@@ -193,7 +150,7 @@ def _is_tensor(value) -> bool:
 
 def _pack_column(values: list, groups: dict, norm: bool = False):
     # A Norm column holds Norm or None; the "norm" column may also hold bare tensors, the replicated part
-    # of a usual step (no Norm to build per step). One look at the types settles a host-only column.
+    # of the usual step (no Norm to build per step). One look at the types settles a host-only column.
     kinds = set(map(type, values))
     if kinds <= _HOST_TYPES:
         return Packed(values)

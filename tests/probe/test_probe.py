@@ -245,48 +245,27 @@ def test_a_parameter_group_added_later_counts_in_the_norm(tmp_path):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
-def test_usual_steps_in_a_block_and_after_it_log_what_was_measured(tmp_path, dtype):
-    # The usual step's loss and per-tensor norms go into a block of the window, one device tensor per step;
-    # a loss given as a number at step 7 sends that step and the later ones the general way.
+def test_the_loss_and_norm_are_logged_as_measured_in_any_dtype(tmp_path, dtype):
+    # Tensor losses, and at step 7 a loss given as a number, in windows of 4 steps.
     model, x, y = tiny_problem()
     model, x, y = model.to(dtype), x.to(dtype), y.to(dtype)
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-    losses, norms, kinds = [], [], []
-    with Probe(tmp_path, "s", "block", flush_every=4) as probe:
+    losses, norms = [], []
+    with Probe(tmp_path, "s", "dtypes", flush_every=4) as probe:
         for step in range(13):
             loss = torch.nn.functional.mse_loss(model(x), y)
             loss.backward()
             losses.append(loss.item())
             norms.append(torch.nn.utils.get_total_norm([p.grad for p in model.parameters()]).item())
             probe.step(loss.item() if step == 7 else loss, opt)
-            kinds.append(probe._rows.block is not None)
             opt.step()
             opt.zero_grad()
-    assert kinds == [True] * 7 + [False] * 6
-    steps = read(tmp_path / "s" / "block", "s").steps
+    steps = read(tmp_path / "s" / "dtypes", "s").steps
     assert steps["step"].tolist() == list(range(13))
     # Nine significant digits: a float32 (bfloat16) value exactly, a float64 one to half a unit of the ninth.
     kind, rtol = (np.float64, 5e-9) if dtype == torch.float64 else (np.float32, 0)
     np.testing.assert_allclose(steps["loss"].astype(kind), np.array(losses, dtype=kind), rtol=rtol, atol=0)
     np.testing.assert_allclose(steps["grad_norm"].astype(kind), np.array(norms, dtype=kind), rtol=rtol, atol=0)
-
-
-def test_a_loss_that_does_not_fit_a_block_takes_the_general_path_in_whole_windows(tmp_path):
-    model, x, y = tiny_problem()
-    opt = torch.optim.SGD(model.parameters(), lr=0.05)
-    windows = []
-    with Probe(tmp_path, "s", "shape1", flush_every=5) as probe:
-        submit = probe._writer.submit
-        probe._writer.submit = lambda window: (windows.append(1), submit(window))
-        for _ in range(12):
-            loss = torch.nn.functional.mse_loss(model(x), y).reshape(1)  # one value, but not 0-dim
-            loss.backward()
-            probe.step(loss, opt)
-            opt.step()
-            opt.zero_grad()
-        assert len(windows) == 2 and not probe._blocks
-    steps = read(tmp_path / "s" / "shape1", "s").steps
-    assert steps["step"].tolist() == list(range(12)) and steps["grad_norm"].notna().all()
 
 
 def test_a_window_is_formatted_as_cell_by_cell():
