@@ -75,7 +75,8 @@ def test_run_directory_matches_the_trainers_own_log(runs):
 
 def test_callback_clipping_trains_exactly_like_the_trainer(runs):
     _, logged, plain, _ = runs
-    assert logged.args.max_grad_norm == 0.5  # the Trainer has its own arguments back after training
+    assert logged.args.max_grad_norm == 0.5
+    assert "clip_grad_norm_" not in vars(logged.accelerator)  # the Trainer's own method is back after training
     for mine, theirs in zip(logged.model.parameters(), plain.model.parameters()):
         torch.testing.assert_close(mine, theirs, rtol=1e-6, atol=1e-7)
 
@@ -212,3 +213,22 @@ def test_after_a_caught_crash_a_new_trainer_from_the_same_args_clips(tmp_path):
     assert max(h["grad_norm"] for h in retry.state.log_history if "grad_norm" in h) > 0.5  # clipping matters here
     for mine, theirs in zip(retry.model.parameters(), fresh.model.parameters()):
         torch.testing.assert_close(mine, theirs, rtol=0, atol=0)
+
+
+def test_the_users_arguments_are_never_changed_while_training(tmp_path):
+    class Spy(transformers.TrainerCallback):
+        seen = []
+
+        def on_pre_optimizer_step(self, args, state, control, **kwargs):
+            self.seen.append(args.max_grad_norm)
+
+    args = transformers.TrainingArguments(
+        output_dir=str(tmp_path / "out"), max_steps=4, per_device_train_batch_size=4, learning_rate=3e-3,
+        max_grad_norm=0.5, save_strategy="no", report_to=[], use_cpu=True, seed=0, disable_tqdm=True,
+    )
+    trainer = transformers.Trainer(model=tiny_gpt2(), args=args, train_dataset=dataset(64, 1),
+                                   callbacks=[DiagnoseCallback(tmp_path / "logs", "hf", "spied"), Spy()])
+    trainer.train()
+    assert Spy.seen == [0.5] * 4 and trainer.args is args
+    run = read(tmp_path / "logs" / "hf" / "spied", "hf")
+    assert run.steps["grad_norm"].gt(0.5).any()  # the norm before clipping, not the clipped one

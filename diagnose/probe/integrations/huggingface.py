@@ -3,13 +3,15 @@
     from diagnose.probe.integrations.huggingface import DiagnoseCallback
     trainer = Trainer(..., callbacks=[DiagnoseCallback("logs", study="sweep", name="lr3e-4")])
 
-The Trainer clips before any callback sees the gradients, so the callback
-takes the clipping over: for the run, the Trainer reads a copy of its
-arguments with ``max_grad_norm`` 0 (the user's ``TrainingArguments`` are
-never changed, so a new Trainer built from them after a crash clips as
-asked), and the callback clips in ``on_pre_optimizer_step`` with the same
-``clip_grad_norm_`` and threshold, logging the norm it returned (before
-clipping). No callback receives the per-step loss either: a forward hook
+The Trainer clips before any callback sees the gradients, and the norm it
+logs (``grad_norm``, every ``logging_steps``) is the one ``clip_grad_norm_``
+returned, before clipping. The callback reads that same value each update:
+for the run, the Trainer's ``accelerator.clip_grad_norm_`` is wrapped to keep
+what it returned (the Trainer is found on the call stack: callbacks are handed
+its arguments, not itself). Clipping stays the Trainer's, with the user's
+``TrainingArguments`` untouched, on every transformers version (4.x reads
+``max_grad_norm`` from a local copy of its arguments, 5.x from ``self.args``).
+No callback receives the per-step loss either: a forward hook
 reads the model output's ``loss`` in training mode, averaged over the
 micro-batches of one update (summed when the Trainer normalises by the
 number of items in the whole batch). Evaluations come from
@@ -20,12 +22,11 @@ hook to ``sys.excepthook`` and ``threading.excepthook``, so that an
 exception that ends the program marks the run ``crashed`` (after the
 previous hook printed it, unchanged). An exception that the caller catches
 is seen at the next ``train()`` with this callback, which closes the run as
-``crashed`` and gives the Trainer back its own arguments before it starts.
+``crashed`` before it starts.
 """
 
 from __future__ import annotations
 
-import copy
 import numbers
 import sys
 import threading
@@ -52,15 +53,17 @@ class DiagnoseCallback(TrainerCallback):
         self.probe_options = probe_options
         self.probe: Probe | None = None
         self._clip: float | None = None
-        self._trainer: Trainer | None = None  # while it reads a copy of the user's arguments
-        self._args = None  # the user's arguments
+        self._accelerator = None  # the Trainer's, while its clip_grad_norm_ is wrapped
+        self._unwrapped = None  # what its instance held before (None: the class's own method)
+        self._norm = None  # what it returned for this update: the norm before clipping
+        self._missed_norm = False
         self._hook = None
         self._losses: list[torch.Tensor] = []
         self._summed = False
         self._unhook_exceptions = None
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
-        args = self._end(args, "crashed")  # an earlier train() that raised never reached on_train_end
+        self._end("crashed")  # an earlier train() that raised never reached on_train_end
         config = {
             "lr": args.learning_rate,
             "momentum": args.adam_beta1,
@@ -78,17 +81,29 @@ class DiagnoseCallback(TrainerCallback):
         options = {"resume": state.global_step > 0, "first_step": state.global_step, **self.probe_options}
         self.probe = Probe(self.logdir, self.study, self.name, config=config, model=model, **options)
         if config["clip_norm"] is not None and not args.deepspeed:
+            self._clip = args.max_grad_norm
             trainer = _trainer_calling(args)
             if trainer is None:
-                warnings.warn("diagnose: DiagnoseCallback was not called by a Trainer; it leaves clipping to the "
-                              "Trainer, and the logged gradient norm is the clipped one", ProbeWarning, stacklevel=2)
+                warnings.warn("diagnose: DiagnoseCallback was not called by a Trainer; the logged gradient norm is "
+                              "the clipped one", ProbeWarning, stacklevel=2)
             else:
-                self._clip, self._trainer, self._args = args.max_grad_norm, trainer, args
-                trainer.args = copy.copy(args)
-                trainer.args.max_grad_norm = 0.0
+                self._accelerator = trainer.accelerator
+                self._unwrapped = self._accelerator.__dict__.get("clip_grad_norm_")
+                self._accelerator.clip_grad_norm_ = self._keep_norm(self._accelerator.clip_grad_norm_)
         if model is not None:
             self._hook = model.register_forward_hook(self._catch_loss, with_kwargs=True)
         self._unhook_exceptions = _on_uncaught_exception(threading.get_ident(), self.probe)
+
+    def _keep_norm(self, clip_grad_norm_):
+        """``clip_grad_norm_`` that also keeps the norm it returns when it clips at the run's threshold."""
+
+        def clip_and_keep(parameters, max_norm, *args, **kwargs):
+            norm = clip_grad_norm_(parameters, max_norm, *args, **kwargs)
+            if max_norm == self._clip:  # not the Trainer's unclipped measurement (max_norm inf)
+                self._norm = norm
+            return norm
+
+        return clip_and_keep
 
     def _catch_loss(self, module, args, kwargs, output):
         if not module.training:
@@ -103,14 +118,12 @@ class DiagnoseCallback(TrainerCallback):
             return
         inner = getattr(optimizer, "optimizer", optimizer)  # accelerate's AcceleratedOptimizer wraps it
         scaler = getattr(optimizer, "scaler", None)
-        norm = None
-        if self._clip is not None:
-            clip = getattr(model, "clip_grad_norm_", None)  # FSDP1 clips (and reduces) by itself
-            if clip is not None and hasattr(model, "_all_handles"):
-                norm = clip(self._clip)
-            else:
-                params = model.parameters() if model is not None else [p for g in inner.param_groups for p in g["params"]]
-                norm = torch.nn.utils.clip_grad_norm_(params, self._clip)
+        norm, self._norm = self._norm, None
+        if self._accelerator is not None and norm is None and not self._missed_norm:
+            # apex, SageMaker MP or mixed-mesh gradients clip by other paths: measured now, after clipping
+            self._missed_norm = True
+            warnings.warn("diagnose: the Trainer clipped without accelerate's clip_grad_norm_; the logged gradient "
+                          "norm is the clipped one", ProbeWarning, stacklevel=2)
         measured = self.probe.measure(inner, grad_norm=norm, scaler=scaler)
         losses, self._losses = self._losses, []
         if losses:
@@ -138,22 +151,25 @@ class DiagnoseCallback(TrainerCallback):
             control.should_training_stop = True
 
     def on_train_end(self, args, state, control, **kwargs):
-        self._end(args, "diverged" if self.probe is not None and self.probe.should_stop else "finished")
+        self._end("diverged" if self.probe is not None and self.probe.should_stop else "finished")
 
-    def _end(self, args, status: str):
-        """Close the run with ``status``; returns the user's arguments (``args`` may be the Trainer's copy)."""
+    def _end(self, status: str) -> None:
+        """Close the run with ``status`` and give the Trainer its own ``clip_grad_norm_`` back."""
         if self._unhook_exceptions is not None:
             self._unhook_exceptions()
             self._unhook_exceptions = None
         if self._hook is not None:
             self._hook.remove()
             self._hook = None
-        if self._trainer is not None:
-            self._trainer.args, args = self._args, self._args
-            self._trainer = self._args = self._clip = None
+        if self._accelerator is not None:
+            if self._unwrapped is None:
+                del self._accelerator.clip_grad_norm_
+            else:
+                self._accelerator.clip_grad_norm_ = self._unwrapped
+            self._accelerator = self._unwrapped = None
+        self._clip = self._norm = None
         if self.probe is not None:
             self.probe.close(status)
-        return args
 
 
 def _trainer_calling(args):
