@@ -255,3 +255,19 @@ def test_every_table_reads_back_from_its_entry_as_it_was_read(logs, tmp_path):
                 assert list(after.dtypes) == list(before.dtypes), (run.key, name)
                 assert after.columns.equals(before.columns) and after.index.equals(before.index)
                 assert after.equals(before), (run.key, name)
+
+
+def test_a_long_cached_table_reads_back_as_views_of_its_file_not_copies(tmp_path, make_run):
+    # past pyarrow's 64k rows per batch: stored as one batch, mapped, one block per column
+    losses = 1 / (1 + np.arange(70_000))
+    steps = "step,loss\n" + "".join(f"{i},{float(v)!r}\n" for i, v in enumerate(losses))
+    make_run(tmp_path / "logs" / "s" / "long", steps=steps, status="finished")
+    cache = RunCache(tmp_path / "cache")
+    analyze_root(tmp_path / "logs", jobs=1, cache=cache)
+    [table] = (tmp_path / "cache").glob("*/*/steps.arrow")
+    import pyarrow.ipc
+
+    assert pyarrow.ipc.open_file(table).num_record_batches == 1
+    warm = analyze_root(tmp_path / "logs", jobs=1, cache=cache).run("s", "long")
+    loss = warm.steps["loss"].to_numpy()
+    assert np.array_equal(loss, losses) and not loss.flags.owndata and not loss.flags.writeable
