@@ -265,8 +265,8 @@ def _shares(folders: list[tuple[Path, str]], todo: list[int], cached: set[int],
     """The folders to read (indices) in shares for the workers: groups of one parent folder, each with whether it is
     whole (every folder of that parent is read in it, so a worker may do its studies' work).
 
-    A parent holding more than an eighth of the folders to read, or a cached folder, is split
-    into single folders: one worker left alone with it at the end would cost more than checking
+    A parent holding more than a quarter of one worker's part of the folders to read (an eighth of them
+    on two cores), or a cached folder, is split into single folders: one worker left alone with it at the end would cost more than checking
     its study afterwards. Small shares (16 per worker), interleaved, the biggest groups first, so
     that no worker is left alone with a long one at the end.
     """

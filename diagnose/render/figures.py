@@ -73,10 +73,6 @@ def _figure(width: float = 7.6, height: float = 3.0, ncols: int = 1, nrows: int 
     return fig, grid
 
 
-def _log(ax: Axes, axis: str = "y") -> None:
-    getattr(ax, f"set_{axis}scale")("log")
-
-
 def _step_axis(ax: Axes, size: float = 9) -> None:
     ax.set_xlabel("step", integer=True, size=size)
 
@@ -175,7 +171,7 @@ def sweep_curves(study: Study, summary: dict, findings: list[Finding]) -> Plot |
                 labelled.add("unstable period")
     low, high, log = _loss_limits(curves)
     if log:
-        _log(ax)
+        ax.set_yscale("log")
     ax.set_ylim(low, high)
     _step_axis(ax)
     ax.set_ylabel("training loss")
@@ -267,11 +263,11 @@ def hyper_axis(summary: dict) -> Plot | None:
         at_right = best_lr >= float(lrs.max())
         ax.text(best_lr, 0.98, f"lr* = {best_lr:g}" + ("" if at_right else " "), 8, BEST,
                 ha="right" if at_right else "left", va="top", x_data=True)
-    _log(ax, "x")
+    ax.set_xscale("log")
     finite = scores[np.isfinite(scores)]
     if finite.size and (finite > 0).all():
         ceiling = float(np.min(finite)) * 1e3
-        _log(ax)
+        ax.set_yscale("log")
         if finite.max() > ceiling:
             ax.set_ylim(high=ceiling)
             off = lrs[scores > ceiling]
@@ -320,7 +316,7 @@ def swarm_grid(study: Study, summary: dict) -> Plot | None:
     low, high, log = _loss_limits(curves)
     for (row, col), ax in np.ndenumerate(axes):
         if log:
-            _log(ax)
+            ax.set_yscale("log")
         ax.set_ylim(low, high)
         if row == 0:
             ax.set_title(f"lr {lrs[col]:g}", 8)
@@ -383,7 +379,7 @@ def gap_curve(run: Run, finding: Finding | None) -> Plot | None:
     left.plot(steps, valid_loss, "#0969da", 1.2, label="valid")
     left.plot(steps, train_loss, "#57606a", 1.2, label=f"train ({source})")
     if (valid_loss > 0).all() and (train_loss > 0).all():
-        _log(left)
+        left.set_yscale("log")
     _step_axis(left)
     left.set_ylabel("loss")
     left.legend_inside()
@@ -447,10 +443,10 @@ def lr_range(run: Run, finding: Finding | None) -> Plot | None:
     order = np.argsort(lrs[shown], kind="stable")
     x, y = decimate(lrs[shown][order], loss[shown][order])
     ax.plot(x, y, "#0969da", 1.1)
-    _log(ax, "x")
+    ax.set_xscale("log")
     low, high, log = _loss_limits([loss[shown]])
     if log:
-        _log(ax)
+        ax.set_yscale("log")
     ax.set_ylim(low, high)
     evidence = finding.evidence if finding else {}
     marks = (("lr_min", "lr_min", "#0969da"), ("lr_max", "lr_max", BEST), ("blowup_lr", "blows up", ABOVE))
@@ -496,7 +492,7 @@ def short_run(run: Run, finding: Finding | None) -> Plot | None:
     off_scale = _mark_nonfinite(ax, _nonfinite_steps(run, "loss", steps, loss), ABOVE)
     low, high, log = _loss_limits(curves)
     if log:
-        _log(ax)
+        ax.set_yscale("log")
     ax.set_ylim(low, high)
     _step_axis(ax)
     ax.set_ylabel("loss")
@@ -526,7 +522,7 @@ def grad_norms(run: Run, finding: Finding | None) -> Plot | None:
     left, right = axes[0]
     x, y = decimate(steps[finite], norms[finite])
     left.plot(x, y, "#57606a", 0.7)
-    _log(left)
+    left.set_yscale("log")
     outliers = [s for s in (evidence.get("outlier_steps") or []) if _number(s) is not None]
     if outliers:
         index = np.searchsorted(steps, outliers).clip(0, len(steps) - 1)
@@ -549,7 +545,7 @@ def grad_norms(run: Run, finding: Finding | None) -> Plot | None:
     logs = np.log10(norms[finite])
     bins = np.logspace(logs.min(), logs.max() + 1e-9, 40)
     right.stairs(np.histogram(norms[finite], bins=bins)[0], bins, "#8c959f")
-    _log(right, "x")
+    right.set_xscale("log")
     for value, _, color in lines:
         right.axvline(value, color, 1.1, "--")
     right.set_xlabel("grad norm")
@@ -598,7 +594,7 @@ def finding_zoom(runs: list[Run], finding: Finding) -> Plot | None:
         ax.axvline(onset, MARK, 1.2, "--", label=f"onset {onset:g}")
     low, high, log = _loss_limits(curves, clip=False)  # the zoom is the evidence: show its peak
     if log:
-        _log(ax)
+        ax.set_yscale("log")
     ax.set_ylim(low, high)
     ax.set_xlim(start, end)
     _step_axis(ax)
