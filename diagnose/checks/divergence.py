@@ -79,9 +79,9 @@ def _detect(run: Run, config: Config) -> list[Finding]:
     steps = updates["step"].to_numpy()
     loss = updates["loss"].to_numpy(dtype=float)
 
-    bad = _nonfinite(run, updates, "loss")
+    bad = _nonfinite(run, steps, loss, "loss")
     if run.has("grad_norm"):
-        bad |= _nonfinite(run, updates, "grad_norm")
+        bad |= _nonfinite(run, steps, updates["grad_norm"].to_numpy(dtype=float), "grad_norm")
     if bad.any():
         return [_nonfinite_finding(run, steps, loss, bad, config)]
 
@@ -91,10 +91,13 @@ def _detect(run: Run, config: Config) -> list[Finding]:
     return _from_status(run) if run.status == "diverged" else []
 
 
-def _nonfinite(run: Run, updates, column: str) -> np.ndarray:
-    values = updates[column].to_numpy(dtype=float)
-    literal_nan = np.isin(updates["step"].to_numpy(), run.nan_steps.get(column, []))
-    return np.isinf(values) | literal_nan
+def _nonfinite(run: Run, steps: np.ndarray, values: np.ndarray, column: str) -> np.ndarray:
+    """Where ``values`` (the ``column`` of the updates at ``steps``) is inf, or NaN as the log wrote it."""
+    bad = np.isinf(values)
+    written_nan = run.nan_steps.get(column)
+    if written_nan is not None and len(written_nan):
+        bad |= np.isin(steps, written_nan)
+    return bad
 
 
 def _onset(run: Run, step: int) -> int:
@@ -156,18 +159,21 @@ def _nonfinite_finding(run: Run, steps, loss, bad, config: Config) -> Finding:
 
 
 def _explosion(run: Run, steps, loss, config: Config) -> Finding | None:
-    logs = signal.log10_positive(loss)
-    if logs is None or len(logs) < 3:
+    if len(loss) < 3:
         return None
-    finite = np.isfinite(logs)
-    steps, logs = steps[finite], logs[finite]
-    size = signal.window(len(logs), 0.01)
-    start = float(np.median(logs[: max(1, int(len(logs) * 0.02))]))
+    finite = np.isfinite(loss)
+    if not finite.all():
+        steps, loss = steps[finite], loss[finite]
+    if not loss.size or loss.min() <= 0:
+        return None  # ratios (log space) need positive losses
+    size = signal.window(len(loss), 0.01)
+    start = float(np.median(np.log10(loss[: max(1, int(len(loss) * 0.02))])))
     # A run that ends below 10x its start did not diverge: its last smoothed value (the centered window
-    # of the last point holds only the last size // 2 + 1 points) decides before the whole run is smoothed.
-    if signal.smooth(logs[-size:], size)[-1] <= start + np.log10(config.start_factor):
+    # of the last point holds only the last size // 2 + 1 points) decides before the whole run is taken
+    # to log space (log10 is most of the cost on a long run) and smoothed.
+    if signal.smooth(np.log10(loss[-size:]), size)[-1] <= start + np.log10(config.start_factor):
         return None
-    level = signal.smooth(logs, size)
+    level = signal.smooth(np.log10(loss), size)
     best_before = np.minimum.accumulate(level)
     above = (level > start + np.log10(config.start_factor)) & (
         level > best_before + np.log10(config.best_factor)
