@@ -78,7 +78,8 @@ def detect(run: Run, config: Config) -> list[Finding]:
     norms = updates["grad_norm"].to_numpy(dtype=float)
     steps = updates["step"].to_numpy()
     usable = np.isfinite(norms) & (norms > 0)
-    steps, norms = steps[usable], norms[usable]
+    if not usable.all():
+        steps, norms = steps[usable], norms[usable]
     if norms.size < 20:
         return []
     outliers, ratios, typical = _outliers(norms, config)
@@ -163,8 +164,13 @@ def _clips(value) -> bool:
 
 def _outliers(norms: np.ndarray, config: Config):
     """Indices of the outliers, their ratios to the typical level and that level."""
+    size = min(max(21, int(len(norms) * config.window_fraction)), 1001) | 1
+    # The floor below is an order statistic, so on the norms themselves it is (log10 being monotone, to the
+    # rounding of the logs that the 1% margin covers) the norm whose log it is in log space: a run with no
+    # norm near min_ratio x its floor has no outlier and needs no logs, noise or medians (most long runs).
+    if not (norms >= _median_floor(norms, size) * (0.99 * config.min_ratio)).any():
+        return np.array([], dtype=np.int64), np.array([]), np.array([])
     x = np.log10(norms)
-    size = min(max(21, int(len(x) * config.window_fraction)), 1001) | 1
     sigma = max(MAD_TO_SIGMA * float(np.median(np.abs(np.diff(x)))) / math.sqrt(2), 1e-12)
 
     def outlying(excess):
@@ -195,7 +201,8 @@ def _median_floor(x: np.ndarray, size: int) -> np.ndarray:
     padded[:n] = x
     pairs = np.lib.stride_tricks.sliding_window_view(padded, 2 * size)[::size]
     low = np.partition(pairs, rank - 1, axis=1)[:, rank - 1]
-    return low[np.maximum(np.arange(n) - size // 2, 0) // size]
+    # the first size // 2 points' windows start at 0, then each block's points shifted by size // 2
+    return np.concatenate((np.full(size // 2, low[0]), np.repeat(low, size)))[:n]
 
 
 def _rolling_medians(x: np.ndarray, size: int, at: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:

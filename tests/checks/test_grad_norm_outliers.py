@@ -91,11 +91,13 @@ def _all_points(norms, config):
     noise=st.sampled_from([0.01, 0.3, 1.0]),
     decimals=st.sampled_from([None, 1]),
     min_ratio=st.sampled_from([1.0, 1.5, 5.0]),
+    scale=st.sampled_from([1.0, 1e-300, 1e300]),
 )
-def test_outliers_from_candidates_are_those_of_every_point(seed, n, spikes, noise, decimals, min_ratio):
-    # few candidates (medians one by one) and many (one rolling pass), ties, runs of spikes, both window ends
+def test_outliers_from_candidates_are_those_of_every_point(seed, n, spikes, noise, decimals, min_ratio, scale):
+    # few candidates (medians one by one) and many (one rolling pass), ties, runs of spikes, both window ends;
+    # at any scale (the first test, on the norms themselves, must find every candidate of the logs)
     rng = np.random.default_rng(seed)
-    norms = np.exp(rng.normal(0, noise, n)) * np.linspace(10, 1, n)
+    norms = np.exp(rng.normal(0, noise, n)) * np.linspace(10, 1, n) * scale
     norms[rng.integers(0, n, spikes)] *= rng.choice([3.0, 10.0, 100.0], spikes)
     if decimals is not None:
         norms = np.maximum(np.round(norms, decimals), 0.1)
