@@ -214,14 +214,24 @@ class RunCache:
 def _arrow_table(frame):
     """``frame`` as an Arrow table that reads back as the same frame (``_read_table``).
 
-    Number columns go over as they are: pandas' converter costs ~0.1 ms a column, most of a
-    small run's write. A table with other columns (an eval's split) keeps pandas' conversion,
-    whose metadata gives back their dtype.
+    Number columns go over as they are, and pandas' own Arrow strings (the ``str`` of an eval's split)
+    as the Arrow array they already are: pandas' converter costs ~0.1 ms a column and inspects every
+    string, most of a small run's write (1,000-step runs: 0.6 -> 0.2 ms a run). A table with other
+    columns (object ones) keeps pandas' conversion, whose metadata gives back their dtype.
     """
     import pyarrow as pa
 
-    if frame.columns.is_unique and all(isinstance(dtype, np.dtype) and dtype.kind in "iuf" for dtype in frame.dtypes):
-        return pa.table({name: frame[name].to_numpy() for name in frame.columns})
+    columns = {}
+    for name, column in frame.items():
+        dtype = column.dtype
+        if isinstance(dtype, np.dtype) and dtype.kind in "iuf":
+            columns[name] = column.to_numpy()
+        elif getattr(dtype, "storage", None) == "pyarrow" and dtype.name == "str":
+            columns[name] = pa.array(column.array)  # its own Arrow data: no copy
+        else:
+            break
+    if len(columns) == len(frame.columns) and all(isinstance(name, str) for name in columns):
+        return pa.table(columns)
     # one thread: runs are converted in parallel already, and a pool costs ~3 ms a small table
     return pa.Table.from_pandas(frame, preserve_index=False, nthreads=1)
 
