@@ -39,23 +39,29 @@ TEXT = "#1f2328"
 def decimate(x: np.ndarray, y: np.ndarray, buckets: int = MAX_POINTS // 2) -> tuple[np.ndarray, np.ndarray]:
     """Keep the min and the max of each of ``buckets`` equal slices, so one-step spikes stay visible.
 
-    Non-finite values are never chosen; a slice with no finite value is dropped.
+    Non-finite values are left out first (the slices are slices of the finite points).
     """
+    x, y = _finite(x, y)
     n = len(x)
     if n <= 2 * buckets:
         return x, y
     size = -(-n // buckets)
     count = -(-n // size)
-    grid = np.full(count * size, np.nan)
-    grid[:n] = y
-    grid = grid.reshape(count, size)
-    finite = np.isfinite(grid)
-    low = np.where(finite, grid, np.inf).argmin(axis=1)
-    high = np.where(finite, grid, -np.inf).argmax(axis=1)
-    base = np.arange(count) * size
-    pairs = np.stack([np.minimum(low, high), np.maximum(low, high)], axis=1) + base[:, None]
-    keep = np.unique(pairs[finite.any(axis=1)].ravel())
+    whole = n // size  # slices of full size; the last one may be shorter
+    # argmin/argmax of each slice on a reshaped view of the values, not on a padded copy of them
+    body = y[:whole * size].reshape(whole, size)
+    low, high = body.argmin(axis=1), body.argmax(axis=1)
+    if whole < count:
+        low, high = np.append(low, y[whole * size:].argmin()), np.append(high, y[whole * size:].argmax())
+    keep = (np.stack([np.minimum(low, high), np.maximum(low, high)], axis=1) + size * np.arange(count)[:, None]).ravel()
+    keep = keep[np.concatenate([[True], keep[1:] != keep[:-1]])]  # ascending already: a one-point slice once
     return x[keep], y[keep]
+
+
+def _finite(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The points whose y is finite: ``x`` and ``y`` themselves, not copies, when that is all of them."""
+    finite = np.isfinite(y)
+    return (x, y) if finite.all() else (x[finite], y[finite])
 
 
 def _plot(fig: Figure, title: str, caption: str) -> Plot:
@@ -96,8 +102,7 @@ def _nonfinite_steps(run: Run, column: str, steps: np.ndarray, values: np.ndarra
 
 def _loss_limits(curves: list[np.ndarray], clip: bool = True) -> tuple[float, float, bool]:
     """y-limits that keep every healthy curve readable: with ``clip``, a loss that explodes leaves through the top."""
-    finite = [c[np.isfinite(c)] for c in curves]
-    finite = [c for c in finite if c.size]
+    finite = [c for c in (_finite(c, c)[1] for c in curves) if c.size]
     if not finite:
         return 0.0, 1.0, False
     low = min(float(c.min()) for c in finite)
@@ -158,8 +163,7 @@ def sweep_curves(study: Study, summary: dict, findings: list[Finding]) -> Plot |
     for run in runs:
         color, width, z = _sweep_style(run.lr, best_lr, lrs)
         steps, loss = _series(run, "loss")
-        shown = np.isfinite(loss)
-        x, y = decimate(steps[shown], loss[shown])
+        x, y = decimate(steps, loss)
         label = _lr_text(run.lr) + (" = lr*" if best_lr is not None and run.lr == best_lr else "")
         ax.plot(x, y, color, width, alpha=0.9, zorder=z, label=label if label not in labelled and len(lrs) <= 12 else None)
         labelled.add(label)
@@ -306,8 +310,7 @@ def swarm_grid(study: Study, summary: dict) -> Plot | None:
             if run is None or not run.has("loss"):
                 continue
             steps, loss = _series(run, "loss")
-            shown = np.isfinite(loss)
-            x, y = decimate(steps[shown], loss[shown], buckets=200)
+            x, y = decimate(steps, loss, buckets=200)
             ax.plot(x, y, _SEED_COLORS[i % len(_SEED_COLORS)], 0.8, alpha=0.8)
             curves.append(loss)
         fit = cell.get("fit")
@@ -424,8 +427,13 @@ def _trend_at(run: Run, steps: np.ndarray) -> np.ndarray:
     after = np.searchsorted(train_steps, steps, side="right")
     needed = np.unique(np.clip(np.concatenate([after - 1, after]), 0, len(loss) - 1))
     half = signal.window(len(loss), 0.02) // 2
-    padded = np.pad(loss, half, constant_values=np.nan)  # the centred window, cut short at both ends
-    trend = np.nanmedian(np.lib.stride_tricks.sliding_window_view(padded, 2 * half + 1)[needed], axis=1)
+    # the centred window, cut short at both ends: whole windows in one call, the few near the ends one by one
+    inside = (needed >= half) & (needed < len(loss) - half)
+    trend = np.empty(len(needed))
+    if inside.any():
+        windows = np.lib.stride_tricks.sliding_window_view(loss, 2 * half + 1)
+        trend[inside] = np.median(windows[needed[inside] - half], axis=1)
+    trend[~inside] = [np.median(loss[max(0, i - half):i + half + 1]) for i in needed[~inside]]
     return np.interp(steps, train_steps[needed], trend)
 
 
@@ -473,15 +481,13 @@ def short_run(run: Run, finding: Finding | None) -> Plot | None:
     fig, axes = _figure(margins=(0.7, 0.15, 0.5, 0.45))
     ax = axes[0, 0]
     steps, loss = _series(run, "loss")
-    shown = np.isfinite(loss)
-    x, y = decimate(steps[shown], loss[shown])
+    x, y = decimate(steps, loss)
     ax.plot(x, y, "#57606a", 0.9, label="training loss")
     curves = [loss]
     valid = run.valid_evals()
     if not valid.empty and valid["loss"].notna().any():
         vs, vl = valid["step"].to_numpy(), valid["loss"].to_numpy(dtype=float)
-        keep = np.isfinite(vl)
-        vx, vy = decimate(vs[keep], vl[keep])
+        vx, vy = decimate(vs, vl)
         ax.plot(vx, vy, "#0969da", 1.2, label=f"valid ({len(vs)} evaluations)")
         curves.append(vl)
     if finding is not None:
@@ -510,9 +516,10 @@ def grad_norms(run: Run, finding: Finding | None) -> Plot | None:
     if not run.has("grad_norm"):
         return None
     steps, norms = _series(run, "grad_norm")
-    finite = np.isfinite(norms) & (norms > 0)
-    if finite.sum() < 2:
+    positive = np.isfinite(norms) & (norms > 0)
+    if positive.sum() < 2:
         return None
+    shown_steps, shown = (steps, norms) if positive.all() else (steps[positive], norms[positive])
     evidence = finding.evidence if finding else {}
     threshold = _number(evidence.get("threshold"))
     clip_norm = _number(evidence.get("clip_norm")) or _number(run.config.get("clip_norm"))
@@ -520,7 +527,7 @@ def grad_norms(run: Run, finding: Finding | None) -> Plot | None:
     window = evidence.get("window")
     fig, axes = _figure(ncols=2, width=7.6, height=3.0, margins=(0.7, 0.15, 0.5, 0.55), width_ratios=[2.2, 1])
     left, right = axes[0]
-    x, y = decimate(steps[finite], norms[finite])
+    x, y = decimate(shown_steps, shown)
     left.plot(x, y, "#57606a", 0.7)
     left.set_yscale("log")
     outliers = [s for s in (evidence.get("outlier_steps") or []) if _number(s) is not None]
@@ -534,17 +541,20 @@ def grad_norms(run: Run, finding: Finding | None) -> Plot | None:
         lines.append((threshold, f"recommended clip {threshold:.3g} (p{percentile:g})", MARK))
     if clip_norm is not None and clip_norm > 0:
         lines.append((clip_norm, f"current clip_norm {clip_norm:.3g}", ABOVE))
+    ordered = np.sort(shown)  # the histogram's counts and the percentile, from one sort
     if not lines:
-        p90 = float(np.percentile(norms[finite], 90))
+        p90 = float(np.percentile(ordered, 90))
         lines.append((p90, f"90th percentile {p90:.3g}", MARK))
     for value, label, color in lines:
         left.axhline(value, color, 1.1, "--", label=label)
     _step_axis(left)
     left.set_ylabel("grad norm (before clipping)")
     left.legend_above(ncols=2)
-    logs = np.log10(norms[finite])
-    bins = np.logspace(logs.min(), logs.max() + 1e-9, 40)
-    right.stairs(np.histogram(norms[finite], bins=bins)[0], bins, "#8c959f")
+    low, high = np.log10(ordered[[0, -1]])  # the least and the greatest log of a norm
+    bins = np.logspace(low, high + 1e-9, 40)
+    # np.histogram's counts, as it finds them on sorted values: every bin closed on the left, the last on both sides
+    ends = np.concatenate([ordered.searchsorted(bins[:-1], "left"), ordered.searchsorted(bins[-1:], "right")])
+    right.stairs(np.diff(ends), bins, "#8c959f")
     right.set_xscale("log")
     for value, _, color in lines:
         right.axvline(value, color, 1.1, "--")
@@ -576,8 +586,7 @@ def finding_zoom(runs: list[Run], finding: Finding) -> Plot | None:
     for i, run in enumerate(runs):
         steps, loss = _series(run, "loss", start, end)
         color = _SEED_COLORS[i % len(_SEED_COLORS)]
-        shown = np.isfinite(loss)
-        x, y = decimate(steps[shown], loss[shown])
+        x, y = decimate(steps, loss)
         ax.plot(x, y, color, 1.1, label=f"{run.name} ({_lr_text(run.lr)})")
         curves.append(loss)
         off_scale |= _mark_nonfinite(ax, _nonfinite_steps(run, "loss", steps, loss), color)

@@ -460,7 +460,9 @@ def _path_data(px: np.ndarray, py: np.ndarray) -> str:
         x, y = xs[start:end], ys[start:end]
         steps = np.stack([np.diff(x), np.diff(y)], axis=1)
         steps = steps[(steps != 0).any(axis=1)]  # a point that rounds onto the last one adds nothing
-        parts.append(f"M{x[0]} {y[0]}" + ("l" + " ".join(map(str, steps.ravel().tolist())) if len(steps) else ""))
+        # one %-format of all the numbers: half the time of str() on each
+        parts.append(f"M{x[0]} {y[0]}" + ("l" + ("%d " * steps.size)[:-1] % tuple(steps.ravel().tolist())
+                                          if len(steps) else ""))
     return "".join(parts).replace(" -", "-")
 
 
