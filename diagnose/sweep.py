@@ -59,6 +59,21 @@ EXPLODED_FACTOR = 10.0
 TAIL_FRACTION = 0.1
 
 
+def _once(find):
+    """``find(target)`` found once and kept on the run or study ``target``: the checks and the summary ask
+    again and again (~1-3 ms a time on a run of 100k steps), and runs and their tables never change. Kept in
+    its ``__dict__``, so a run's travels with it to and from a worker process. Shared: do not modify it."""
+    key = f"_sweep_{find.__name__}"
+
+    @functools.wraps(find)
+    def kept(target):
+        if key not in target.__dict__:
+            target.__dict__[key] = find(target)
+        return target.__dict__[key]
+
+    return kept
+
+
 @dataclass(frozen=True)
 class RunScore:
     """One run's result in a sweep: lower is better, +inf when it diverged."""
@@ -116,10 +131,10 @@ class Sweep:
     def lrs(self) -> list[float]:
         return [p.lr for p in self.points]
 
-    @property
+    @cached_property  # asked for by every check and the summary, and its points never change
     def best(self) -> LrPoint | None:
         """The point with the lowest median score; None when every lr diverged."""
-        finite = [p for p in self.points if np.isfinite(p.score)]
+        finite = [p for p in self.points if math.isfinite(p.score)]
         if not finite:
             return None
         return min(finite, key=lambda p: (p.score, p.lr))
@@ -150,6 +165,7 @@ def members(study: Study) -> list[Run]:
     ]
 
 
+@_once
 def sweeps(study: Study) -> list[Sweep]:
     """Every group of runs that differ only in lr (and seed), each scored; largest first.
 
@@ -160,15 +176,12 @@ def sweeps(study: Study) -> list[Sweep]:
     a sweep, since its configs do not say what tells those runs apart
     (different models, say).
     """
-    # every study check and the summary ask: found once per study (its runs never change)
-    if "_sweeps" not in study.__dict__:
-        found = []
-        for fixed, runs in _group(members(study), _sweep_config):
-            if _ambiguous(runs, lambda run: run.lr):
-                continue
-            found.append(_score(study.name, fixed, runs))
-        study.__dict__["_sweeps"] = sorted(found, key=lambda s: (-len(s.points), _best_or_inf(s)))
-    return list(study.__dict__["_sweeps"])
+    found = []
+    for fixed, runs in _group(members(study), _sweep_config):
+        if _ambiguous(runs, lambda run: run.lr):
+            continue
+        found.append(_score(study.name, fixed, runs))
+    return sorted(found, key=lambda s: (-len(s.points), _best_or_inf(s)))
 
 
 def _sweep_config(run: Run) -> dict:
@@ -232,28 +245,13 @@ def main_sweep(study: Study) -> Sweep | None:
     return min(candidates, key=lambda s: (_best_or_inf(s), -len(s.points)))
 
 
-def _once_per_run(find):
-    """``find(run)`` found once and kept on the run: the checks and the summary ask each run of a study again and
-    again (~1-3 ms a time on 100k steps), and a run's tables never change. Kept in its ``__dict__``, so it travels
-    with the run to and from a worker process."""
-    key = f"_sweep_{find.__name__}"
-
-    @functools.wraps(find)
-    def kept(run: Run):
-        if key not in run.__dict__:
-            run.__dict__[key] = find(run)
-        return run.__dict__[key]
-
-    return kept
-
-
 def _update_loss(run: Run) -> tuple[np.ndarray, np.ndarray]:
     """Steps and training losses of the applied updates, as arrays."""
     updates = run.updates()
     return updates["step"].to_numpy(), updates["loss"].to_numpy(dtype=float)
 
 
-@_once_per_run
+@_once
 def diverged(run: Run) -> bool:
     """NaN/inf loss at the end, a loss that ended far above its start, or ``status: diverged``."""
     if run.status == "diverged":
@@ -286,7 +284,7 @@ def end_loss(run: Run, horizon_step: int | None = None) -> float:
     return _finite_end(loss[: np.searchsorted(steps, horizon_step, side="right")])
 
 
-@_once_per_run
+@_once
 def _final_loss(run: Run) -> float:
     return _finite_end(_update_loss(run)[1])
 
@@ -298,7 +296,7 @@ def _finite_end(loss: np.ndarray) -> float:
     return _end_value(loss)
 
 
-@_once_per_run
+@_once
 def best_valid_loss(run: Run) -> float:
     """The validation loss at the run's best checkpoint; NaN when it has none."""
     evals = run.valid_evals()
@@ -374,7 +372,7 @@ CLIMB_FACTOR = 2.0
 CLIMB_FRACTION = 0.1
 
 
-@_once_per_run
+@_once
 def climb(run: Run) -> tuple[int, int, float] | None:
     """``(best_step, last_step, ratio)`` when the loss ended ``CLIMB_FACTOR`` above its best level.
 
@@ -389,7 +387,14 @@ def climb(run: Run) -> tuple[int, int, float] | None:
     keep = np.isfinite(loss)
     if not keep.all():
         steps, loss = steps[keep], loss[keep]
-    if loss.size < 20 or (loss <= 0).any():
+    if loss.size < 20:
+        return None
+    lowest = loss.min()
+    if lowest <= 0:
+        return None
+    end = float(np.median(loss[-signal.window(loss.size, CLIMB_FRACTION, minimum=5):]))
+    # The best level (a median of medians) is never below the lowest loss: most runs end within 2x of that.
+    if end / lowest < CLIMB_FACTOR:
         return None
     # Medians of blocks first (at most ~1000 of them), so a run of 10^6 steps costs what one of 10^3 does.
     block = max(1, loss.size // 1000)
@@ -397,7 +402,6 @@ def climb(run: Run) -> tuple[int, int, float] | None:
     coarse = _row_medians(loss[: count * block].reshape(count, block))
     level = signal.smooth(coarse, signal.window(count, CLIMB_FRACTION, minimum=5))
     best = int(np.argmin(level))
-    end = float(np.median(loss[-signal.window(loss.size, CLIMB_FRACTION, minimum=5):]))
     ratio = end / float(level[best])
     if ratio < CLIMB_FACTOR:
         return None
@@ -492,6 +496,7 @@ def swarm(study: Study, fit_factor: float = FIT_FACTOR) -> dict | None:
     return {"axes": axes, "fit_threshold": bar, "best_final_loss": best, "cells": out}
 
 
+@_once
 def seed_cells(study: Study) -> list[tuple[dict, list[Run]]]:
     """Non-probe runs grouped by their config without the seed; lr and momentum as the run reports them.
 

@@ -211,6 +211,39 @@ def test_climb_finds_a_loss_that_ends_far_above_its_best_and_not_a_healthy_one()
     assert 120 <= start <= 180 and end == 299 and ratio > 5
 
 
+def climb_by_definition(run: Run):
+    """``sweep.climb``'s documented measure computed directly, without its shortcuts: the median of the last 10% of
+    the finite losses over the lowest centered rolling median (10% of the points) of ~1000 block medians."""
+    updates = run.updates()
+    keep = np.isfinite(updates["loss"].to_numpy())
+    steps, loss = updates["step"].to_numpy()[keep], updates["loss"].to_numpy()[keep]
+    if loss.size < 20 or (loss <= 0).any():
+        return None
+    block = max(1, loss.size // 1000)
+    count = loss.size // block
+    coarse = np.median(loss[: count * block].reshape(count, block), axis=1)
+    level = pd.Series(coarse).rolling(max(5, round(count * 0.1)) | 1, center=True, min_periods=1).median()
+    best = int(level.to_numpy().argmin())
+    ratio = np.median(loss[-(max(5, round(loss.size * 0.1)) | 1):]) / level[best]
+    return None if ratio < 2 else (int(steps[best * block]), int(steps[-1]), ratio)
+
+
+@pytest.mark.parametrize("name", ["sweep_edge_classifier", "sweep_edge_slow_climb", "sweep_edge_regression_valid"])
+def test_climb_is_its_definition_on_every_seed_of_real_sweeps(name):
+    for run in study(name).runs:
+        assert sweep.climb(run) == climb_by_definition(run), run.name
+
+
+def test_climb_is_its_definition_on_long_runs_seen_as_block_medians():
+    rng = np.random.default_rng(1)
+    healthy = decaying(n=25_000, noise=0.3)
+    climbing = np.concatenate([decaying(n=10_000, end=0.1), 0.1 * np.exp(np.linspace(0, 2, 15_003))])
+    climbing *= np.exp(0.3 * rng.standard_normal(climbing.size))
+    for run in (make_run("h", healthy, 0.1), make_run("c", climbing, 0.1)):
+        assert sweep.climb(run) == climb_by_definition(run)
+    assert sweep.climb(run) is not None
+
+
 def test_warmup_plan_follows_the_playbook():
     plan = sweep.warmup_plan(0.3, 15_000)
     assert plan["base_lr"] == 3.0
