@@ -47,7 +47,12 @@ is positive, else on the loss itself):
    bias (about 4 sigma_w over 10^4 windows) and for heavy-tailed minibatch
    losses: batch-size-4 runs stay quiet; no single point can trigger it, nor
    two (the smallest scale needs 3 of 5 consecutive points up: GPT-2 logs
-   have pairs of 1.5x minibatch losses 2 steps apart).
+   have pairs of 1.5x minibatch losses 2 steps apart). A scale whose rises
+   are bounded under both bars is not smoothed at all (the same points are
+   flagged, at a fraction of the cost): a centered median is at most the
+   largest median of its window's three thirds (the scale below), and the
+   reference is at least that of a smaller scale, whose trailing windows
+   tile this one's.
 4. Unstable points of all scales are merged into periods; a period starts
    where the loss began to climb above the reference and ends at its last
    unstable point. Its baseline is the median of the 9 points before it (never
@@ -157,16 +162,22 @@ def find_instability(steps, loss, config: InstabilityConfig = DEFAULT) -> list[I
     min_rise = math.log10(config.min_ratio) if log_space else 0.0
     scales = _scales(n)
     reference_points = max(config.reference_points, 3) | 1
-    reference = _running_min(_trailing_median(x, reference_points))
 
     unstable = ~finite
     # each scale's level and measured noise, once: the smoothing below uses them again
     levels: dict[int, np.ndarray] = {}
     noises: dict[int, np.ndarray] = {}
+    # The bounds that can spare a scale its medians hold on a series without broken points, and only
+    # raise a bar that is never below the white-noise one (z >= 0).
+    bounded = bool(finite.all()) and config.z >= 0
+    below, below_window = None, 0  # a lower bound of the best level at larger scales (see _floor)
     for i, w in enumerate(scales):
-        level = levels[w] = levels[w] if w in levels else _median(x, w)
         # The best level so far, smoothed 3x more than the level it is compared with.
         window = max(3 * w, reference_points)
+        bar = config.z * _white_noise(sigma, w)
+        if bounded and w in levels and below is not None and window % below_window == 0:
+            if not _passes(levels[w] - below, bar, min_rise, w):
+                continue
         if i + 1 < len(scales) and scales[i + 1] == window:
             # that window is the next scale's: one rolling median gives both
             centered, trailing = _centered_and_trailing(x, window, min_periods=w)
@@ -176,12 +187,16 @@ def find_instability(steps, loss, config: InstabilityConfig = DEFAULT) -> list[I
         best = _running_min(_trailing_filled(trailing, x, w))
         if w == scales[0] and finite[0]:
             best = np.minimum(best, x[0])  # the loss at initialization: rising above it is instability
+        if bounded:
+            below, below_window = _floor(best, x, w), window
+            if w not in levels and w // 3 in levels and not _passes(_ceiling(levels[w // 3], w // 3) - best, bar, min_rise, w):
+                continue
+        level = levels[w] = levels[w] if w in levels else _median(x, w)
         rise = level - best
         noise = _white_noise(sigma, w)
         # The measured spread (w >= 15) only raises the white-noise bar (z >= 0): it is needed
         # only when some rise passes that bar where the window was full.
-        full = slice(w // 2, len(rise) - w // 2)
-        if w >= 15 and (config.z < 0 or ((rise > config.z * noise) & (rise > min_rise))[full].any()):
+        if w >= 15 and (config.z < 0 or _passes(rise, bar, min_rise, w)):
             noise = noises[w] = _level_noise(level, sigma, w, config)
         flagged = (rise > config.z * noise) & (rise > min_rise)
         # Only where the window was full: the padded ends copy a level from further in.
@@ -190,10 +205,11 @@ def find_instability(steps, loss, config: InstabilityConfig = DEFAULT) -> list[I
     if not unstable.any():
         return []
 
+    reference = _running_min(_trailing_median(x, reference_points))
     fine = _median(x, 3)
     fine_sigma = _level_noise(fine, sigma, 3, config)
     smooth_w = scales[min(1, len(scales) - 1)]
-    smooth = levels[smooth_w]
+    smooth = levels[smooth_w] if smooth_w in levels else _median(x, smooth_w)
     smooth_sigma = noises[smooth_w] if smooth_w in noises else _level_noise(smooth, sigma, smooth_w, config)
 
     events: list[InstabilityEvent] = []
@@ -274,8 +290,8 @@ def _find_in_blocks(steps: np.ndarray, loss: np.ndarray, config: InstabilityConf
         level[blocks] = loss[broken[first]]
         block_steps[blocks] = steps[broken[first]]
     found = find_instability(block_steps, level, config)
-    last_step = dict(zip(block_steps.tolist(), steps[ends].tolist()))
-    return [_raw_extent(event, steps, loss, last_step[event.end_step]) for event in found]
+    last_steps = steps[ends]
+    return [_raw_extent(event, steps, loss, int(last_steps[np.searchsorted(block_steps, event.end_step, side="right") - 1])) for event in found]
 
 
 def _row_medians(rows: np.ndarray) -> np.ndarray:
@@ -300,8 +316,10 @@ def run_loss(run) -> tuple[np.ndarray, np.ndarray]:
     updates = run.updates()
     steps = updates["step"].to_numpy(dtype=np.int64)
     loss = updates["loss"].to_numpy(dtype=float)
-    written_nan = np.isin(steps, run.nan_steps.get("loss", []))
-    keep = ~np.isnan(loss) | written_nan
+    missing = np.isnan(loss)
+    if not missing.any():
+        return steps, loss
+    keep = ~missing | np.isin(steps, run.nan_steps.get("loss", []))
     return steps[keep], loss[keep]
 
 
@@ -410,14 +428,40 @@ def _centered_and_trailing(x: np.ndarray, w: int, min_periods: int) -> tuple[np.
     The centered window of t is the trailing one of t + (w - 1) // 2 over ``x`` padded with missing
     values; a window's median does not depend on how many values it needs, only whether it is given.
     """
-    shift = (w - 1) // 2
+    n, shift = len(x), (w - 1) // 2
     padded = np.concatenate((x, np.full(shift, np.nan)))
-    medians = bn.move_median(padded, w, min_count=1)
-    present = np.concatenate(([0], np.cumsum(~np.isnan(padded))))
-    counts = present[1:] - present[np.maximum(np.arange(1 - w, len(padded) - w + 1), 0)]
-    centered = np.where(counts[shift:] >= w, medians[shift:], np.nan)
-    trailing = np.where(counts[: len(x)] >= min_periods, medians[: len(x)], np.nan)
-    return centered, trailing
+    medians = bn.move_median(padded, w, min_count=min_periods)
+    missing = np.isnan(x)
+    if missing.any():
+        present = np.concatenate(([0], np.cumsum(~np.isnan(padded))))
+        full = present[shift + 1 :] - present[np.maximum(np.arange(shift + 1 - w, n + shift + 1 - w), 0)] >= w
+    else:  # the windows that end at w - 1 or later and not in the padding
+        full = np.zeros(n, dtype=bool)
+        full[w - 1 - shift : n - shift] = True
+    return np.where(full, medians[shift:], np.nan), medians[:n]
+
+
+def _passes(rise: np.ndarray, bar: np.ndarray, min_rise: float, w: int) -> bool:
+    """Whether some rise passes both bars where the window of ``w`` points was full."""
+    return bool(((rise > bar) & (rise > min_rise))[w // 2 : len(rise) - w // 2].any())
+
+
+def _ceiling(level: np.ndarray, third: int) -> np.ndarray:
+    """At least the centered median over ``3 * third`` points wherever its window is full, from the
+    centered medians over ``third`` points: the window is their three windows, around t - third, t and
+    t + third, and a median of a union is at most the largest median of its parts."""
+    ceiling = level.copy()
+    np.maximum(ceiling[third:], level[:-third], out=ceiling[third:])
+    np.maximum(ceiling[:-third], level[third:], out=ceiling[:-third])
+    return ceiling
+
+
+def _floor(best: np.ndarray, x: np.ndarray, w: int) -> np.ndarray:
+    """At most the best level of every larger scale whose trailing window is a multiple of this one's
+    (``x`` has no missing point): that window is tiled by this scale's windows, and a median of a union
+    is at least the lowest median of its parts (half of each part is at or above its own); at the start
+    the earliest part may hold fewer than ``w`` points, and is at least its smallest point."""
+    return np.minimum(best, x[: w - 1].min())
 
 
 def _running_min(level: np.ndarray) -> np.ndarray:
