@@ -18,7 +18,6 @@ import base64
 import math
 import re
 from dataclasses import dataclass, field
-from xml.sax.saxutils import escape as _xml_escape
 
 import numpy as np
 
@@ -43,7 +42,9 @@ _XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 def escape(text: str) -> str:
     """Text from a log as SVG character data: markup escaped, characters XML forbids dropped."""
-    return _xml_escape(_XML_INVALID.sub("", str(text)), {'"': "&quot;"})
+    # xml.sax.saxutils.escape would import urllib.request and http.client for these four replacements
+    text = _XML_INVALID.sub("", str(text)).replace("&", "&amp;")
+    return text.replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
 
 
 def text_width(text: str, size: float) -> float:
@@ -452,17 +453,21 @@ def _path_data(px: np.ndarray, py: np.ndarray) -> str:
     finite = np.isfinite(px) & np.isfinite(py)
     if not finite.any():
         return ""
-    xs, ys = (np.round(np.where(finite, v, 0)).astype(np.int64) for v in (px, py))
-    # runs of consecutive finite points
-    edges = np.flatnonzero(np.diff(np.concatenate([[0], finite.astype(np.int8), [0]])))
+    if finite.all():  # one polyline: the usual case
+        spans = [(0, len(px))]
+    else:  # runs of consecutive finite points
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], finite.astype(np.int8), [0]]))).tolist()
+        spans = zip(edges[0::2], edges[1::2])
+        px, py = np.where(finite, px, 0), np.where(finite, py, 0)
+    points = np.round(np.stack([px, py], axis=1)).astype(np.int64)
     parts = []
-    for start, end in zip(edges[0::2], edges[1::2]):
-        x, y = xs[start:end], ys[start:end]
-        steps = np.stack([np.diff(x), np.diff(y)], axis=1)
-        steps = steps[(steps != 0).any(axis=1)]  # a point that rounds onto the last one adds nothing
+    for start, end in spans:
+        steps = np.diff(points[start:end], axis=0)
+        steps = steps[steps.any(axis=1)]  # a point that rounds onto the last one adds nothing
+        x, y = points[start].tolist()
         # one %-format of all the numbers: half the time of str() on each
-        parts.append(f"M{x[0]} {y[0]}" + ("l" + ("%d " * steps.size)[:-1] % tuple(steps.ravel().tolist())
-                                          if len(steps) else ""))
+        parts.append(f"M{x} {y}" + ("l" + ("%d " * steps.size)[:-1] % tuple(steps.ravel().tolist())
+                                    if len(steps) else ""))
     return "".join(parts).replace(" -", "-")
 
 
