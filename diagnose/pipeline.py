@@ -79,7 +79,7 @@ def analyze_root(
     studied: Done = {}
     if jobs > 1 and len(misses) > 1 and _total_bytes(misses) >= PARALLEL_MIN_BYTES:
         shares = _shares(folders, todo, set(done), jobs)
-        _import_for_workers(cache is not None)
+        _import_for_workers()
         with ProcessPoolExecutor(max_workers=jobs) as pool:
             results = pool.map(_check_folders, [root] * len(shares),
                                [[([folders[i] for i in group], whole) for group, whole in share] for share in shares],
@@ -174,15 +174,13 @@ def _reader_id(reader_name: str, keys: KeyMap) -> str:
     return reader_name if keys == DEFAULT_KEYS else f"{reader_name} {keys!r}"
 
 
-def _import_for_workers(cache: bool) -> None:
-    """Import here what every worker imports to read runs (pandas, pyarrow) and to write them to the cache.
+def _import_for_workers() -> None:
+    """Import here what every worker imports to read runs and write them to the cache (pandas, pyarrow).
 
     The workers fork from this process: they share these modules instead of each importing them
     (~0.3 s CPU a worker, paid twice on two cores).
     """
     importlib.import_module(f"{__package__}.readers.records")
-    if cache:
-        importlib.import_module("pyarrow.feather")
 
 
 def _check_folders(root: Path, groups: list[tuple[list[tuple[Path, str]], bool]], specs, cache_dir: Path | None,

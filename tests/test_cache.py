@@ -125,13 +125,17 @@ def test_an_entry_without_the_new_fields_is_read_again(tmp_path, make_run):
     make_run(tmp_path / "logs" / "s" / "r", steps=HEALTHY, status="finished")
     cache = RunCache(tmp_path / "cache")
     first = analyze_root(tmp_path / "logs", jobs=1, cache=cache).document.to_dict()["runs"]
-    for checked in (tmp_path / "cache").glob("*/*/checks-*.json"):
-        stale = json.loads(checked.read_text())
-        del stale["instability"]
-        checked.write_text(json.dumps(stale))
+    [entry] = (tmp_path / "cache").glob("*/*.run")
+    data = entry.read_bytes()
+    steps_end, evals_end, _ = cache_module._TRAILER.unpack(data[-cache_module._TRAILER.size:])
+    stale = json.loads(data[evals_end:-cache_module._TRAILER.size])
+    for checked in stale["checks"].values():
+        del checked["instability"]
+    text = json.dumps(stale).encode()
+    entry.write_bytes(data[:evals_end] + text + cache_module._TRAILER.pack(steps_end, evals_end, evals_end + len(text)))
     assert analyze_root(tmp_path / "logs", jobs=1, cache=cache).document.to_dict()["runs"] == first
-    assert all("instability" in json.loads(p.read_text()) for p in (tmp_path / "cache").glob("*/*/checks-*.json"))
-    assert os.listdir(tmp_path / "cache")
+    [entry] = (tmp_path / "cache").glob("*/*.run")
+    assert all("instability" in checked for checked in cache_module._read_meta(str(entry))["checks"].values())
 
 
 def document(analysis) -> str:
@@ -222,11 +226,11 @@ def test_a_table_damaged_after_the_entry_was_loaded_is_read_from_the_run_again(s
     cache = RunCache(tmp_path / "cache")
     cold = analyze_root(sweeps, jobs=1, cache=cache).run("s1", "lr0.3")
     warm = analyze_root(sweeps, jobs=1, cache=cache).run("s1", "lr0.3")
-    for table in (tmp_path / "cache").glob("*/*/steps.arrow"):
-        table.write_bytes(b"garbage")
+    for entry in (tmp_path / "cache").glob("*/*.run"):
+        entry.write_bytes(b"garbage")
     assert warm.steps.equals(cold.steps) and warm.evals.equals(cold.evals)
     # only the damaged entry that was read is dropped
-    assert len(list((tmp_path / "cache").glob("*/*/steps.arrow"))) == 7
+    assert len(list((tmp_path / "cache").glob("*/*.run"))) == 7
 
 
 def test_editing_analysis_code_changes_the_fingerprint_and_editing_a_renderer_or_the_cli_does_not(tmp_path):
@@ -264,10 +268,11 @@ def test_a_long_cached_table_reads_back_as_views_of_its_file_not_copies(tmp_path
     make_run(tmp_path / "logs" / "s" / "long", steps=steps, status="finished")
     cache = RunCache(tmp_path / "cache")
     analyze_root(tmp_path / "logs", jobs=1, cache=cache)
-    [table] = (tmp_path / "cache").glob("*/*/steps.arrow")
-    import pyarrow.ipc
+    [entry] = (tmp_path / "cache").glob("*/*.run")
+    import pyarrow
 
-    assert pyarrow.ipc.open_file(table).num_record_batches == 1
+    steps_end = cache_module._TRAILER.unpack(entry.read_bytes()[-cache_module._TRAILER.size:])[0]
+    assert pyarrow.ipc.open_file(pyarrow.memory_map(str(entry)), footer_offset=steps_end).num_record_batches == 1
     warm = analyze_root(tmp_path / "logs", jobs=1, cache=cache).run("s", "long")
     loss = warm.steps["loss"].to_numpy()
     assert np.array_equal(loss, losses) and not loss.flags.owndata and not loss.flags.writeable

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from diagnose import cache as cache_module
 from diagnose import instability, pipeline
 from diagnose.cache import RunCache
 from diagnose.pipeline import analyze_root
@@ -48,7 +49,7 @@ def test_worker_processes_give_the_same_document_as_one_process(root, monkeypatc
 def test_a_rerun_takes_runs_from_the_cache_and_sees_a_changed_file(root, tmp_path):
     cache = RunCache(tmp_path / "cache")
     first = summary(analyze_root(root, jobs=1, cache=cache))
-    entries = list((tmp_path / "cache").glob("*/*/meta.json"))
+    entries = list((tmp_path / "cache").glob("*/*.run"))
     assert len(entries) == 12
     assert summary(analyze_root(root, jobs=1, cache=cache)) == first
 
@@ -62,20 +63,21 @@ def test_a_rerun_takes_runs_from_the_cache_and_sees_a_changed_file(root, tmp_pat
 def test_a_corrupt_cache_entry_is_dropped_and_the_run_read_again(root, tmp_path):
     cache = RunCache(tmp_path / "cache")
     first = summary(analyze_root(root, jobs=1, cache=cache))
-    for meta in (tmp_path / "cache").glob("*/*/meta.json"):
-        meta.write_text("{not json")
-    for table in (tmp_path / "cache").glob("*/*/steps.arrow"):
-        table.write_bytes(b"garbage")
+    entries = sorted((tmp_path / "cache").glob("*/*.run"))
+    entries[0].write_text("{not json")  # shorter than the trailer
+    for entry in entries[1:]:
+        data = bytearray(entry.read_bytes())
+        data[-200:] = b"x" * 200  # the JSON and the trailer
+        entry.write_bytes(bytes(data))
     assert summary(analyze_root(root, jobs=1, cache=cache)) == first
-    meta = next((tmp_path / "cache").glob("*/*/meta.json"))
-    assert json.loads(meta.read_text())["format"] == "diagnose.run/1"
+    assert all(cache_module._read_meta(str(entry))["format"] == "diagnose.run/1" for entry in entries)
 
 
 def test_a_running_run_is_never_cached(tmp_path, make_run):
     make_run(tmp_path / "logs" / "s" / "live", steps=HEALTHY, status="running")
     cache = RunCache(tmp_path / "cache")
     analyze_root(tmp_path / "logs", jobs=1, cache=cache)
-    assert not list((tmp_path / "cache").glob("*/*/meta.json"))
+    assert not list((tmp_path / "cache").glob("*/*.run"))
 
 
 def test_an_unwritable_cache_costs_nothing_but_speed(root, tmp_path):
