@@ -158,7 +158,6 @@ def find_instability(steps, loss, config: InstabilityConfig = DEFAULT) -> list[I
     # (the rolling median drops inf, as pandas' does), so they always count as unstable.
     x = np.where(finite, np.log10(np.where(finite & (loss > 0), loss, 1.0)) if log_space else loss, np.nan)
 
-    sigma = _local_noise(x, finite, config)
     min_rise = math.log10(config.min_ratio) if log_space else 0.0
     scales = _scales(n)
     reference_points = max(config.reference_points, 3) | 1
@@ -167,17 +166,30 @@ def find_instability(steps, loss, config: InstabilityConfig = DEFAULT) -> list[I
     # each scale's level and measured noise, once: the smoothing below uses them again
     levels: dict[int, np.ndarray] = {}
     noises: dict[int, np.ndarray] = {}
-    # The bounds that can spare a scale its medians hold on a series without broken points, and only
-    # raise a bar that is never below the white-noise one (z >= 0).
-    bounded = bool(finite.all()) and config.z >= 0
-    below, below_window = None, 0  # a lower bound of the best level at larger scales (see _floor)
+    # Bounds of the rises spare most scales their medians (see _ceiling, _floor). They hold where no
+    # point is broken, before a broken tail (a diverged run), whose points are unstable anyway; and as
+    # z >= 0 the white-noise bar is the lowest, with min_rise alone the noise is not even needed.
+    broken_from = int(np.argmin(finite)) if not finite.all() else n
+    bounded = config.z >= 0 and not finite[broken_from:].any()
+    sigma = None if bounded else _local_noise(x, finite, config)
+
+    def cleared(rise: np.ndarray, w: int) -> bool:
+        """No rise passes both bars at scale w (``rise``: the rises or a bound of them)."""
+        nonlocal sigma
+        if broken_from < n:
+            rise = np.where(finite, rise, -np.inf)
+        if not _passes(rise, 0.0, min_rise, w):
+            return True
+        if sigma is None:
+            sigma = _local_noise(x, finite, config)
+        return not _passes(rise, config.z * _white_noise(sigma, w), min_rise, w)
+
+    below, below_window = None, 0  # a lower bound of the best level at larger scales
     for i, w in enumerate(scales):
         # The best level so far, smoothed 3x more than the level it is compared with.
         window = max(3 * w, reference_points)
-        bar = config.z * _white_noise(sigma, w)
-        if bounded and w in levels and below is not None and window % below_window == 0:
-            if not _passes(levels[w] - below, bar, min_rise, w):
-                continue
+        if bounded and w in levels and below is not None and window % below_window == 0 and cleared(levels[w] - below, w):
+            continue
         if i + 1 < len(scales) and scales[i + 1] == window:
             # that window is the next scale's: one rolling median gives both
             centered, trailing = _centered_and_trailing(x, window, min_periods=w)
@@ -189,14 +201,16 @@ def find_instability(steps, loss, config: InstabilityConfig = DEFAULT) -> list[I
             best = np.minimum(best, x[0])  # the loss at initialization: rising above it is instability
         if bounded:
             below, below_window = _floor(best, x, w), window
-            if w not in levels and w // 3 in levels and not _passes(_ceiling(levels[w // 3], w // 3) - best, bar, min_rise, w):
+            if w not in levels and w // 3 in levels and cleared(_ceiling(levels[w // 3], w // 3, broken_from) - best, w):
                 continue
         level = levels[w] = levels[w] if w in levels else _median(x, w)
         rise = level - best
+        if bounded and cleared(rise, w):
+            continue
         noise = _white_noise(sigma, w)
         # The measured spread (w >= 15) only raises the white-noise bar (z >= 0): it is needed
         # only when some rise passes that bar where the window was full.
-        if w >= 15 and (config.z < 0 or _passes(rise, bar, min_rise, w)):
+        if w >= 15 and (config.z < 0 or _passes(rise, config.z * noise, min_rise, w)):
             noise = noises[w] = _level_noise(level, sigma, w, config)
         flagged = (rise > config.z * noise) & (rise > min_rise)
         # Only where the window was full: the padded ends copy a level from further in.
@@ -204,6 +218,8 @@ def find_instability(steps, loss, config: InstabilityConfig = DEFAULT) -> list[I
         unstable |= flagged
     if not unstable.any():
         return []
+    if sigma is None:  # only a broken tail was unstable
+        sigma = _local_noise(x, finite, config)
 
     reference = _running_min(_trailing_median(x, reference_points))
     fine = _median(x, 3)
@@ -446,22 +462,27 @@ def _passes(rise: np.ndarray, bar: np.ndarray, min_rise: float, w: int) -> bool:
     return bool(((rise > bar) & (rise > min_rise))[w // 2 : len(rise) - w // 2].any())
 
 
-def _ceiling(level: np.ndarray, third: int) -> np.ndarray:
+def _ceiling(level: np.ndarray, third: int, end: int) -> np.ndarray:
     """At least the centered median over ``3 * third`` points wherever its window is full, from the
     centered medians over ``third`` points: the window is their three windows, around t - third, t and
-    t + third, and a median of a union is at most the largest median of its parts."""
+    t + third, and a median of a union is at most the largest median of its parts. Before a broken tail
+    from ``end`` on, the last windows copy the last full one's median (``_filled``), and so its bound.
+    """
     ceiling = level.copy()
     np.maximum(ceiling[third:], level[:-third], out=ceiling[third:])
     np.maximum(ceiling[:-third], level[third:], out=ceiling[:-third])
+    half = 3 * third // 2
+    if end - half - 1 >= half:
+        ceiling[end - half : end] = ceiling[end - half - 1]
     return ceiling
 
 
 def _floor(best: np.ndarray, x: np.ndarray, w: int) -> np.ndarray:
     """At most the best level of every larger scale whose trailing window is a multiple of this one's
-    (``x`` has no missing point): that window is tiled by this scale's windows, and a median of a union
-    is at least the lowest median of its parts (half of each part is at or above its own); at the start
-    the earliest part may hold fewer than ``w`` points, and is at least its smallest point."""
-    return np.minimum(best, x[: w - 1].min())
+    (``x`` has no missing point but in a broken tail): that window is tiled by this scale's windows, and a
+    median of a union is at least the lowest median of its parts (half of each part is at or above its
+    own); at the start the earliest part may hold fewer than ``w`` points, and is at least its smallest."""
+    return np.minimum(best, np.fmin.reduce(x[: w - 1]))
 
 
 def _running_min(level: np.ndarray) -> np.ndarray:
