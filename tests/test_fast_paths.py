@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from diagnose.checks.grad_norm_outliers import _rolling_medians
+from diagnose.checks.underfitting import _median
 
 
 @pytest.mark.parametrize("n", [20, 21, 22, 40, 1001, 1002, 20_000])
@@ -17,3 +18,17 @@ def test_one_rolling_pass_gives_both_grad_norm_levels(n, size):
     assert np.array_equal(centered, pd.Series(x).rolling(size, center=True, min_periods=1).median().to_numpy())
     assert np.array_equal(trailing, pd.Series(x).shift(1).rolling(size, min_periods=5).median().to_numpy(),
                           equal_nan=True)
+
+
+@pytest.mark.parametrize("shape", [(1,), (2,), (5,), (10_000,), (10_001,), (0, 4), (3, 1), (30, 666), (30, 667)])
+@pytest.mark.parametrize("values", ["normal", "ties", "signed_zeros", "integers"])
+def test_median_from_one_partition_is_numpys(shape, values):
+    rng = np.random.default_rng(sum(shape))
+    x = {
+        "normal": rng.normal(size=shape),
+        "ties": np.round(rng.normal(size=shape)),
+        "signed_zeros": rng.choice([-0.0, 0.0, 1e-300, -1.0], size=shape),
+        "integers": rng.integers(0, 5, size=shape),
+    }[values]
+    # equal values; which of tied -0.0 and 0.0 is the median depends on the partition, in numpy's too
+    assert np.array_equal(_median(x), np.median(x, axis=-1))
