@@ -47,3 +47,15 @@ def test_the_memo_does_not_keep_a_dropped_table_alive():
     del run.__dict__["steps"], run.__dict__["evals"]
     gc.collect()
     assert tables[0]() is None and tables[1]() is None
+
+
+def test_evals_of_some_splits_are_every_such_row_by_step_in_table_order_among_equal_steps():
+    evals = pd.DataFrame(
+        {"step": [5, 1, 5, 1], "split": ["valid", "VAL", "Validation", "train"], "loss": [0.5, 0.1, 0.6, 0.2]}
+    )
+    run = Run(name="r", study="s", source=None, evals=evals)
+    assert run.valid_evals()["loss"].tolist() == [0.1, 0.5, 0.6]
+    assert run.train_evals()["loss"].tolist() == [0.2]
+    only_test = Run(name="r", study="s", source=None, evals=evals.sort_values("step").assign(split="test"))
+    assert only_test.valid_evals().equals(only_test.evals) and only_test.valid_evals() is not only_test.evals
+    assert only_test.train_evals().empty and list(only_test.train_evals().columns) == ["step", "split", "loss"]
