@@ -35,12 +35,13 @@ from ..findings import Finding
 from ..model import Run, Study
 from .plot import Plot
 
-# Fewer figures to draw than this are drawn in this process. A figure takes 1-6 ms of CPU; starting two
-# workers takes 25-80 ms, and they spend more CPU than one process would (pages copied on write, cold
-# caches). Measured (two cores, busy machine): 10M rows (52 figures) 0.46 s wall in one process, 0.54-0.81 s
-# with two workers; 412 figures 1.1-3.0 s with one, 1.4-2.4 s with two; 10k runs (4,012 figures, 18 CPU s
-# either way) 41-51 s wall with one, 21-27 s with two.
-PARALLEL_MIN_FIGURES = 1000
+# Work (logged steps the figures read, and FIGURE_STEPS a figure) past which a forked worker draws a share of
+# the figures while this process draws the rest. A figure costs ~2 ms of CPU plus ~1.2 ms a 100k steps it
+# reads. Measured on the 10M root (52 figures; its first batch of 32 is ~15M): the report's end took 0.49 CPU s
+# alone, 0.34-0.37 s here with a worker drawing a share (0.25-0.28 s there: pages copied on write, tables read
+# in both), so ~0.13 s less wall time on two idle cores for ~0.12 s more CPU. The 1M root (~2M) stays here.
+PARALLEL_MIN_WORK = 10_000_000
+FIGURE_STEPS = 170_000  # a figure's own cost (layout, SVG), in steps read
 
 _SVG_URI = "data:image/svg+xml;base64,"
 
@@ -68,6 +69,17 @@ class Inputs:
         self.studies = {study.name: study for study in analysis.studies}
         self.summaries = {s.get("study"): s for s in analysis.document.studies if isinstance(s, dict)}
         self.findings = analysis.document.findings
+
+    def work(self, spec: Spec) -> int:
+        """About what drawing ``spec`` costs, in logged steps read (a sweep reads every run's loss, a zoom a few)."""
+        if spec.kind in ("hyper_axis", "finding_zoom"):
+            return FIGURE_STEPS
+        study = self.studies[spec.study]
+        if spec.kind in ("sweep_curves", "swarm_grid"):
+            runs = study.runs
+        else:
+            runs = _runs(study, spec.runs)
+        return FIGURE_STEPS + sum(run.facts["steps"] for run in runs)
 
     def draw(self, spec: Spec) -> Drawn:
         """The figure, or None when its data is absent; a drawing bug costs that figure, never the report."""
@@ -128,19 +140,38 @@ class Painter:
         return done
 
     def _draw(self, specs: list[Spec]) -> list[Drawn]:
+        """The figures, drawn here, or shared with worker processes when there is enough work to pay for them."""
+        shares = self._shares(specs)
         # A daemon process (a multiprocessing.Pool worker) may not start processes of its own.
-        if (len(specs) >= PARALLEL_MIN_FIGURES and self.jobs > 1 and sys.platform == "linux"
-                and not multiprocessing.current_process().daemon):
+        if (len(shares) > 1 and sys.platform == "linux" and not multiprocessing.current_process().daemon):
             try:
                 if self._pool is None:
                     _figures()  # imported once here, not once in each worker
                     # fork: the workers share this process's series instead of receiving a copy of them
-                    self._pool = ProcessPoolExecutor(min(self.jobs, len(specs)), multiprocessing.get_context("fork"),
+                    self._pool = ProcessPoolExecutor(self.jobs - 1, multiprocessing.get_context("fork"),
                                                      initializer=_adopt, initargs=(self.inputs,))
-                return list(self._pool.map(_draw_adopted, specs))
+                theirs = [self._pool.submit(_draw_adopted, [specs[i] for i in share]) for share in shares[1:]]
+                done = dict(zip(shares[0], (self.inputs.draw(specs[i]) for i in shares[0])))
+                for share, future in zip(shares[1:], theirs):
+                    done.update(zip(share, future.result()))
+                return [done[i] for i in range(len(specs))]
             except (OSError, BrokenProcessPool):  # no process to spare: draw them all here
                 self.jobs = 1
         return [self.inputs.draw(spec) for spec in specs]
+
+    def _shares(self, specs: list[Spec]) -> list[list[int]]:
+        """The specs (indices) in one share per process, of about equal work; one share when that is too little."""
+        work = [self.inputs.work(spec) for spec in specs]
+        # once the workers are there, any share of the work pays
+        if self.jobs < 2 or len(specs) < 2 or (self._pool is None and sum(work) < PARALLEL_MIN_WORK):
+            return [list(range(len(specs)))]
+        shares: list[list[int]] = [[] for _ in range(self.jobs)]
+        loads = [0] * self.jobs
+        for i in sorted(range(len(specs)), key=lambda i: -work[i]):  # the biggest first, each to the least loaded
+            least = loads.index(min(loads))
+            shares[least].append(i)
+            loads[least] += work[i]
+        return [share for share in shares if share]
 
     # ------------------------------------------------------------ cache
 
@@ -231,5 +262,5 @@ def _adopt(inputs: Inputs) -> None:
     _ADOPTED = inputs
 
 
-def _draw_adopted(spec: Spec) -> Drawn:
-    return _ADOPTED.draw(spec)
+def _draw_adopted(specs: list[Spec]) -> list[Drawn]:
+    return [_ADOPTED.draw(spec) for spec in specs]
