@@ -47,6 +47,8 @@ STUDY_ROWS_HELD = 5_000_000
 
 # A folder's run (or why it is unreadable), its run-level findings and skips, and its cache key.
 Checked = tuple[Run | Unreadable, list[Finding], list[Skip], str | None]
+# A folder to read, its reader module's name and its cache key (None: no cache).
+Item = tuple[Path, str, str | None]
 # A study's work done by a worker, by study name: its runs (name, source) in order, and the work.
 Done = dict[str, tuple[tuple[tuple[str, str], ...], StudyWork]]
 
@@ -70,19 +72,22 @@ def analyze_root(
     specs = [(c.id, c.config) for c in checks]
     cache_dir = cache.directory if cache else None
 
+    # Each folder's cache key (a scan of its files) is found once, here: a worker reading the folder is given it.
+    run_keys = _run_keys(root, folders, cache, keys)
     # What the cache has is taken here: a worker would cost more in sending the run back than the lookup.
-    done: dict[int, Checked] = _cached(root, folders, checks_key(run_checks), cache, keys) if cache else {}
+    done: dict[int, Checked] = _cached(root, folders, run_keys, checks_key(run_checks), cache, keys) if cache else {}
     todo = [index for index in range(len(folders)) if index not in done]
     if on_progress and done:
         on_progress(len(done), len(folders))
-    misses = [folders[index] for index in todo]
+    misses = [(*folders[index], run_keys[index]) for index in todo]
     studied: Done = {}
     if jobs > 1 and len(misses) > 1 and _total_bytes(misses) >= PARALLEL_MIN_BYTES:
         shares = _shares(folders, todo, set(done), jobs)
         _import_for_workers()
         with ProcessPoolExecutor(max_workers=jobs) as pool:
             results = pool.map(_check_folders, [root] * len(shares),
-                               [[([folders[i] for i in group], whole) for group, whole in share] for share in shares],
+                               [[([(*folders[i], run_keys[i]) for i in group], whole) for group, whole in share]
+                                for share in shares],
                                [specs] * len(shares), [cache_dir] * len(shares), [keys] * len(shares))
             for share, (outcomes, works) in zip(shares, results):
                 done.update(zip((i for group, _ in share for i in group), outcomes))
@@ -156,13 +161,18 @@ def _study_work_at(index: int) -> StudyWork:
     return study_work(studies[index], checks)
 
 
-def _cached(root: Path, folders: list[tuple[Path, str]], checked_with: str, cache: RunCache,
+def _run_keys(root: Path, folders: list[tuple[Path, str]], cache: RunCache | None, keys: KeyMap) -> list[str | None]:
+    if cache is None:
+        return [None] * len(folders)
+    real_root = os.path.realpath(root)
+    return [cache.key(folder, _reader_id(reader_name, keys), real_root) for folder, reader_name in folders]
+
+
+def _cached(root: Path, folders: list[tuple[Path, str]], run_keys: list[str], checked_with: str, cache: RunCache,
             keys: KeyMap) -> dict[int, Checked]:
     """The folders (by index) whose run and run-level findings the cache holds."""
     found = {}
-    real_root = os.path.realpath(root)
-    for index, (folder, reader_name) in enumerate(folders):
-        key = cache.key(folder, _reader_id(reader_name, keys), real_root)
+    for index, ((folder, reader_name), key) in enumerate(zip(folders, run_keys)):
         hit = cache.load(key, checked_with, (root, folder, reader_name, keys))
         if hit and hit[1] is not None:
             found[index] = (*hit, key)
@@ -183,7 +193,7 @@ def _import_for_workers() -> None:
     importlib.import_module(f"{__package__}.readers.records")
 
 
-def _check_folders(root: Path, groups: list[tuple[list[tuple[Path, str]], bool]], specs, cache_dir: Path | None,
+def _check_folders(root: Path, groups: list[tuple[list[Item], bool]], specs, cache_dir: Path | None,
                    keys: KeyMap = DEFAULT_KEYS) -> tuple[list[Checked], Done]:
     """Worker: ``_checked`` on a share of the folders, and the study work of the runs of each whole group.
 
@@ -200,7 +210,7 @@ def _check_folders(root: Path, groups: list[tuple[list[tuple[Path, str]], bool]]
         runs: list[Run] = []
         rows = 0
         held = []  # the runs the cache now holds, whose tables stay here for the group's study work
-        for (folder, reader_name), (outcome, stored) in zip(items, _checked(root, items, run_checks, cache, keys)):
+        for (folder, reader_name, _), (outcome, stored) in zip(items, _checked(root, items, run_checks, cache, keys)):
             outcomes.append(outcome)
             run, _, _, key = outcome
             if isinstance(run, Run):
@@ -222,17 +232,14 @@ def _check_folders(root: Path, groups: list[tuple[list[tuple[Path, str]], bool]]
     return outcomes, works
 
 
-def _checked(root: Path, items: list[tuple[Path, str]], checks: tuple[Check, ...], cache: RunCache | None,
-             keys: KeyMap):
+def _checked(root: Path, items: list[Item], checks: tuple[Check, ...], cache: RunCache | None, keys: KeyMap):
     """Read each folder and run the run-level ``checks``: one ``Checked`` each, and whether the cache now holds it.
 
     A folder the cache holds the run of (checked with other settings) is not
     read again.
     """
     checked_with = checks_key(checks)
-    real_root = os.path.realpath(root)
-    for folder, reader_name in items:
-        key = cache.key(folder, _reader_id(reader_name, keys), real_root) if cache else None
+    for folder, reader_name, key in items:
         hit = cache.load(key, checked_with, (root, folder, reader_name, keys)) if cache else None
         run = hit[0] if hit else read_run(root, folder, importlib.import_module(reader_name), keys)
         if isinstance(run, Unreadable):
@@ -251,7 +258,7 @@ def _members(study: Study) -> tuple[tuple[str, str], ...]:
 
 def _total_bytes(folders) -> int:
     total = 0
-    for folder, _ in folders:
+    for folder, *_ in folders:
         total += sum(entry.stat().st_size for entry in os.scandir(folder) if entry.is_file())
         if total >= PARALLEL_MIN_BYTES:
             break
