@@ -36,6 +36,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import cached_property
 
+import bottleneck as bn  # bn.median: np.median's numbers (the mean of the middle two) at 1/30 of its cost a call
 import numpy as np
 
 from . import signal
@@ -97,7 +98,7 @@ class LrPoint:
     @cached_property  # asked for again and again while the checks look for lr*
     def score(self) -> float:
         """The median over seeds (+inf when half or more diverged)."""
-        return float(np.median(self.scores))
+        return float(bn.median(self.scores))
 
     @property
     def score_min(self) -> float:
@@ -272,7 +273,7 @@ def diverged(run: Run) -> bool:
     if finite.size < 3 or (finite <= 0).any():  # a ratio needs positive losses
         return False
     # log10 of the start and the end only: the medians compared are all that is needed of it
-    start = float(np.median(np.log10(finite[: max(1, int(finite.size * 0.02))])))
+    start = float(bn.median(np.log10(finite[: max(1, int(finite.size * 0.02))])))
     return _end_value(np.log10(finite[-_end_size(finite.size):])) > start + np.log10(EXPLODED_FACTOR)
 
 
@@ -316,7 +317,7 @@ def _end_size(n: int) -> int:
 
 
 def _end_value(values: np.ndarray) -> float:
-    return float(np.median(values[-_end_size(values.size):]))
+    return float(bn.median(values[-_end_size(values.size):]))
 
 
 def _score(study: str, fixed: dict, runs: list[Run]) -> Sweep:
@@ -392,7 +393,7 @@ def climb(run: Run) -> tuple[int, int, float] | None:
     lowest = loss.min()
     if lowest <= 0:
         return None
-    end = float(np.median(loss[-signal.window(loss.size, CLIMB_FRACTION, minimum=5):]))
+    end = float(bn.median(loss[-signal.window(loss.size, CLIMB_FRACTION, minimum=5):]))
     # The best level (a median of medians) is never below the lowest loss: most runs end within 2x of that.
     if end / lowest < CLIMB_FACTOR:
         return None
