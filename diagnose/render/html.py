@@ -15,6 +15,8 @@ cannot fetch anything.
 from __future__ import annotations
 
 import base64
+import contextlib
+import functools
 import hashlib
 import json
 import math
@@ -50,13 +52,9 @@ FINDING_ROWS = 100
 # table, which lists them all: 1,000 names would be a wall of links before the findings.
 NAV_STUDIES = 30
 
-_ENV = jinja2.Environment(
-    loader=jinja2.PackageLoader("diagnose.render", "templates"),
-    autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
-    undefined=jinja2.StrictUndefined,
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
+# The page's template settings: what its compiled code depends on besides its source and jinja2.
+_TEMPLATE_OPTIONS = {"autoescape": True, "undefined": jinja2.StrictUndefined, "trim_blocks": True,
+                     "lstrip_blocks": True}
 
 # Copy buttons for the config snippets; the page reads the same without it.
 _SCRIPT = """
@@ -146,7 +144,8 @@ def render(analysis: Analysis, cache_dir: Path | None = None, jobs: int | None =
         _finding_plots(painter, [views[id(f)] for f in document.findings if f.study in by_name], by_name, index)
     orphans = [views[id(f)] for f in document.findings if f.study not in by_name]
     severities = [f.severity for f in document.findings]
-    return _ENV.get_template("report.html.j2").render(
+    templates = os.fspath(cache_dir / "templates") if cache_dir is not None else None
+    return _environment(templates).get_template("report.html.j2").render(
         doc=document,
         verdict=document.verdict,
         findings=[views[id(f)] for f in document.findings],
@@ -254,7 +253,37 @@ def steps_text(steps: tuple[int, int], prefix: str = "steps ") -> str:
     return f"{prefix}{first}–{last}"
 
 
-_ENV.globals["steps_text"] = steps_text
+@functools.cache
+def _environment(templates: str | None) -> jinja2.Environment:
+    """The page's jinja2 environment, keeping its compiled template in the folder ``templates`` if given."""
+    environment = jinja2.Environment(loader=jinja2.PackageLoader("diagnose.render", "templates"),
+                                     bytecode_cache=_CompiledTemplates(templates) if templates else None,
+                                     **_TEMPLATE_OPTIONS)
+    environment.globals["steps_text"] = steps_text
+    return environment
+
+
+class _CompiledTemplates(jinja2.FileSystemBytecodeCache):
+    """The page template compiled once, kept in the cache folder: compiling it costs ~50 ms a report.
+
+    jinja2 checks an entry against the template's source; the settings and jinja2's version are part of
+    that check here, as the compiled code depends on them. A folder that cannot be read or written, or a
+    damaged entry, costs the compiling, never the report.
+    """
+
+    def get_source_checksum(self, source: str) -> str:
+        return super().get_source_checksum(f"{jinja2.__version__}\0{_TEMPLATE_OPTIONS!r}\0{source}")
+
+    def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        try:
+            super().load_bytecode(bucket)
+        except Exception:  # noqa: BLE001 - unreadable or damaged: compiled again
+            bucket.reset()
+
+    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        with contextlib.suppress(OSError):
+            os.makedirs(self.directory, exist_ok=True)
+            super().dump_bytecode(bucket)
 
 
 def where(finding: Finding) -> str:

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 
+import jinja2
 import pytest
 
 from diagnose.render import drawing, html
@@ -53,7 +54,7 @@ def test_a_second_report_with_the_same_digests_draws_nothing(analysis, page, dra
 def test_no_digests_no_cache(analysis, page, draws, tmp_path):
     assert html.render(analysis, cache_dir=tmp_path, jobs=1) == page
     assert html.render(analysis, cache_dir=tmp_path, jobs=1) == page
-    assert not list(tmp_path.iterdir()) and len({d.study for d in draws}) == 3
+    assert not list(tmp_path.glob("*.json")) and len({d.study for d in draws}) == 3
 
 
 def test_a_changed_digest_redraws_that_study_only(analysis, page, draws, tmp_path):
@@ -100,6 +101,25 @@ def test_a_cache_that_cannot_be_written_never_fails_the_report(analysis, page, t
     blocked.write_text("not a folder")
     assert html.render(with_digests(analysis), cache_dir=blocked, jobs=1) == page
     assert html.render(with_digests(analysis), cache_dir=blocked / "below", jobs=1) == page
+
+
+def test_the_compiled_template_is_kept_and_a_damaged_one_compiled_again(analysis, page, tmp_path, monkeypatch):
+    html._environment.cache_clear()  # a new process: the template is loaded again
+    assert html.render(analysis, cache_dir=tmp_path, jobs=1) == page
+    [entry] = (tmp_path / "templates").iterdir()
+
+    def no_compiling(*args, **kwargs):
+        raise AssertionError("the template was compiled again")
+
+    html._environment.cache_clear()
+    with monkeypatch.context() as patched:
+        patched.setattr(jinja2.Environment, "compile", no_compiling)
+        assert html.render(analysis, cache_dir=tmp_path, jobs=1) == page
+    for damage in (entry.read_bytes()[:40], b"\x00\xff not a template"):
+        entry.write_bytes(damage)
+        html._environment.cache_clear()
+        assert html.render(analysis, cache_dir=tmp_path, jobs=1) == page
+    html._environment.cache_clear()
 
 
 def test_a_small_report_is_drawn_in_this_process(analysis, draws, monkeypatch):
