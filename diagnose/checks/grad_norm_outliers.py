@@ -191,16 +191,18 @@ def _median_floor(x: np.ndarray, size: int) -> np.ndarray:
 
     The centered window of t holds k >= min(n, size // 2 + 1) points and lies within
     blocks b, b + 1 of ``size`` points (b: the block of its first point). Its median is
-    at least its ceil(k / 2)-th smallest value, which is at least the ceil(k / 2)-th
-    smallest of the two blocks.
+    at least its r-th smallest value, r = ceil(k / 2), which is at least the smaller of
+    the two blocks' s-th smallest values, s = ceil(r / 2): at most s - 1 values of each
+    block lie below that, 2s - 2 < r in all. (Each block is partitioned once.)
     """
     n = len(x)
     rank = (min(n, size // 2 + 1) + 1) // 2
-    blocks = -(-n // size)
-    padded = np.full((blocks + 1) * size, np.inf)
-    padded[:n] = x
-    pairs = np.lib.stride_tricks.sliding_window_view(padded, 2 * size)[::size]
-    low = np.partition(pairs, rank - 1, axis=1)[:, rank - 1]
+    block_rank = (rank + 1) // 2
+    blocks = np.full((-(-n // size) + 1) * size, np.inf)  # and one block more, the last one's neighbour
+    blocks[:n] = x
+    blocks = blocks.reshape(-1, size)
+    blocks.partition(block_rank - 1, axis=1)
+    low = np.minimum(blocks[:-1, block_rank - 1], blocks[1:, block_rank - 1])
     # the first size // 2 points' windows start at 0, then each block's points shifted by size // 2
     return np.concatenate((np.full(size // 2, low[0]), np.repeat(low, size)))[:n]
 
