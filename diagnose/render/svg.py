@@ -488,17 +488,18 @@ def _markers(px: np.ndarray, py: np.ndarray, style: dict) -> str:
     points = list(zip(np.round(px[keep]).astype(int).tolist(), np.round(py[keep]).astype(int).tolist()))
     if not points:
         return ""
-    q = _num(r)
+    q, half = _num(r), round(r)
     edge = f'stroke="{color}" stroke-width="{_num(PT)}"'  # matplotlib's 1 pt marker edge
     if marker == "o":
-        d = "".join(f"M{x - round(r)} {y}a{q} {q} 0 1 0 {_num(2 * r)} 0a{q} {q} 0 1 0 {_num(-2 * r)} 0"
-                    for x, y in points)
+        arcs = f"a{q} {q} 0 1 0 {_num(2 * r)} 0a{q} {q} 0 1 0 {_num(-2 * r)} 0"
+        d = "".join(f"M{x - half} {y}{arcs}" for x, y in points)
         return f'<path d="{d}" fill="{color}" {edge}/>'
     if marker == "^":
-        d = "".join(f"M{x} {y - round(r)}l{_num(r)} {_num(1.5 * r)}h{_num(-2 * r)}z" for x, y in points)
+        sides = f"l{_num(r)} {_num(1.5 * r)}h{_num(-2 * r)}z"
+        d = "".join(f"M{x} {y - half}{sides}" for x, y in points)
         return f'<path d="{d}" fill="{color}" {edge} stroke-linejoin="round"/>'
-    d = "".join(f"M{x - round(r)} {y - round(r)}l{2 * round(r)} {2 * round(r)}m0 {-2 * round(r)}"
-                f"l{-2 * round(r)} {2 * round(r)}" for x, y in points).replace(" -", "-")
+    cross = f"l{2 * half} {2 * half}m0 {-2 * half}l{-2 * half} {2 * half}"
+    d = "".join(f"M{x - half} {y - half}{cross}" for x, y in points).replace(" -", "-")
     width = (0.45 * r) if marker == "X" else PT
     return f'<path d="{d}" stroke="{color}" stroke-width="{_num(width)}" fill="none"/>'
 
