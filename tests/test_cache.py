@@ -17,6 +17,7 @@ from diagnose import instability
 from diagnose.cache import RunCache
 from diagnose.checks import CHECKS
 from diagnose.pipeline import analyze_root
+from diagnose.readers import rundir
 
 REPO = Path(__file__).resolve().parent.parent
 HEALTHY = "step,loss,grad_norm\n" + "".join(f"{i},{1 / (1 + i)!r},1\n" for i in range(100))
@@ -212,6 +213,23 @@ def test_other_settings_or_other_code_never_reuse_a_study(sweeps, tmp_path, monk
     assert set(analyze_root(sweeps, tuned, jobs=1, cache=cache).study_digests.values()).isdisjoint(first.values())
     monkeypatch.setattr(cache_module, "code_version", lambda: "edited")
     assert set(analyze_root(sweeps, jobs=1, cache=cache).study_digests.values()).isdisjoint(first.values())
+
+
+def test_other_run_check_settings_reuse_the_parsed_run_and_keep_their_findings_beside_its_entry(
+        sweeps, tmp_path, monkeypatch, table_reads):
+    cache = RunCache(tmp_path / "cache")
+    analyze_root(sweeps, jobs=1, cache=cache)
+    tuned = tuple(c.configured({"start_factor": "100"}) if c.id == "divergence" else c for c in CHECKS)
+    parsed = []
+    original = rundir.read
+    monkeypatch.setattr(rundir, "read", lambda folder, *args, **kwargs: parsed.append(folder) or original(
+        folder, *args, **kwargs))
+    again = analyze_root(sweeps, tuned, jobs=1, cache=cache)
+    assert parsed == [] and len(list((tmp_path / "cache").glob("*/*.run.checks-*.json"))) == 8
+    table_reads.clear()
+    assert document(analyze_root(sweeps, tuned, jobs=1, cache=cache)) == document(again)
+    assert table_reads == [] and parsed == []
+    assert document(again) == document(analyze_root(sweeps, tuned, jobs=1))
 
 
 def test_a_study_with_a_running_run_is_not_cached(tmp_path, make_run):
