@@ -166,14 +166,15 @@ class Run:
         return self.evals_for(TRAIN_SPLITS)
 
     def updates(self) -> pd.DataFrame:
-        """Steps whose update was applied (AMP-skipped steps left out)."""
-        if "skipped" in self.steps.columns:
-            return self.steps[self.steps["skipped"].fillna(0) == 0]
-        return self.steps
+        """Steps whose update was applied (AMP-skipped steps left out). Shared: do not modify it."""
+        steps = self.steps
+        if "skipped" in steps.columns:
+            return self._once_per_table(steps, "updates", lambda: steps[steps["skipped"].fillna(0) == 0])
+        return steps
 
     def _once_per_table(self, table, question, answer):
         """``answer()`` found once per table object: the checks ask a run the same ``question`` many times
-        (``has``, ``valid_evals``: ~1 ms of pandas a time on a small run). Weakly held, so that a run
+        (``has``, ``valid_evals``, ``updates``: up to ~1 ms of pandas a time). Weakly held, so that a run
         letting its tables go (``RunCache.tables_later``) frees them."""
         memo = self.__dict__.setdefault("_memo", {})
         held = memo.get(question)

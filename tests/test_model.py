@@ -59,3 +59,12 @@ def test_evals_of_some_splits_are_every_such_row_by_step_in_table_order_among_eq
     only_test = Run(name="r", study="s", source=None, evals=evals.sort_values("step").assign(split="test"))
     assert only_test.valid_evals().equals(only_test.evals) and only_test.valid_evals() is not only_test.evals
     assert only_test.train_evals().empty and list(only_test.train_evals().columns) == ["step", "split", "loss"]
+
+
+def test_updates_leave_skipped_steps_out_once_per_table():
+    run = a_run()
+    run.steps = run.steps.assign(skipped=[0.0, 1.0, float("nan")])
+    applied = run.updates()
+    assert applied["step"].tolist() == [0, 2] and run.updates() is applied
+    run.steps = run.steps.assign(skipped=0.0)
+    assert run.updates()["step"].tolist() == [0, 1, 2]
