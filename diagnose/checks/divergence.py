@@ -240,8 +240,8 @@ def _recommend(run: Run, first: int, steps, config: Config) -> Recommendation:
                 ),
             )
     if run.has("grad_norm"):
-        before = run.updates()
-        before = before.loc[before["step"] < first, "grad_norm"].to_numpy(dtype=float)
+        updates = run.updates()
+        before = updates["grad_norm"].to_numpy(dtype=float)[updates["step"].to_numpy() < first]
         before = before[np.isfinite(before)]
         if before.size >= 10:
             threshold = float(np.percentile(before, 90))
