@@ -246,55 +246,17 @@ def main_sweep(study: Study) -> Sweep | None:
     return min(candidates, key=lambda s: (_best_or_inf(s), -len(s.points)))
 
 
-def _update_loss(run: Run) -> tuple[np.ndarray, np.ndarray]:
-    """Steps and training losses of the applied updates, as arrays."""
-    updates = run.updates()
-    return updates["step"].to_numpy(), updates["loss"].to_numpy(dtype=float)
-
-
-@_once
 def diverged(run: Run) -> bool:
     """NaN/inf loss at the end, a loss that ended far above its start, or ``status: diverged``."""
-    if run.status == "diverged":
-        return True
-    steps, loss = _update_loss(run)
-    if loss.size == 0:
-        return False
-    nonfinite = np.isinf(loss)
-    written_nan = run.nan_steps.get("loss", [])
-    if len(written_nan):
-        nonfinite |= np.isin(steps, written_nan)
-    finite = _finite(loss)
-    if finite.size == 0:
-        return bool(nonfinite.any())
-    tail = max(1, int(round(len(loss) * TAIL_FRACTION)))
-    if nonfinite[-tail:].any():
-        return True
-    if finite.size < 3 or (finite <= 0).any():  # a ratio needs positive losses
-        return False
-    # log10 of the start and the end only: the medians compared are all that is needed of it
-    start = float(bn.median(np.log10(finite[: max(1, int(finite.size * 0.02))])))
-    return _end_value(np.log10(finite[-_end_size(finite.size):])) > start + np.log10(EXPLODED_FACTOR)
+    return run.status == "diverged" or loss_facts(run).blew_up
 
 
 def end_loss(run: Run, horizon_step: int | None = None) -> float:
     """The smoothed training loss at the end (or at ``horizon_step``); NaN when none is logged."""
     if horizon_step is None or (run.last_step is not None and horizon_step >= run.last_step):
-        return _final_loss(run)
+        return loss_facts(run).end
     steps, loss = _update_loss(run)
     return _finite_end(loss[: np.searchsorted(steps, horizon_step, side="right")])
-
-
-@_once
-def _final_loss(run: Run) -> float:
-    return _finite_end(_update_loss(run)[1])
-
-
-def _finite_end(loss: np.ndarray) -> float:
-    loss = _finite(loss)
-    if loss.size == 0:
-        return float("nan")
-    return _end_value(loss)
 
 
 @_once
@@ -306,10 +268,59 @@ def best_valid_loss(run: Run) -> float:
     return float(values.min()) if values.size else float("nan")
 
 
-def _finite(values: np.ndarray) -> np.ndarray:
-    """The finite values (``values`` itself when all are: no copy of a long run)."""
-    keep = np.isfinite(values)
-    return values if keep.all() else values[keep]
+@dataclass(frozen=True)
+class LossFacts:
+    """What a study asks of one run's training loss (its applied updates): ``loss_facts``."""
+
+    blew_up: bool  # ``diverged``, the run's status aside
+    end: float  # ``end_loss``
+    climb: tuple[int, int, float] | None  # ``climb``
+
+
+@_once
+def loss_facts(run: Run) -> LossFacts:
+    """The sweep's and the swarm's questions about a run's loss, answered in one pass over it."""
+    steps, loss = _update_loss(run)
+    keep = np.isfinite(loss)
+    finite_steps, finite = (steps, loss) if keep.all() else (steps[keep], loss[keep])  # no copy of a long run
+    return LossFacts(
+        blew_up=_blew_up(run, steps, loss, finite),
+        end=_end_value(finite) if finite.size else float("nan"),
+        climb=_climb(finite_steps, finite),
+    )
+
+
+def _update_loss(run: Run) -> tuple[np.ndarray, np.ndarray]:
+    """Steps and training losses of the applied updates, as arrays."""
+    updates = run.updates()
+    return updates["step"].to_numpy(), updates["loss"].to_numpy(dtype=float)
+
+
+def _blew_up(run: Run, steps: np.ndarray, loss: np.ndarray, finite: np.ndarray) -> bool:
+    """NaN/inf loss in the last tenth of the run, or a smoothed end far above the start."""
+    if loss.size == 0:
+        return False
+    nonfinite = np.isinf(loss)
+    written_nan = run.nan_steps.get("loss", [])
+    if len(written_nan):
+        nonfinite |= np.isin(steps, written_nan)
+    if finite.size == 0:
+        return bool(nonfinite.any())
+    tail = max(1, int(round(len(loss) * TAIL_FRACTION)))
+    if nonfinite[-tail:].any():
+        return True
+    if finite.size < 3 or finite.min() <= 0:  # a ratio needs positive losses
+        return False
+    # log10 of the start and the end only: the medians compared are all that is needed of it
+    start = float(bn.median(np.log10(finite[: max(1, int(finite.size * 0.02))])))
+    return _end_value(np.log10(finite[-_end_size(finite.size):])) > start + np.log10(EXPLODED_FACTOR)
+
+
+def _finite_end(loss: np.ndarray) -> float:
+    loss = loss[np.isfinite(loss)]
+    if loss.size == 0:
+        return float("nan")
+    return _end_value(loss)
 
 
 def _end_size(n: int) -> int:
@@ -373,7 +384,6 @@ CLIMB_FACTOR = 2.0
 CLIMB_FRACTION = 0.1
 
 
-@_once
 def climb(run: Run) -> tuple[int, int, float] | None:
     """``(best_step, last_step, ratio)`` when the loss ended ``CLIMB_FACTOR`` above its best level.
 
@@ -384,10 +394,11 @@ def climb(run: Run) -> tuple[int, int, float] | None:
     levels are medians over ``CLIMB_FRACTION`` (10%) of the points, so no
     minibatch decides; positive losses only (a ratio needs them).
     """
-    steps, loss = _update_loss(run)
-    keep = np.isfinite(loss)
-    if not keep.all():
-        steps, loss = steps[keep], loss[keep]
+    return loss_facts(run).climb
+
+
+def _climb(steps: np.ndarray, loss: np.ndarray) -> tuple[int, int, float] | None:
+    """``climb`` of finite losses at ``steps``."""
     if loss.size < 20:
         return None
     lowest = loss.min()
