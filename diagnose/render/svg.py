@@ -103,8 +103,8 @@ class _Axis:
         values = np.asarray(values, dtype=float)
         if self.scale != "log":
             return values
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where(values > 0, np.log10(np.where(values > 0, values, 1.0)), np.nan)
+        positive = values > 0  # NaN is not: no value the log is taken of warns
+        return np.where(positive, np.log10(np.where(positive, values, 1.0)), np.nan)
 
     def fraction(self, values) -> np.ndarray:
         """Where values lie between the view's ends, 0 to 1."""
