@@ -223,10 +223,11 @@ def warmup_recommendation(unstable_lr: float, best_runs: list[Run], why: str) ->
 
 
 def _recommend(sweep: Sweep, point: LrPoint, runs: list[RunVerdict], config: Config) -> Recommendation:
-    starts = sorted((period[0], v) for v in runs for period in v.periods)
+    # the first period of any seed (of two seeds starting at one step, the first seed's)
+    first = min(((period[0], v) for v in runs for period in v.periods), key=lambda pair: pair[0], default=None)
     nonfinite = any(v.diverged or any(e.nonfinite for e in v.events) for v in runs)
-    if starts and not nonfinite:
-        start, verdict = starts[0]
+    if first is not None and not nonfinite:
+        start, verdict = first
         run = verdict.run
         span = run.max_steps or (run.last_step or 0) + 1
         if start > config.early_fraction * span and run.has("grad_norm"):

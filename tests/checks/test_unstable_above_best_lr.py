@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -73,6 +75,15 @@ def test_a_mid_training_climb_with_grad_norms_recommends_clipping_at_the_90th_pe
     norms = run.steps.loc[run.steps["step"] < start, "grad_norm"].to_numpy()
     assert rec.values["threshold"] == pytest.approx(np.percentile(norms, 90), rel=0.05)
 
+
+
+def test_two_seeds_unstable_from_the_same_step_give_one_finding(corpus):
+    case = corpus.study("sweep_edge_slow_climb")
+    climber = next(r for r in case.runs if r.name == "lr0.3-s1")
+    twin = dataclasses.replace(climber, name="lr0.3-s9", config={**climber.config, "seed": 9})
+    [finding] = detect(Study(case.name, [*case.runs, twin]))  # was an internal error: the tie compared two seeds
+    assert finding.evidence["periods"]["lr0.3-s9"] == finding.evidence["periods"]["lr0.3-s1"]
+    assert finding.recommendation.action == "clip"
 
 
 @pytest.mark.parametrize("factor", [1e-4, 1e4])
