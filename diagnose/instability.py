@@ -447,11 +447,10 @@ def _centered_and_trailing(x: np.ndarray, w: int, min_periods: int) -> tuple[np.
     n, shift = len(x), (w - 1) // 2
     padded = np.concatenate((x, np.full(shift, np.nan)))
     medians = bn.move_median(padded, w, min_count=min_periods)
-    missing = np.isnan(x)
-    if missing.any():
+    if np.isnan(x).any():
         present = np.concatenate(([0], np.cumsum(~np.isnan(padded))))
         full = present[shift + 1 :] - present[np.maximum(np.arange(shift + 1 - w, n + shift + 1 - w), 0)] >= w
-    else:  # the windows that end at w - 1 or later and not in the padding
+    else:  # the windows that start at 0 or later and end before the padding
         full = np.zeros(n, dtype=bool)
         full[w - 1 - shift : n - shift] = True
     return np.where(full, medians[shift:], np.nan), medians[:n]
