@@ -418,9 +418,7 @@ def _evidence_gap(finding: Finding | None) -> tuple[np.ndarray | None, np.ndarra
 
 def _trend_at(run: Run, steps: np.ndarray) -> np.ndarray:
     """``signal.smooth`` of the training loss at ``steps`` (interpolated), worked out only where it is read."""
-    train_steps, loss = _series(run, "loss")
-    finite = np.isfinite(loss)
-    train_steps, loss = train_steps[finite], loss[finite]
+    train_steps, loss = _finite(*_series(run, "loss"))
     if not len(loss):
         return np.interp(steps, train_steps, loss)
     # np.interp reads the two points around each step: the trend is needed there only.
