@@ -147,6 +147,9 @@ class Plan:
         self.count = len(self.groups)
         self.params = params_of(optimizer)
         self.plain = not any(isinstance(p, DTensor) or id(p) in sharded_ids for p in self.params)
+        # Whether every value ``measure`` returned so far is a number or a CPU tensor (the flush then need not
+        # look at them); parameters moved to another device later are seen there by the norms' device.
+        self.on_cpu = self.plain and all(p.is_cpu for p in self.params)
         self.sharded_ids = sharded_ids
         first = self.groups[0]
         self.momentum_key = "momentum" if first.get("momentum") is not None else "betas" if "betas" in first else None
@@ -168,6 +171,7 @@ class Plan:
             except (TypeError, RuntimeError):
                 # A parameter without a gradient (or none at all), or gradients on several devices.
                 measured = grad_norm(self.params, self.sharded_ids)
+                self.on_cpu = False
         else:
             measured = grad_norm(self.params, self.sharded_ids)
         # lr and momentum (SGD ``momentum`` or Adam ``betas[0]``) of the first group, read at every step:
@@ -179,8 +183,10 @@ class Plan:
         # A tensor lr is changed in place by schedulers: keep this step's value.
         if isinstance(lr, torch.Tensor):
             lr = lr.detach().clone()
+            self.on_cpu = False
         if isinstance(momentum, torch.Tensor):
             momentum = momentum.detach().clone()
+            self.on_cpu = False
         return measured, lr, momentum
 
 

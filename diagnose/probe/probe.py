@@ -192,10 +192,13 @@ class Probe:
                 plan = self._plan
                 if plan is None or not plan.fits(optimizer):
                     plan = self._plan = norms.Plan(optimizer, self._sharded())
-                measured = (*plan.measure(), False, None)
+                norm, lr, momentum = plan.measure()
+                self._record(loss, (norm, lr, momentum, False, None), clip_norm, step)
+                if not plan.on_cpu or clip_norm is not None:
+                    self._rows.usual_cpu = False
             else:
-                measured = self._measure(optimizer, grad_norm, scaler)
-            self._record(loss, measured, clip_norm, step)
+                self._record(loss, self._measure(optimizer, grad_norm, scaler), clip_norm, step)
+                self._rows.usual_cpu = False
         except Exception as error:  # noqa: BLE001 - the training loop must go on
             self._break(error)
         if self._stop_alert is not None:
@@ -219,6 +222,7 @@ class Probe:
             if self._alerts:
                 self._deliver_alerts()
             self._record(loss, measured, clip_norm, step)
+            self._rows.usual_cpu = False
         except Exception as error:  # noqa: BLE001
             self._break(error)
         if self._stop_alert is not None:
@@ -318,6 +322,9 @@ class Probe:
 
     def _record(self, loss, measured: tuple, clip_norm, step) -> None:
         now = _clock()
+        # Torch calls before the flush: a flush wakes the writer thread, which takes the GIL at the next one.
+        loss = loss.detach() if type(loss) is torch.Tensor else _number(loss, "loss")
+        clip_norm = None if clip_norm is None else _number(clip_norm, "clip_norm")
         rows = self._rows.rows
         if rows and (len(rows) >= self.flush_every or now >= self._flush_at):
             # Flush before appending: the newest row stays open for its update_norm.
@@ -326,8 +333,6 @@ class Probe:
         number = self._count if step is None else int(step)
         self._count += 1
         self._last_step = number
-        loss = loss.detach() if type(loss) is torch.Tensor else _number(loss, "loss")
-        clip_norm = None if clip_norm is None else _number(clip_norm, "clip_norm")
         norm, lr, momentum, scaled, extras = measured
         rows.append((number, loss, norm, lr, momentum, now - self._start, scaled, clip_norm))  # writer.CORE's order
         if extras:
@@ -341,15 +346,15 @@ class Probe:
         self._flush_at = _clock() + self.flush_seconds
         if not len(rows) and not evals:
             return
+        if self.world_size == 1 and rows.on_cpu() and on_cpu(eval_columns(evals)):
+            # CPU values are final when their op returns: the writer thread packs them, off the training thread.
+            self._writer.submit(partial(_pack, rows, evals))
+            return
         steps = rows.data
         if self.world_size > 1 and crashed:
             # The other ranks may never join a collective now: a norm that needs one is left missing.
             for values in steps.values():
                 values[:] = [None if isinstance(v, norms.Norm) and v.sharded_sumsq is not None else v for v in values]
-        if self.world_size == 1 and on_cpu(steps) and on_cpu(eval_columns(evals)):
-            # CPU values are final when their op returns: the writer thread packs them, off the training thread.
-            self._writer.submit(partial(Window.pack, steps, evals))
-            return
         reduce = self.world_size > 1 and not crashed
         self._writer.submit(Window.pack(steps, evals, self.world_size if reduce else 1))
 
@@ -389,6 +394,10 @@ class Probe:
         except OSError as error:
             self._warn("write", f"cannot write the run directory ({error}); training goes on without logging")
             return None
+
+def _pack(rows: Columns, evals: list[dict]) -> Window:
+    return Window.pack(rows.data, evals)
+
 
 def _old_config(folder: Path) -> dict:
     try:

@@ -35,9 +35,21 @@ class Columns:
     def __init__(self):
         self.rows: list[tuple] = []
         self.extra: dict[str, list] = {}
+        # Every row from the usual step of a Plan on the CPU: only the losses are left to look at (at the flush:
+        # a look at a tensor costs ~1 us on the cache that a training step leaves, ~3x less in one pass).
+        self.usual_cpu = True
 
     def __len__(self) -> int:
         return len(self.rows)
+
+    def on_cpu(self) -> bool:
+        """Whether every tensor among the rows is on the CPU (then the writer thread may pack them)."""
+        if not self.usual_cpu:
+            return on_cpu(self.data)
+        if not self.rows:
+            return True
+        # The Plan vouches for the norms, but for a model moved to another device since: the first and last tell.
+        return on_cpu({"loss": [row[1] for row in self.rows], "norm": [self.rows[0][2], self.rows[-1][2]]})
 
     def set_last_row(self, extras: dict) -> None:
         """Fill the extra columns of the newest step."""
