@@ -110,7 +110,9 @@ class Run:
         if column != "step" and "steps" not in self.__dict__ and "facts" in self.__dict__:
             return column in self.facts["columns"]  # a cached run whose tables were not needed yet
         steps = self.steps
-        return self._once_per_table(steps, ("has", column), lambda: column in steps.columns and _holds_values(steps[column]))
+        return self._once_per_table(
+            steps, ("has", column), lambda: column in steps.columns and _holds_values(steps[column])
+        )
 
     def has_valid_evals(self) -> bool:
         """True when the run has a validation eval (``valid_evals`` is not empty), from ``facts``."""
