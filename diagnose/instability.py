@@ -166,9 +166,9 @@ def find_instability(steps, loss, config: InstabilityConfig = DEFAULT) -> list[I
     # each scale's level and measured noise, once: the smoothing below uses them again
     levels: dict[int, np.ndarray] = {}
     noises: dict[int, np.ndarray] = {}
-    # Bounds of the rises spare most scales their medians (see _ceiling, _floor). They hold where no
-    # point is broken, before a broken tail (a diverged run), whose points are unstable anyway; and as
-    # z >= 0 the white-noise bar is the lowest, with min_rise alone the noise is not even needed.
+    # Bounds of the rises (_ceiling, _floor) spare most scales their medians. They hold on a series
+    # without broken points, or before a broken tail (a diverged run: its points are unstable anyway).
+    # With z >= 0 the white-noise bar is the lowest one, and a rise under min_rise needs no noise at all.
     broken_from = int(np.argmin(finite)) if not finite.all() else n
     bounded = config.z >= 0 and not finite[broken_from:].any()
     sigma = None if bounded else _local_noise(x, finite, config)
@@ -328,7 +328,10 @@ def _raw_extent(event: InstabilityEvent, steps: np.ndarray, loss: np.ndarray, en
 
 
 def run_loss(run) -> tuple[np.ndarray, np.ndarray]:
-    """Steps and training losses of the applied updates; a NaN the log wrote stays, a missing value goes."""
+    """Steps and training losses of the applied updates; a NaN the log wrote stays, a missing value goes.
+
+    When nothing goes they are the table's own arrays: read them, never write to them.
+    """
     updates = run.updates()
     steps = updates["step"].to_numpy(dtype=np.int64)
     loss = updates["loss"].to_numpy(dtype=float)
@@ -456,7 +459,7 @@ def _centered_and_trailing(x: np.ndarray, w: int, min_periods: int) -> tuple[np.
     return np.where(full, medians[shift:], np.nan), medians[:n]
 
 
-def _passes(rise: np.ndarray, bar: np.ndarray, min_rise: float, w: int) -> bool:
+def _passes(rise: np.ndarray, bar: np.ndarray | float, min_rise: float, w: int) -> bool:
     """Whether some rise passes both bars where the window of ``w`` points was full."""
     return bool(((rise > bar) & (rise > min_rise))[w // 2 : len(rise) - w // 2].any())
 
