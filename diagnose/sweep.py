@@ -203,17 +203,27 @@ def _group(runs: list[Run], config_of) -> list[tuple[dict, list[Run]]]:
     and, when both are non-empty, they share at least half of the smaller
     one's keys (so unrelated runs do not merge through their missing keys).
     """
-    groups: list[tuple[str, dict, list[Run]]] = []
+    groups: list[tuple[dict, list[Run]]] = []  # a run joins the first group compatible with it
+    # A group whose config has the run's very keys is compatible only when it has the same values: looked up,
+    # not compared, so a random search (every run a config of its own) costs n lookups, not n^2 comparisons.
+    by_value: dict[tuple, int] = {}  # (format, config items) -> index of the group of exactly that config
+    by_keys: dict[tuple, list[int]] = defaultdict(list)  # (format, config keys) -> indices of groups with those keys
     for run in sorted(runs, key=lambda r: -len(config_of(r))):
         config = config_of(run)
-        for fmt, shared, members_ in groups:
-            if fmt == run.format and _compatible(shared, config):
-                members_.append(run)
-                break
-        else:
-            groups.append((run.format, dict(config), [run]))
+        keys = frozenset(config)
+        items = (run.format, frozenset((key, repr(value)) for key, value in config.items()))
+        same = by_value.get(items)
+        others = sorted(index for (fmt, other), indices in by_keys.items() if fmt == run.format and other != keys
+                        for index in indices if same is None or index < same)
+        found = next((index for index in others if _compatible(groups[index][0], config)), same)
+        if found is None:
+            found = len(groups)
+            groups.append((dict(config), []))
+            by_value[items] = found
+            by_keys[(run.format, keys)].append(found)
+        groups[found][1].append(run)
     order = {id(run): i for i, run in enumerate(runs)}
-    return [(shared, sorted(group, key=lambda r: order[id(r)])) for _, shared, group in groups]
+    return [(shared, sorted(group, key=lambda r: order[id(r)])) for shared, group in groups]
 
 
 def _compatible(shared: dict, config: dict) -> bool:

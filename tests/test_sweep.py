@@ -267,6 +267,16 @@ def test_a_key_only_some_runs_log_does_not_split_the_sweep_and_an_lr_alias_is_th
     assert sweep.main_sweep(Study("s", runs)).lrs == [0.1, 0.3, 1.0]
 
 
+def test_a_random_search_puts_each_config_with_its_own_seeds_only():
+    runs = [make_run(f"wd{i}-s{seed}", decaying(n=30, seed=seed), 0.1, seed=seed, wd=i, extra=i % 3)
+            for i in range(60) for seed in (0, 1)]
+    runs.append(make_run("less-logged", decaying(n=30), 0.1, seed=5, wd=7))  # no ``extra``: joins wd 7
+    cells = sweep.seed_cells(Study("s", runs))
+    assert len(cells) == 60
+    assert all({run.config["wd"] for run in group} == {config["wd"]} for config, group in cells)
+    assert [len(group) for config, group in cells if config["wd"] == 7] == [3]
+
+
 def test_runs_sharing_lr_and_seed_are_not_a_sweep_nor_a_swarm():
     # Two different models logged with the same lr and seed: the config does not tell them apart.
     runs = [
