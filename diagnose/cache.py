@@ -229,7 +229,7 @@ def _arrow_table(frame):
 
     Number columns go over as they are, and pandas' own Arrow strings (the ``str`` of an eval's split)
     as the Arrow array they already are: pandas' converter costs ~0.1 ms a column and inspects every
-    string, most of a small run's write (1,000-step runs: 0.6 -> 0.2 ms a run). A table with other
+    string, most of a small run's write (1,000-step runs: 0.6 -> 0.3 ms a run). A table with other
     columns (object ones) keeps pandas' conversion, whose metadata gives back their dtype.
     """
     import pyarrow as pa
