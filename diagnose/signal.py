@@ -45,12 +45,3 @@ def segments(mask: np.ndarray, gap: int = 0) -> list[tuple[int, int]]:
     starts = np.concatenate(([indices[0]], indices[breaks + 1]))
     ends = np.concatenate((indices[breaks], [indices[-1]]))
     return [(int(s), int(e)) for s, e in zip(starts, ends)]
-
-
-def log10_positive(values: np.ndarray) -> np.ndarray | None:
-    """log10 of a series whose finite values are all > 0, else None (ratios make no sense)."""
-    finite = values[np.isfinite(values)]
-    if finite.size == 0 or (finite <= 0).any():
-        return None
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.log10(values)
