@@ -147,9 +147,9 @@ class Plan:
         self.count = len(self.groups)
         self.params = params_of(optimizer)
         self.plain = not any(isinstance(p, DTensor) or id(p) in sharded_ids for p in self.params)
-        # Whether every value ``measure`` returned so far is a number or a CPU tensor (the flush then need not
-        # look at them); parameters moved to another device later are seen there by the norms' device.
-        self.on_cpu = self.plain and all(p.is_cpu for p in self.params)
+        # Whether the gradients, and so the norms, are on the CPU (the flush then need not look at every norm);
+        # parameters moved to another device later are seen there by the norms' device.
+        self.on_cpu = all(p.is_cpu for p in self.params)
         self.sharded_ids = sharded_ids
         first = self.groups[0]
         self.momentum_key = "momentum" if first.get("momentum") is not None else "betas" if "betas" in first else None
@@ -171,7 +171,6 @@ class Plan:
             except (TypeError, RuntimeError):
                 # A parameter without a gradient (or none at all), or gradients on several devices.
                 measured = grad_norm(self.params, self.sharded_ids)
-                self.on_cpu = False
         else:
             measured = grad_norm(self.params, self.sharded_ids)
         # lr and momentum (SGD ``momentum`` or Adam ``betas[0]``) of the first group, read at every step:
@@ -180,16 +179,12 @@ class Plan:
         lr = group.get("lr")
         key = self.momentum_key
         momentum = None if key is None else group[key] if key == "momentum" else group[key][0]
-        # A tensor lr is changed in place by schedulers: keep this step's value.
-        if isinstance(lr, torch.Tensor):
-            lr = lr.detach().clone()
-            self.on_cpu = False
-        if isinstance(momentum, torch.Tensor):
-            momentum = momentum.detach().clone()
-            self.on_cpu = False
-        return measured, lr, momentum
+        return measured, by_value(lr), by_value(momentum)
 
 
+def by_value(hyperparameter):
+    """A tensor lr or momentum is changed in place by schedulers: a copy keeps this step's value."""
+    return hyperparameter.detach().clone() if isinstance(hyperparameter, torch.Tensor) else hyperparameter
 
 
 def params_of(optimizer) -> list[torch.nn.Parameter]:
