@@ -289,3 +289,22 @@ def test_a_window_norm_without_sharded_part_is_as_total_norm_says():
     [out] = _unpack({"norm": (Packed(list(values)), Packed([None] * len(values)), present)}, []).values()
     expected = [total_norm(Norm(v, None)) if p else None for v, p in zip(values, present)]
     assert [str(v) for v in out] == [str(v) for v in expected]
+
+
+def test_a_window_is_left_to_the_writer_thread_only_when_every_tensor_is_on_the_cpu():
+    from diagnose.probe.writer import Columns
+
+    cpu, meta = torch.tensor(1.0), torch.empty((), device="meta")  # meta: a device other than the CPU
+
+    def host_only(losses, norms, lr=0.1, usual=True):
+        rows = Columns()
+        rows.rows = [(i, loss, norm, lr, 0.9, 0.0, False, None) for i, (loss, norm) in enumerate(zip(losses, norms))]
+        rows.usual_cpu = usual
+        return rows.on_cpu()
+
+    assert host_only([cpu, 2.0, cpu], [cpu] * 3)
+    assert not host_only([cpu, meta, cpu], [cpu] * 3)  # the usual rows' losses are each looked at
+    assert not host_only([cpu] * 3, [cpu, cpu, meta])  # a model moved since the Plan was made
+    assert not host_only([cpu] * 3, [cpu, meta, cpu], usual=False)  # other rows: every value
+    assert not host_only([cpu] * 3, [cpu] * 3, lr=meta, usual=False)
+    assert host_only([], [])
