@@ -246,8 +246,9 @@ def _checked(root: Path, items: list[Item], checks: tuple[Check, ...], cache: Ru
             yield (run, [], [], None), False
             continue
         findings, skipped = check_target(run, checks)
-        # the study phase asks every run for it: found here, in parallel, memoised on the run
+        # the study phase asks every run for these: found here, in parallel, memoised on the run
         sweep.best_valid_loss(run)
+        sweep.loss_facts(run)
         stored = bool(cache and cache.store(key, run, checked_with, findings, skipped))
         yield (run, findings, skipped, key), stored
 
