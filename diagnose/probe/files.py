@@ -112,9 +112,14 @@ class CsvAppender:
         if new:
             self._widen(new)
         length = len(next(iter(columns.values())))
-        text = rows([columns.get(name) for name in self.columns], length)
-        with open(self.path, "a", encoding="utf-8") as stream:
-            stream.write(text)
+        data = memoryview(rows([columns.get(name) for name in self.columns], length).encode("utf-8"))
+        # os.open and os.write, not open(): a text file object costs the writer thread ~60 us per window.
+        descriptor = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        try:
+            while data:  # a write to a regular file is cut short only when the disk fills up
+                data = data[os.write(descriptor, data):]
+        finally:
+            os.close(descriptor)
 
     def _widen(self, new: list[str]) -> None:
         lines = self.path.read_text(encoding="utf-8").splitlines()

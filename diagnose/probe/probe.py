@@ -428,7 +428,8 @@ class Probe:
             return None
 
 def _pack(rows: Columns, evals: list[dict]) -> Window:
-    return Window.pack(rows.data, evals)
+    window = Window.pack_usual_cpu(rows.rows, evals) if rows.usual_cpu and not rows.extra else None
+    return window if window is not None else Window.pack(rows.data, evals)
 
 
 def _old_config(folder: Path) -> dict:

@@ -64,7 +64,7 @@ def test_permission_denied_is_one_warning(tmp_path, monkeypatch):
         raise PermissionError(13, "Permission denied", str(args[0]))
 
     # Tests run as root, where chmod does not refuse: refuse in the probe's file layer instead.
-    messages = run_with_fault(tmp_path, lambda folder: monkeypatch.setattr(probe_files, "open", refuse, raising=False))
+    messages = run_with_fault(tmp_path, lambda folder: monkeypatch.setattr(probe_files.os, "open", refuse))
     assert len(messages) == 1 and "Permission denied" in messages[0]
 
 
