@@ -73,7 +73,7 @@ import bottleneck as bn
 import numpy as np
 
 from . import rolling
-from .signal import MAD_TO_SIGMA
+from .signal import MAD_TO_SIGMA, row_medians
 
 # Standard deviation of the median of w white-noise points, in sigma/sqrt(w).
 _MEDIAN_EFFICIENCY = 1.2533
@@ -295,7 +295,7 @@ def _find_in_blocks(steps: np.ndarray, loss: np.ndarray, config: InstabilityConf
     ends = np.append(starts[1:], len(loss)) - 1
     full = len(loss) // size * size
     with np.errstate(invalid="ignore"):
-        level = _row_medians(loss[:full].reshape(-1, size))
+        level = row_medians(loss[:full].reshape(-1, size))
         if full < len(loss):
             level = np.append(level, np.median(loss[full:]))
     block_steps = steps[starts].copy()
@@ -308,16 +308,6 @@ def _find_in_blocks(steps: np.ndarray, loss: np.ndarray, config: InstabilityConf
     found = find_instability(block_steps, level, config)
     last_steps = steps[ends]
     return [_raw_extent(event, steps, loss, int(last_steps[np.searchsorted(block_steps, event.end_step, side="right") - 1])) for event in found]
-
-
-def _row_medians(rows: np.ndarray) -> np.ndarray:
-    """``np.median(rows, axis=1)``: its mean of the middle values and its NaN for a row holding one, but the rows
-    sorted (short rows sort 3-4x faster than numpy partitions them on several indices)."""
-    size = rows.shape[1]
-    ordered = np.sort(rows, axis=1)  # NaN last, as in np.median's partition
-    level = ordered[:, (size - 1) // 2 : size // 2 + 1].mean(axis=1)
-    level[np.isnan(ordered[:, -1])] = np.nan
-    return level
 
 
 def _raw_extent(event: InstabilityEvent, steps: np.ndarray, loss: np.ndarray, end_step: int) -> InstabilityEvent:

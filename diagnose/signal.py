@@ -45,3 +45,13 @@ def segments(mask: np.ndarray, gap: int = 0) -> list[tuple[int, int]]:
     starts = np.concatenate(([indices[0]], indices[breaks + 1]))
     ends = np.concatenate((indices[breaks], [indices[-1]]))
     return [(int(s), int(e)) for s, e in zip(starts, ends)]
+
+
+def row_medians(rows: np.ndarray) -> np.ndarray:
+    """``np.median(rows, axis=1)``: its mean of the middle values and its NaN for a row holding one, but the rows
+    sorted (short rows sort 3-4x faster than numpy partitions them on several indices)."""
+    size = rows.shape[1]
+    ordered = np.sort(rows, axis=1)  # NaN last, as in np.median's partition
+    level = ordered[:, (size - 1) // 2 : size // 2 + 1].mean(axis=1)
+    level[np.isnan(ordered[:, -1])] = np.nan
+    return level

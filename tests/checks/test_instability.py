@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from diagnose import instability, rolling
+from diagnose import instability, rolling, signal
 from diagnose.instability import find_instability, noise_scale, run_instability
 from diagnose.model import Run
 
@@ -174,4 +174,4 @@ def test_block_medians_are_numpys():
         rows[rng.random(rows.shape) < 0.02] = np.nan
         rows[rng.random(rows.shape) < 0.02] = np.inf
         with np.errstate(invalid="ignore"):
-            np.testing.assert_array_equal(instability._row_medians(rows), np.median(rows, axis=1))
+            np.testing.assert_array_equal(signal.row_medians(rows), np.median(rows, axis=1))
