@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -64,7 +66,20 @@ def _checks(settings: tuple[str, ...]):
         raise click.BadParameter(str(error), param_hint="--set") from None
 
 
-def _analyze(logroot: Path, settings: tuple[str, ...], use_cache: bool = True, keys: KeyMap = KeyMap()) -> Analysis:
+@contextlib.contextmanager
+def _scratch(no_cache: bool):
+    """With ``--no-cache``, a temporary directory through which worker processes hand back long runs (see
+    ``analyze_root``), removed when the command ends, however it ends (an error, Ctrl-C): sending the tables of
+    a hundred 100k-step runs cost more CPU than reading them, and held them all in memory."""
+    if not no_cache:
+        yield None
+        return
+    with tempfile.TemporaryDirectory(prefix="diagnose-", ignore_cleanup_errors=True) as directory:
+        yield Path(directory)
+
+
+def _analyze(logroot: Path, settings: tuple[str, ...], use_cache: bool = True, keys: KeyMap = KeyMap(),
+             scratch: Path | None = None) -> Analysis:
     checks = _checks(settings)
     # What the analysis builds lives until the command ends (10,000 cached runs: ~250k objects), and reading
     # and checking make next to no cyclic garbage (a few hundred objects, from the worker pools): the collector's
@@ -78,6 +93,7 @@ def _analyze(logroot: Path, settings: tuple[str, ...], use_cache: bool = True, k
             cache=RunCache(default_directory()) if use_cache else None,
             on_progress=_Progress(),
             keys=keys,
+            scratch=scratch,
         )
     except LogError as error:
         click.echo(f"error: {error}", err=True)
@@ -168,13 +184,14 @@ def report(logroot: Path, output: Path | None, json_path: Path | None, markdown_
     """Write one self-contained HTML report for LOGROOT (opens offline, attach it to a review)."""
     from .render import html, markdown
 
-    analysis = _analyze(logroot, settings, use_cache=not no_cache, keys=_key_map(key_options))
-    if not analysis.document.runs:
-        click.echo(f"error: no readable run under {logroot}", err=True)
-        sys.exit(EXIT_UNREADABLE)
-    output = output or Path("reports") / f"{logroot.resolve().name}.html"
-    # figures of unchanged studies come back from the last report (keyed by Analysis.study_digests)
-    html.write(analysis, output, cache_dir=None if no_cache else default_directory() / "figures")
+    with _scratch(no_cache) as scratch:  # the figures read the runs' tables
+        analysis = _analyze(logroot, settings, use_cache=not no_cache, keys=_key_map(key_options), scratch=scratch)
+        if not analysis.document.runs:
+            click.echo(f"error: no readable run under {logroot}", err=True)
+            sys.exit(EXIT_UNREADABLE)
+        output = output or Path("reports") / f"{logroot.resolve().name}.html"
+        # figures of unchanged studies come back from the last report (keyed by Analysis.study_digests)
+        html.write(analysis, output, cache_dir=None if no_cache else default_directory() / "figures")
     click.echo(f"wrote {output}")
     if json_path:
         analysis.document.write_json(json_path)
@@ -209,7 +226,8 @@ def check(logroot: Path, fail_on: str, strict: bool, json_path: Path | None, set
       1  a finding reaches --fail-on
       2  the logs could not be read (no run at all; with --strict, any run)
     """
-    analysis = _analyze(logroot, settings, use_cache=not no_cache, keys=_key_map(key_options))
+    with _scratch(no_cache) as scratch:  # no table is read after the analysis
+        analysis = _analyze(logroot, settings, use_cache=not no_cache, keys=_key_map(key_options), scratch=scratch)
     if json_path:
         analysis.document.write_json(json_path)
     _print_summary(analysis, shown=min(Severity(fail_on), Severity.WARNING, key=lambda s: s.rank))

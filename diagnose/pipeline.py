@@ -8,7 +8,9 @@ a parent folder it also does the study work of the studies those runs make
 (``analyze.study_work``), while their tables are in its memory. A run the
 cache now holds is then sent back without its tables (they load from the
 cache entry if this process, or a figure drawing process forked from it,
-asks), so only without a cache do tables cross a process boundary. The
+asks). Without a cache, a run of many rows goes back the same way through an
+entry in a scratch directory that the caller removes afterwards (``scratch``),
+so only small runs' tables cross a process boundary. The
 studies no worker saw whole (runs of a study in several folders, a study too
 big for one share or for a worker's memory, some runs cached) are checked
 afterwards in worker processes forked from this one, which see the runs as
@@ -44,6 +46,9 @@ PARALLEL_MIN_BYTES = 32 << 20
 PARALLEL_MIN_ROWS = 1_000_000
 # At most this many logged steps a worker keeps in memory (~40 bytes each) to do a group's study work.
 STUDY_ROWS_HELD = 5_000_000
+# Without a cache, a worker hands back a run of this many rows (steps and evals) or more through a scratch entry:
+# storing one costs 1.3-2.5 CPU ms, pickling one of 1,000 rows 0.4 ms, one of 100k rows ~20 ms with the pipe.
+SCRATCH_MIN_ROWS = 10_000
 
 # A folder's run (or why it is unreadable), its run-level findings and skips, and its cache key.
 Checked = tuple[Run | Unreadable, list[Finding], list[Skip], str | None]
@@ -60,20 +65,24 @@ def analyze_root(
     cache: RunCache | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     keys: KeyMap = DEFAULT_KEYS,
+    scratch: Path | None = None,
 ) -> Analysis:
     """Read every run under ``path``, check it, and assemble the findings document.
 
     ``keys`` names logged keys the readers do not know (``--loss-key`` ...).
+    Without a cache, worker processes hand long runs back through entries in
+    ``scratch`` (an empty directory) instead of sending their tables: the
+    caller removes it once done with the runs' tables (figures drawn).
     """
     root = check_root(path)
     folders = [(folder, reader.__name__) for folder, reader in discover(root, keys)]
     jobs = jobs or min(os.cpu_count() or 1, 8)
     run_checks = tuple(c for c in checks if c.scope is Scope.RUN)
     specs = [(c.id, c.config) for c in checks]
-    cache_dir = cache.directory if cache else None
+    cache_dir = cache.directory if cache else scratch
 
     # Each folder's cache key (a scan of its files) is found once, here: a worker reading the folder is given it.
-    run_keys = _run_keys(root, folders, cache, keys)
+    run_keys = _run_keys(root, folders, cache, scratch, keys)
     # What the cache has is taken here: a worker would cost more in sending the run back than the lookup.
     done: dict[int, Checked] = _cached(root, folders, run_keys, checks_key(run_checks), cache, keys) if cache else {}
     todo = [index for index in range(len(folders)) if index not in done]
@@ -88,15 +97,15 @@ def analyze_root(
             results = pool.map(_check_folders, [root] * len(shares),
                                [[([(*folders[i], run_keys[i]) for i in group], whole) for group, whole in share]
                                 for share in shares],
-                               [specs] * len(shares), [cache_dir] * len(shares), [keys] * len(shares))
+                               [specs] * len(shares), [cache_dir] * len(shares), [keys] * len(shares),
+                               [cache is None] * len(shares))
             for share, (outcomes, works) in zip(shares, results):
                 done.update(zip((i for group, _ in share for i in group), outcomes))
                 studied.update(works)
                 if on_progress:
                     on_progress(len(done), len(folders))
     else:
-        cache_here = RunCache(cache_dir) if cache_dir else None
-        for index, (outcome, _) in zip(todo, _checked(root, misses, run_checks, cache_here, keys)):
+        for index, (outcome, _) in zip(todo, _checked(root, misses, run_checks, cache, keys)):
             done[index] = outcome
             if on_progress:
                 on_progress(len(done), len(folders))
@@ -161,9 +170,11 @@ def _study_work_at(index: int) -> StudyWork:
     return study_work(studies[index], checks)
 
 
-def _run_keys(root: Path, folders: list[tuple[Path, str]], cache: RunCache | None, keys: KeyMap) -> list[str | None]:
+def _run_keys(root: Path, folders: list[tuple[Path, str]], cache: RunCache | None, scratch: Path | None,
+              keys: KeyMap) -> list[str | None]:
     if cache is None:
-        return [None] * len(folders)
+        # a scratch entry is never looked up: the folder's index names it
+        return [f"{index:064x}" if scratch else None for index in range(len(folders))]
     real_root = os.path.realpath(root)
     return [cache.key(folder, _reader_id(reader_name, keys), real_root) for folder, reader_name in folders]
 
@@ -194,12 +205,12 @@ def _import_for_workers() -> None:
 
 
 def _check_folders(root: Path, groups: list[tuple[list[Item], bool]], specs, cache_dir: Path | None,
-                   keys: KeyMap = DEFAULT_KEYS) -> tuple[list[Checked], Done]:
+                   keys: KeyMap = DEFAULT_KEYS, scratch: bool = False) -> tuple[list[Checked], Done]:
     """Worker: ``_checked`` on a share of the folders, and the study work of the runs of each whole group.
 
     ``groups`` are folders of one parent, each with whether it holds all of
     that parent's folders to read. The runs the cache holds are sent back
-    without their tables.
+    without their tables. ``scratch``: ``cache_dir`` is a scratch directory.
     """
     checks = tuple(dataclasses.replace(BY_ID[check_id], config=config) for check_id, config in specs)
     run_checks = tuple(c for c in checks if c.scope is Scope.RUN)
@@ -210,7 +221,8 @@ def _check_folders(root: Path, groups: list[tuple[list[Item], bool]], specs, cac
         runs: list[Run] = []
         rows = 0
         held = []  # the runs the cache now holds, whose tables stay here for the group's study work
-        for (folder, reader_name, _), (outcome, stored) in zip(items, _checked(root, items, run_checks, cache, keys)):
+        checked = _checked(root, items, run_checks, cache, keys, scratch)
+        for (folder, reader_name, _), (outcome, stored) in zip(items, checked):
             outcomes.append(outcome)
             run, _, _, key = outcome
             if isinstance(run, Run):
@@ -232,15 +244,17 @@ def _check_folders(root: Path, groups: list[tuple[list[Item], bool]], specs, cac
     return outcomes, works
 
 
-def _checked(root: Path, items: list[Item], checks: tuple[Check, ...], cache: RunCache | None, keys: KeyMap):
+def _checked(root: Path, items: list[Item], checks: tuple[Check, ...], cache: RunCache | None, keys: KeyMap,
+             scratch: bool = False):
     """Read each folder and run the run-level ``checks``: one ``Checked`` each, and whether the cache now holds it.
 
     A folder the cache holds the run of (checked with other settings) is not
-    read again.
+    read again. A scratch ``cache`` holds nothing yet, and only runs of
+    ``SCRATCH_MIN_ROWS`` or more.
     """
     checked_with = checks_key(checks)
     for folder, reader_name, key in items:
-        hit = cache.load(key, checked_with, (root, folder, reader_name, keys)) if cache else None
+        hit = cache.load(key, checked_with, (root, folder, reader_name, keys)) if cache and not scratch else None
         run = hit[0] if hit else read_run(root, folder, importlib.import_module(reader_name), keys)
         if isinstance(run, Unreadable):
             yield (run, [], [], None), False
@@ -249,7 +263,8 @@ def _checked(root: Path, items: list[Item], checks: tuple[Check, ...], cache: Ru
         # the study phase asks every run for these: found here, in parallel, memoised on the run
         sweep.best_valid_loss(run)
         sweep.loss_facts(run)
-        stored = bool(cache and cache.store(key, run, checked_with, findings, skipped))
+        kept = cache and (not scratch or len(run.steps) + len(run.evals) >= SCRATCH_MIN_ROWS)
+        stored = bool(kept and cache.store(key, run, checked_with, findings, skipped))
         yield (run, findings, skipped, key), stored
 
 

@@ -206,6 +206,85 @@ def test_no_cache_keeps_no_figures(logs, tmp_path):
     assert not (cache.default_directory() / "figures").exists()
 
 
+@pytest.fixture
+def scratch_used(tmp_path, monkeypatch):
+    """A private temporary directory, and worker processes that hand back every run through its scratch entries."""
+    import tempfile
+
+    from diagnose import pipeline
+
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temporary))
+    monkeypatch.setenv("TMPDIR", str(temporary))
+    monkeypatch.setattr(pipeline, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(pipeline, "SCRATCH_MIN_ROWS", 0)
+    return temporary
+
+
+def test_no_cache_hands_runs_back_through_a_scratch_directory_it_removes(logs, tmp_path, scratch_used, monkeypatch):
+    from diagnose.render import html
+
+    seen = []
+    write = html.write
+
+    def drawing_from_the_scratch(analysis, *args, **kwargs):
+        seen.extend(sorted(p.name for p in scratch_used.glob("diagnose-*/*/*.run")))
+        runs = [run for study in analysis.studies for run in study.runs]
+        # the workers sent no table: each is read from its scratch entry when first used
+        assert all(str(scratch_used) in str(run._load_table.args[0]) for run in runs)
+        return write(analysis, *args, **kwargs)
+
+    cached = invoke("report", logs, "-o", tmp_path / "cached.html", "--json", tmp_path / "cached.json")
+    monkeypatch.setattr(html, "write", drawing_from_the_scratch)
+    result = invoke("report", logs, "-o", tmp_path / "r.html", "--no-cache", "--json", tmp_path / "r.json")
+    assert result.exit_code == cached.exit_code == 0 and len(seen) == 2
+    documents = [json.loads((tmp_path / f"{name}.json").read_text()) for name in ("cached", "r")]
+    assert {**documents[0], "generated": None} == {**documents[1], "generated": None}
+    check = invoke("check", logs, "--no-cache")
+    assert check.exit_code == 1 and check.output == invoke("check", logs).output
+    assert not list(scratch_used.iterdir())
+    assert len(list(cache.default_directory().glob("*/*.run"))) == 2  # only the cached report's
+
+
+def test_no_cache_removes_its_scratch_directory_when_the_command_fails(logs, tmp_path, scratch_used, monkeypatch):
+    from diagnose.render import html
+
+    def failing(analysis, *args, **kwargs):
+        assert list(scratch_used.glob("diagnose-*/*/*.run"))
+        raise RuntimeError("drawing failed")
+
+    monkeypatch.setattr(html, "write", failing)
+    result = invoke("report", logs, "-o", tmp_path / "r.html", "--no-cache")
+    assert isinstance(result.exception, RuntimeError)
+    assert not list(scratch_used.iterdir()) and not list(cache.default_directory().iterdir())
+
+
+def test_no_cache_removes_its_scratch_directory_on_ctrl_c(logs, tmp_path, scratch_used):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, time\n"
+        "from diagnose import cli, pipeline\n"
+        "from diagnose.render import html\n"
+        "pipeline.PARALLEL_MIN_BYTES = pipeline.SCRATCH_MIN_ROWS = 0\n"
+        "html.write = lambda *args, **kwargs: print('drawing', flush=True) or time.sleep(60)\n"
+        "cli.main(sys.argv[1:])\n"
+    )
+    command = [sys.executable, "-c", script, "report", str(logs), "-o", str(tmp_path / "r.html"), "--no-cache"]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          env={**os.environ, "TMPDIR": str(scratch_used)}) as process:
+        assert process.stdout.readline() == "drawing\n"
+        assert list(scratch_used.glob("diagnose-*/*/*.run"))
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)
+    assert process.returncode != 0
+    assert not list(scratch_used.iterdir()) and not list(cache.default_directory().iterdir())
+
+
 def test_the_collector_is_back_on_after_an_analysis_whatever_its_end(logs, monkeypatch):
     """``_analyze`` turns the cyclic collector off while it builds what lives to the end (see cli._analyze)."""
     import gc

@@ -141,6 +141,26 @@ def test_worker_processes_write_the_same_document_as_one_process(cached, tmp_pat
     assert all(run.steps.equals(again.run(run.study, run.name).steps) for run in runs[::7])
 
 
+def test_without_a_cache_workers_hand_back_long_runs_through_the_scratch_directory(tmp_path, make_run, monkeypatch):
+    logs = tmp_path / "logs"
+    long = "step,loss,grad_norm\n" + "".join(f"{i},{1 / (1 + i)!r},1\n" for i in range(300))
+    for i in range(4):
+        make_run(logs / "s" / f"r{i}", steps=long if i % 2 else HEALTHY, config={"lr": 0.1 * (i + 1)},
+                 status="running" if i == 3 else "finished")
+    serial = document(analyze_root(logs, jobs=1))
+    monkeypatch.setattr(pipeline, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(pipeline, "SCRATCH_MIN_ROWS", 200)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    analysis = analyze_root(logs, jobs=2, scratch=scratch)
+    # long and finished: its tables load from its entry; the others' tables were sent (short, or never stored)
+    lazy = {run.name for run in analysis.studies[0].runs if "_load_table" in run.__dict__}
+    assert lazy == {"r1"}
+    assert len(list(scratch.glob("*/*.run"))) == 1
+    assert document(analysis) == serial
+    assert not (tmp_path / "cache").exists()
+
+
 def test_a_worker_sends_back_the_tables_of_a_run_the_cache_does_not_keep(tmp_path, make_run, monkeypatch):
     make_run(tmp_path / "logs" / "s1" / "live", steps=HEALTHY, status="running")
     make_run(tmp_path / "logs" / "s2" / "done", steps=HEALTHY, status="finished")
