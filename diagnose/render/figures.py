@@ -39,9 +39,17 @@ TEXT = "#1f2328"
 def decimate(x: np.ndarray, y: np.ndarray, buckets: int = MAX_POINTS // 2) -> tuple[np.ndarray, np.ndarray]:
     """Keep the min and the max of each of ``buckets`` equal slices, so one-step spikes stay visible.
 
-    Non-finite values are left out first (the slices are slices of the finite points).
+    Non-finite values are left out first (the slices are slices of the finite points). Each slice keeps its
+    least and greatest value: the points' min and max are those of all finite values.
     """
-    x, y = _finite(x, y)
+    x_kept, y_kept = _slices(x, y, buckets)
+    if np.isfinite(y_kept).all():  # so every value is: a slice's argmin or argmax is its NaN or inf if it has one
+        return x_kept, y_kept
+    return _slices(*_finite(x, y), buckets)
+
+
+def _slices(x: np.ndarray, y: np.ndarray, buckets: int) -> tuple[np.ndarray, np.ndarray]:
+    """The min and the max of each of ``buckets`` equal slices of all points, finite or not."""
     n = len(x)
     if n <= 2 * buckets:
         return x, y
@@ -94,21 +102,47 @@ def _series(run: Run, column: str, start: float | None = None, end: float | None
     return steps[low:high], values[low:high]
 
 
+def _loss_curve(run: Run, start: float | None = None, end: float | None = None,
+                buckets: int = MAX_POINTS // 2) -> tuple[np.ndarray, np.ndarray, float | None, np.ndarray]:
+    """A run's training loss as a figure draws it: the decimated points (``decimate``), the level it starts at
+    (``_start``) and the steps to mark as NaN/inf (``_nonfinite_steps``), with no pass over a finite loss for them."""
+    steps, loss = _series(run, "loss", start, end)
+    x, y = _slices(steps, loss, buckets)
+    whole = bool(np.isfinite(y).all())  # every value is finite: see decimate
+    if whole and not len(run.nan_steps.get("loss", ())):
+        marks = steps[:0]
+    else:
+        marks = _nonfinite_steps(run, "loss", steps, loss)
+    if not whole:
+        steps, loss = _finite(steps, loss)
+        x, y = _slices(steps, loss, buckets)
+    return x, y, _start(loss), marks
+
+
 def _nonfinite_steps(run: Run, column: str, steps: np.ndarray, values: np.ndarray) -> np.ndarray:
     """Steps whose logged value is inf, or ``nan`` written in the log (a missing cell is not marked)."""
     literal_nan = np.isin(steps, run.nan_steps.get(column, np.array([], dtype=np.int64)))
     return steps[np.isinf(values) | literal_nan]
 
 
-def _loss_limits(curves: list[np.ndarray], clip: bool = True) -> tuple[float, float, bool]:
-    """y-limits that keep every healthy curve readable: with ``clip``, a loss that explodes leaves through the top."""
-    finite = [c for c in (_finite(c, c)[1] for c in curves) if c.size]
-    if not finite:
+def _start(finite: np.ndarray) -> float | None:
+    """The level a curve starts at: the median of its first finite values (up to 20, a twentieth of them)."""
+    return float(np.median(finite[: max(1, min(20, finite.size // 20 or 1))])) if finite.size else None
+
+
+def _loss_limits(curves: list[np.ndarray], starts: list[float | None], clip: bool = True) -> tuple[float, float, bool]:
+    """y-limits that keep every healthy curve readable: with ``clip``, a loss that explodes leaves through the top.
+
+    ``curves``: the finite values of each curve, or their decimation (the same min and max); ``starts``: their
+    ``_start``.
+    """
+    shown = [(c, start) for c, start in zip(curves, starts) if c.size]
+    if not shown:
         return 0.0, 1.0, False
-    low = min(float(c.min()) for c in finite)
-    high = max(float(c.max()) for c in finite)
+    low = min(float(c.min()) for c, _ in shown)
+    high = max(float(c.max()) for c, _ in shown)
     log = low > 0
-    start = max(float(np.median(c[: max(1, min(20, c.size // 20 or 1))])) for c in finite)
+    start = max(start for _, start in shown)
     ceiling = start * 10 if log else start + 3 * (abs(start) + 1e-12)
     high = min(high, ceiling) if clip and high > ceiling else high
     if log:
@@ -159,21 +193,21 @@ def sweep_curves(study: Study, summary: dict, findings: list[Finding]) -> Plot |
     lrs = sorted({run.lr for run in runs if run.lr is not None})
     fig, axes = _figure(margins=(0.7, 0.15, 0.5, 0.55))
     ax = axes[0, 0]
-    curves, labelled, off_scale = [], set(), False
+    curves, starts, labelled, off_scale = [], [], set(), False
     for run in runs:
         color, width, z = _sweep_style(run.lr, best_lr, lrs)
-        steps, loss = _series(run, "loss")
-        x, y = decimate(steps, loss)
+        x, y, start, nonfinite = _loss_curve(run)
         label = _lr_text(run.lr) + (" = lr*" if best_lr is not None and run.lr == best_lr else "")
         ax.plot(x, y, color, width, alpha=0.9, zorder=z, label=label if label not in labelled and len(lrs) <= 12 else None)
         labelled.add(label)
-        curves.append(loss)
-        off_scale |= _mark_nonfinite(ax, _nonfinite_steps(run, "loss", steps, loss), color)
+        curves.append(y)
+        starts.append(start)
+        off_scale |= _mark_nonfinite(ax, nonfinite, color)
         for finding in findings:
             _shade(ax, _periods(finding, run.name), "unstable period" if "unstable period" not in labelled else None)
             if _periods(finding, run.name):
                 labelled.add("unstable period")
-    low, high, log = _loss_limits(curves)
+    low, high, log = _loss_limits(curves, starts)
     if log:
         ax.set_yscale("log")
     ax.set_ylim(low, high)
@@ -299,7 +333,7 @@ def swarm_grid(study: Study, summary: dict) -> Plot | None:
     by_name = {run.name: run for run in study.runs}
     fig, axes = _figure(width=min(7.6, 1.9 * len(lrs) + 0.6), height=1.45 * len(momenta) + 0.5,
                         nrows=len(momenta), ncols=len(lrs), share=True)
-    curves = []
+    curves, starts = [], []
     for cell in cells:
         momentum, lr = _number(cell.get("momentum")), _number(cell.get("lr"))
         if momentum is None or lr is None:
@@ -309,14 +343,14 @@ def swarm_grid(study: Study, summary: dict) -> Plot | None:
             run = by_name.get(name)
             if run is None or not run.has("loss"):
                 continue
-            steps, loss = _series(run, "loss")
-            x, y = decimate(steps, loss, buckets=200)
+            x, y, start, _ = _loss_curve(run, buckets=200)
             ax.plot(x, y, _SEED_COLORS[i % len(_SEED_COLORS)], 0.8, alpha=0.8)
-            curves.append(loss)
+            curves.append(y)
+            starts.append(start)
         fit = cell.get("fit")
         if isinstance(fit, int) and cell.get("runs"):
             ax.text(0.97, 0.93, f"{fit}/{len(cell['runs'])} fit", 7, TEXT, ha="right", va="top")
-    low, high, log = _loss_limits(curves)
+    low, high, log = _loss_limits(curves, starts)
     for (row, col), ax in np.ndenumerate(axes):
         if log:
             ax.set_yscale("log")
@@ -421,9 +455,10 @@ def _trend_at(run: Run, steps: np.ndarray) -> np.ndarray:
     train_steps, loss = _finite(*_series(run, "loss"))
     if not len(loss):
         return np.interp(steps, train_steps, loss)
-    # np.interp reads the two points around each step: the trend is needed there only.
+    # np.interp reads the two points around each step, or only the one it falls on: the trend is needed there only.
     after = np.searchsorted(train_steps, steps, side="right")
-    needed = np.unique(np.clip(np.concatenate([after - 1, after]), 0, len(loss) - 1))
+    on = train_steps[np.maximum(after - 1, 0)] == steps
+    needed = np.unique(np.clip(np.concatenate([after - 1, after[~on]]), 0, len(loss) - 1))
     half = signal.window(len(loss), 0.02) // 2
     # the centred window, cut short at both ends: whole windows in one call, the few near the ends one by one
     inside = (needed >= half) & (needed < len(loss) - half)
@@ -450,7 +485,7 @@ def lr_range(run: Run, finding: Finding | None) -> Plot | None:
     x, y = decimate(lrs[shown][order], loss[shown][order])
     ax.plot(x, y, "#0969da", 1.1)
     ax.set_xscale("log")
-    low, high, log = _loss_limits([loss[shown]])
+    low, high, log = _loss_limits([loss[shown]], [_start(loss[shown])])
     if log:
         ax.set_yscale("log")
     ax.set_ylim(low, high)
@@ -478,23 +513,23 @@ def short_run(run: Run, finding: Finding | None) -> Plot | None:
         return None
     fig, axes = _figure(margins=(0.7, 0.15, 0.5, 0.45))
     ax = axes[0, 0]
-    steps, loss = _series(run, "loss")
-    x, y = decimate(steps, loss)
+    x, y, start, nonfinite = _loss_curve(run)
     ax.plot(x, y, "#57606a", 0.9, label="training loss")
-    curves = [loss]
+    curves, starts = [y], [start]
     valid = run.valid_evals()
     if not valid.empty and valid["loss"].notna().any():
         vs, vl = valid["step"].to_numpy(), valid["loss"].to_numpy(dtype=float)
         vx, vy = decimate(vs, vl)
         ax.plot(vx, vy, "#0969da", 1.2, label=f"valid ({len(vs)} evaluations)")
-        curves.append(vl)
+        curves.append(vy)
+        starts.append(_start(_finite(vl, vl)[1]))
     if finding is not None:
         _shade(ax, _periods(finding, run.name), "unstable period")
         recovery = _number(finding.evidence.get("recovery_step"))
         if recovery is not None:
             ax.axvline(recovery, BEST, 1.2, "--", label=f"recovered at {recovery:g}")
-    off_scale = _mark_nonfinite(ax, _nonfinite_steps(run, "loss", steps, loss), ABOVE)
-    low, high, log = _loss_limits(curves)
+    off_scale = _mark_nonfinite(ax, nonfinite, ABOVE)
+    low, high, log = _loss_limits(curves, starts)
     if log:
         ax.set_yscale("log")
     ax.set_ylim(low, high)
@@ -580,14 +615,14 @@ def finding_zoom(runs: list[Run], finding: Finding) -> Plot | None:
     start, end = _zoom_window(runs, finding)
     fig, axes = _figure(width=6.4, height=2.7, margins=(0.7, 0.15, 0.5, 0.55))
     ax = axes[0, 0]
-    curves, off_scale = [], False
+    curves, starts, off_scale = [], [], False
     for i, run in enumerate(runs):
-        steps, loss = _series(run, "loss", start, end)
+        x, y, level, nonfinite = _loss_curve(run, start, end)
         color = _SEED_COLORS[i % len(_SEED_COLORS)]
-        x, y = decimate(steps, loss)
         ax.plot(x, y, color, 1.1, label=f"{run.name} ({_lr_text(run.lr)})")
-        curves.append(loss)
-        off_scale |= _mark_nonfinite(ax, _nonfinite_steps(run, "loss", steps, loss), color)
+        curves.append(y)
+        starts.append(level)
+        off_scale |= _mark_nonfinite(ax, nonfinite, color)
         _shade(ax, [(max(a, start), min(b, end)) for a, b in _periods(finding, run.name) if b >= start and a <= end],
                "unstable period" if i == 0 else None)
     if finding.steps:
@@ -599,7 +634,7 @@ def finding_zoom(runs: list[Run], finding: Finding) -> Plot | None:
     onset = _number(finding.evidence.get("onset_step"))
     if onset is not None and start <= onset <= end:
         ax.axvline(onset, MARK, 1.2, "--", label=f"onset {onset:g}")
-    low, high, log = _loss_limits(curves, clip=False)  # the zoom is the evidence: show its peak
+    low, high, log = _loss_limits(curves, starts, clip=False)  # the zoom is the evidence: show its peak
     if log:
         ax.set_yscale("log")
     ax.set_ylim(low, high)

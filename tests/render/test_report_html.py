@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from diagnose import signal
 from diagnose.analyze import Analysis, analyze
 from diagnose.findings import Finding, FindingsDocument, Recommendation, Severity
 from diagnose.model import Run, Study
@@ -185,6 +186,27 @@ def test_decimation_keeps_one_step_spikes_and_drops_non_finite():
     assert ys.max() == 50.0 and ys.min() == -7.0
     short = np.arange(10.0)
     assert figures.decimate(short, short)[0] is short
+
+
+def test_decimation_keeps_the_limits_of_the_finite_values():
+    """The loss axis is fitted to the decimated curves: they hold the finite values' min and max."""
+    rng = np.random.default_rng(1)
+    for n in (10, 1_601, 100_000, 100_003):
+        y = rng.lognormal(0, 1, n)
+        y[rng.integers(0, n, 3)] = [np.nan, np.inf, -np.inf]
+        finite = y[np.isfinite(y)]
+        _, kept = figures.decimate(np.arange(n), y)
+        assert (kept.min(), kept.max()) == (finite.min(), finite.max())
+
+
+def test_the_train_trend_at_the_evaluations_is_the_rolling_median_read_there():
+    rng = np.random.default_rng(0)
+    steps = np.arange(0, 20_000, 2)
+    loss = 2 + rng.normal(0, 0.3, steps.size)
+    run = Run("r", "s", source=".", steps=pd.DataFrame({"step": steps, "loss": loss}))
+    evals = np.array([-5, 0, 1, 2, 777, 778, 10_001, 19_998, 19_999, 25_000])  # on train steps and between them
+    trend = signal.smooth(loss, signal.window(len(loss), 0.02))
+    assert np.array_equal(figures._trend_at(run, evals), np.interp(evals, steps, trend))
 
 
 def test_snippets_are_yaml_a_user_can_paste():

@@ -136,6 +136,35 @@ def test_curves_are_integer_steps_broken_at_non_finite_points_and_clipped():
     assert clipped and path in list(clipped[0])  # the curve is clipped to the axes box
 
 
+def plain_path_data(px: np.ndarray, py: np.ndarray) -> str:
+    """What ``svg._path_data`` writes, said the plain way: every number formatted, spaces before minus signs dropped."""
+    parts, here = [], None
+    for x, y in zip(px.tolist(), py.tolist()):
+        if not (np.isfinite(x) and np.isfinite(y)):
+            here = None
+            continue
+        point = (int(np.round(x)), int(np.round(y)))
+        if here is None:
+            parts.append(f"M{point[0]} {point[1]}")
+        elif point != here:
+            parts.append(("l" if parts[-1].startswith("M") else " ") + f"{point[0] - here[0]} {point[1] - here[1]}")
+        here = point
+    return "".join(parts).replace(" -", "-")
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 5, 8, 9, 40, 3000])
+def test_path_data_is_every_step_written_out(n):
+    """The fast ways (a few points in Python, many from a table of strings) write what formatting each would."""
+    rng = np.random.default_rng(n)
+    for scale in (0.4, 30.0, 3e3, 3e4):  # steps within the table and far past it
+        px, py = rng.normal(0, scale, n).cumsum(), rng.normal(0, scale, n)
+        px[::7] = np.round(px[::7]) + 0.5  # halves round to even
+        if n > 3:
+            px[n // 3], py[n // 2] = np.nan, -np.inf
+            py[: n // 4] = py[0]  # points that round onto the last one
+        assert svg._path_data(px, py) == plain_path_data(px, py)
+
+
 def test_marks_on_the_top_edge_are_not_clipped():
     figure, ax = a_figure()
     ax.plot([1, 2], [1, 2], "#000")
