@@ -15,7 +15,6 @@ rely on it): nothing here depends on a clock, a font file or a hash seed.
 from __future__ import annotations
 
 import base64
-import functools
 import math
 import re
 from dataclasses import dataclass, field
@@ -499,10 +498,9 @@ def _few_path_data(px: np.ndarray, py: np.ndarray) -> str:
 _NEAR = 8192  # steps shorter than this (nearly all: an axes is 2,000-6,500 units wide) are written from a table
 
 
-@functools.cache
-def _signed() -> np.ndarray:
-    """Each integer from -_NEAR to _NEAR - 1 as a path writes it after another number: `` 12``, ``-12``."""
-    return np.array([f" {i}" if i >= 0 else str(i) for i in range(-_NEAR, _NEAR)], dtype=object)
+# Each integer from -_NEAR to _NEAR - 1 as a path writes it after another number: `` 12``, ``-12``. Made on
+# import (2 ms), so that worker processes forked to draw inherit it.
+_SIGNED = np.array([f" {i}" if i >= 0 else str(i) for i in range(-_NEAR, _NEAR)], dtype=object)
 
 
 def _numbers(values: np.ndarray) -> str:
@@ -512,8 +510,8 @@ def _numbers(values: np.ndarray) -> str:
     """
     far = np.abs(values) >= _NEAR
     if not far.any():
-        return "".join(_signed()[values + _NEAR].tolist())
-    words = _signed()[np.where(far, 0, values) + _NEAR].tolist()
+        return "".join(_SIGNED[values + _NEAR].tolist())
+    words = _SIGNED[np.where(far, 0, values) + _NEAR].tolist()
     for i in np.flatnonzero(far).tolist():
         words[i] = f" {values[i]}" if values[i] >= 0 else str(values[i])
     return "".join(words)
