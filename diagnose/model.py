@@ -103,7 +103,8 @@ class Run:
 
     @property
     def last_step(self) -> int | None:
-        return int(self.steps["step"].iloc[-1]) if len(self.steps) else None
+        steps = self.steps
+        return int(self.column(steps, "step")[-1]) if len(steps) else None
 
     def has(self, column: str) -> bool:
         """True when the column exists and holds at least one value."""
@@ -111,7 +112,7 @@ class Run:
             return column in self.facts["columns"]  # a cached run whose tables were not needed yet
         steps = self.steps
         return self._once_per_table(
-            steps, ("has", column), lambda: column in steps.columns and _holds_values(steps[column])
+            steps, ("has", column), lambda: column in steps.columns and self._holds_values(steps, column)
         )
 
     def has_valid_evals(self) -> bool:
@@ -159,7 +160,7 @@ class Run:
         evals = self.evals
         if evals.empty:
             return evals
-        return self._once_per_table(evals, splits, lambda: _rows_of_splits(evals, splits))
+        return self._once_per_table(evals, splits, lambda: self._rows_of_splits(evals, splits))
 
     def valid_evals(self) -> pd.DataFrame:
         return self.evals_for(VALID_SPLITS)
@@ -174,56 +175,69 @@ class Run:
             return self._once_per_table(steps, "updates", lambda: steps[steps["skipped"].fillna(0) == 0])
         return steps
 
+    def column(self, table: pd.DataFrame, name: str, dtype=None) -> np.ndarray:
+        """``table[name].to_numpy()`` of one of this run's tables (``steps``, ``updates()``, ``valid_evals()``,
+        ...) as ``dtype``, found once: the checks read the same few columns many times, ~20 us of pandas a
+        time. Shared: do not modify it."""
+        values = self._once_per_table(table, ("column", id(table), name), lambda: table[name].to_numpy())
+        return values if dtype is None else values.astype(dtype, copy=False)  # a float column is not copied
+
     def _once_per_table(self, table, question, answer):
         """``answer()`` found once per table object: the checks ask a run the same ``question`` many times
-        (``has``, ``valid_evals``, ``updates``: up to ~1 ms of pandas a time). Weakly held, so that a run
-        letting its tables go (``RunCache.tables_later``) frees them."""
+        (``has``, ``valid_evals``, ``updates``: up to ~1 ms of pandas a time). Weakly held, and forgotten when
+        the table goes, so that a run letting its tables go (``RunCache.tables_later``) frees them (a column's
+        array would keep the table's data)."""
         memo = self.__dict__.setdefault("_memo", {})
         held = memo.get(question)
         if held is not None and held[0]() is table:
             return held[1]
         value = answer()
-        memo[question] = (weakref.ref(table), value)
+
+        def forget(gone):
+            if memo.get(question, (None,))[0] is gone:
+                del memo[question]
+
+        memo[question] = (weakref.ref(table, forget), value)
         return value
 
     def __getstate__(self) -> dict:
         """What a worker process sends: everything but the memo (weak references do not pickle)."""
         return {name: value for name, value in self.__dict__.items() if name != "_memo"}
 
+    def _rows_of_splits(self, evals: pd.DataFrame, splits: frozenset[str]) -> pd.DataFrame:
+        """``evals``' rows whose split is one of ``splits`` (case-insensitive), sorted by step (stable).
+
+        Plain Python on each row's split, rows taken only when some are left out and sorted only when out of
+        order: an eval table is small, and pandas' string methods, row selection and sort cost ~1 ms on one
+        of any size (most tables are all one split, or hold none of ``splits``).
+        """
+        split, steps = self.column(evals, "split"), self.column(evals, "step")
+        wanted = np.array([str(name).lower() in splits for name in split.tolist()], dtype=bool)
+        if wanted.all():
+            rows = evals.copy()
+        elif not wanted.any():
+            rows, split, steps = evals.iloc[:0], split[:0], steps[:0]
+        else:
+            rows, split, steps = evals[wanted], split[wanted], steps[wanted]
+        if (steps[1:] < steps[:-1]).any():
+            return rows.sort_values("step", kind="stable")
+        for name, values in (("split", split), ("step", steps)):  # the checks ask for these: not through pandas again
+            self._once_per_table(rows, ("column", id(rows), name), lambda values=values: values)
+        return rows
+
+    def _holds_values(self, table: pd.DataFrame, name: str) -> bool:
+        values = self.column(table, name)
+        if values.dtype.kind == "f":  # numpy's isnan: pandas' notna costs ~20x more on a long run
+            return not np.isnan(values).all()
+        return bool(table[name].notna().any())
+
     def _hyper(self, key: str, reduce) -> float | None:
         value = self.config.get(key)
         if isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value):
             return float(value)
         if self.has(key):
-            return float(reduce(self.steps[key].to_numpy()))
+            return float(reduce(self.column(self.steps, key)))
         return None
-
-
-def _holds_values(column: pd.Series) -> bool:
-    values = column.to_numpy()
-    if values.dtype.kind == "f":  # numpy's isnan: pandas' notna costs ~20x more on a long run
-        return not np.isnan(values).all()
-    return bool(column.notna().any())
-
-
-def _rows_of_splits(evals: pd.DataFrame, splits: frozenset[str]) -> pd.DataFrame:
-    """``evals``' rows whose split is one of ``splits`` (case-insensitive), sorted by step (stable).
-
-    Plain Python on each row's split, rows taken only when some are left out and sorted only when out of
-    order: an eval table is small, and pandas' string methods, row selection and sort cost ~1 ms on one
-    of any size (most tables are all one split, or hold none of ``splits``).
-    """
-    wanted = np.array([str(split).lower() in splits for split in evals["split"].to_numpy().tolist()], dtype=bool)
-    if wanted.all():
-        rows = evals.copy()
-    elif not wanted.any():
-        rows = evals.iloc[:0]
-    else:
-        rows = evals[wanted]
-    steps = rows["step"].to_numpy()
-    if (steps[1:] < steps[:-1]).any():
-        rows = rows.sort_values("step", kind="stable")
-    return rows
 
 
 @dataclass(eq=False)

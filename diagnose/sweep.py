@@ -273,7 +273,7 @@ def end_loss(run: Run, horizon_step: int | None = None) -> float:
 def best_valid_loss(run: Run) -> float:
     """The validation loss at the run's best checkpoint; NaN when it has none."""
     evals = run.valid_evals()
-    values = evals["loss"].to_numpy(dtype=float) if not evals.empty else np.array([])
+    values = run.column(evals, "loss", float) if not evals.empty else np.array([])
     values = values[np.isfinite(values)]
     return float(values.min()) if values.size else float("nan")
 
@@ -303,27 +303,31 @@ def loss_facts(run: Run) -> LossFacts:
 def _update_loss(run: Run) -> tuple[np.ndarray, np.ndarray]:
     """Steps and training losses of the applied updates, as arrays."""
     updates = run.updates()
-    return updates["step"].to_numpy(), updates["loss"].to_numpy(dtype=float)
+    return run.column(updates, "step"), run.column(updates, "loss", float)
 
 
 def _blew_up(run: Run, steps: np.ndarray, loss: np.ndarray, finite: np.ndarray) -> bool:
     """NaN/inf loss in the last tenth of the run, or a smoothed end far above the start."""
     if loss.size == 0:
         return False
-    nonfinite = np.isinf(loss)
     written_nan = run.nan_steps.get("loss", [])
-    if len(written_nan):
-        nonfinite |= np.isin(steps, written_nan)
-    if finite.size == 0:
-        return bool(nonfinite.any())
-    tail = max(1, int(round(len(loss) * TAIL_FRACTION)))
-    if nonfinite[-tail:].any():
-        return True
+    if finite.size < loss.size or len(written_nan):  # else nothing is non-finite (most runs: no mask)
+        nonfinite = np.isinf(loss)
+        if len(written_nan):
+            nonfinite |= np.isin(steps, written_nan)
+        if finite.size == 0:
+            return bool(nonfinite.any())
+        tail = max(1, int(round(len(loss) * TAIL_FRACTION)))
+        if nonfinite[-tail:].any():
+            return True
     if finite.size < 3 or finite.min() <= 0:  # a ratio needs positive losses
         return False
     # log10 of the start and the end only: the medians compared are all that is needed of it
     start = float(bn.median(np.log10(finite[: max(1, int(finite.size * 0.02))])))
-    return _end_value(np.log10(finite[-_end_size(finite.size):])) > start + np.log10(EXPLODED_FACTOR)
+    end = finite[-_end_size(finite.size):]
+    if np.log10(end.max()) <= start + np.log10(EXPLODED_FACTOR):  # the median of the end is at most its largest
+        return False
+    return _end_value(np.log10(end)) > start + np.log10(EXPLODED_FACTOR)
 
 
 def _finite_end(loss: np.ndarray) -> float:
@@ -414,8 +418,12 @@ def _climb(steps: np.ndarray, loss: np.ndarray) -> tuple[int, int, float] | None
     lowest = loss.min()
     if lowest <= 0:
         return None
-    end = float(bn.median(loss[-signal.window(loss.size, CLIMB_FRACTION, minimum=5):]))
-    # The best level (a median of medians) is never below the lowest loss: most runs end within 2x of that.
+    tail = loss[-signal.window(loss.size, CLIMB_FRACTION, minimum=5):]
+    # The best level (a median of medians) is never below the lowest loss: most runs end within 2x of that,
+    # most even with the largest loss of the end (which the median of the end is at most).
+    if tail.max() / lowest < CLIMB_FACTOR:
+        return None
+    end = float(bn.median(tail))
     if end / lowest < CLIMB_FACTOR:
         return None
     # Medians of blocks first (at most ~1000 of them), so a run of 10^6 steps costs what one of 10^3 does.

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from diagnose.checks.grad_norm_outliers import _rolling_medians
-from diagnose.checks.underfitting import _median
+from diagnose.checks.grad_norm_outliers import _all_below_floor, _median_floor, _rolling_medians
+from diagnose.checks.underfitting import median
 
 
 @pytest.mark.parametrize("n", [20, 21, 22, 40, 1001, 1002, 20_000])
@@ -18,6 +18,18 @@ def test_one_rolling_pass_gives_both_grad_norm_levels(n, size):
     assert np.array_equal(centered, pd.Series(x).rolling(size, center=True, min_periods=1).median().to_numpy())
     assert np.array_equal(trailing, pd.Series(x).shift(1).rolling(size, min_periods=5).median().to_numpy(),
                           equal_nan=True)
+
+
+@pytest.mark.parametrize("n", [20, 21, 30, 400, 1001, 1002, 1503, 20_000, 100_000])
+@pytest.mark.parametrize("ratio", [1.5, 3.0, 4.95])
+def test_each_stretchs_largest_value_tells_whether_all_are_below_the_floor(n, ratio):
+    rng = np.random.default_rng(n)
+    size = min(max(21, int(n * 0.05)), 1001) | 1
+    for spread in (0.05, 0.2, 1.0):
+        x = 10 ** (spread * rng.standard_normal(n))
+        assert _all_below_floor(x, size, ratio) == bool((x < _median_floor(x, size) * ratio).all())
+        x[rng.integers(n)] *= 10  # one outlier
+        assert _all_below_floor(x, size, ratio) == bool((x < _median_floor(x, size) * ratio).all())
 
 
 @pytest.mark.parametrize("shape", [(1,), (2,), (5,), (10_000,), (10_001,), (0, 4), (3, 1), (30, 666), (30, 667)])
@@ -31,4 +43,7 @@ def test_median_from_one_partition_is_numpys(shape, values):
         "integers": rng.integers(0, 5, size=shape),
     }[values]
     # equal values; which of tied -0.0 and 0.0 is the median depends on the partition, in numpy's too
-    assert np.array_equal(_median(x), np.median(x, axis=-1))
+    assert np.array_equal(median(x), np.median(x, axis=-1))
+    if values != "signed_zeros":  # of the logs, taken of the middle values only
+        positive = np.abs(x) + 0.5
+        assert np.array_equal(median(positive, np.log10), np.median(np.log10(positive), axis=-1))

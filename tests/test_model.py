@@ -49,6 +49,22 @@ def test_the_memo_does_not_keep_a_dropped_table_alive():
     assert tables[0]() is None and tables[1]() is None
 
 
+def test_columns_are_found_once_per_table_and_forgotten_with_it():
+    run = a_run()
+    loss = run.column(run.steps, "loss")
+    assert loss.tolist() == [1.0, 0.5, 0.25] and run.column(run.steps, "loss") is loss
+    assert run.column(run.steps, "step", float).dtype == float and run.last_step == 2
+    valid = run.valid_evals()
+    assert run.column(valid, "step").tolist() == [0, 2] and run.column(valid, "split").tolist() == ["valid", "Valid"]
+    assert run.column(valid, "loss").tolist() == [0.9, 0.4]
+    run.steps = run.steps.assign(loss=[3.0, 2.0, 1.0])
+    assert run.column(run.steps, "loss").tolist() == [3.0, 2.0, 1.0]
+    gone = weakref.ref(loss)
+    del loss, valid, run.__dict__["steps"], run.__dict__["evals"]
+    gc.collect()
+    assert gone() is None and not run.__dict__["_memo"]
+
+
 def test_evals_of_some_splits_are_every_such_row_by_step_in_table_order_among_equal_steps():
     evals = pd.DataFrame(
         {"step": [5, 1, 5, 1], "split": ["valid", "VAL", "Validation", "train"], "loss": [0.5, 0.1, 0.6, 0.2]}

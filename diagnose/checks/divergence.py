@@ -47,6 +47,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 
+import bottleneck as bn  # bn.median: np.median's numbers without its per-call overhead
 import numpy as np
 
 from .. import signal
@@ -76,26 +77,30 @@ def _detect(run: Run, config: Config) -> list[Finding]:
     updates = run.updates()
     if updates.empty:
         return _from_status(run) if run.status == "diverged" else []
-    steps = updates["step"].to_numpy()
-    loss = updates["loss"].to_numpy(dtype=float)
+    steps = run.column(updates, "step")
+    loss = run.column(updates, "loss", float)
 
-    bad = _nonfinite(run, steps, loss, "loss")
+    bad = bad_loss = _nonfinite(run, steps, loss, "loss")
     if run.has("grad_norm"):
-        bad |= _nonfinite(run, steps, updates["grad_norm"].to_numpy(dtype=float), "grad_norm")
-    if bad.any():
+        bad = bad | _nonfinite(run, steps, run.column(updates, "grad_norm", float), "grad_norm")
+    if np.any(bad):
         return [_nonfinite_finding(run, steps, loss, bad, config)]
 
-    exploded = _explosion(run, steps, loss, config)
+    exploded = _explosion(run, steps, loss, config, finite=bad_loss is False)
     if exploded:
         return [exploded]
     return _from_status(run) if run.status == "diverged" else []
 
 
-def _nonfinite(run: Run, steps: np.ndarray, values: np.ndarray, column: str) -> np.ndarray:
-    """Where ``values`` (the ``column`` of the updates at ``steps``) is inf, or NaN as the log wrote it."""
-    bad = np.isinf(values)
+def _nonfinite(run: Run, steps: np.ndarray, values: np.ndarray, column: str) -> np.ndarray | bool:
+    """Where ``values`` (the ``column`` of the updates at ``steps``) is inf, or NaN as the log wrote it; False
+    when nowhere (most runs: told by one pass, without a mask)."""
     written_nan = run.nan_steps.get(column)
-    if written_nan is not None and len(written_nan):
+    written_nan = written_nan if written_nan is not None and len(written_nan) else None
+    if written_nan is None and np.isfinite(values).all():
+        return False
+    bad = np.isinf(values)
+    if written_nan is not None:
         bad |= np.isin(steps, written_nan)
     return bad
 
@@ -158,19 +163,23 @@ def _nonfinite_finding(run: Run, steps, loss, bad, config: Config) -> Finding:
     )
 
 
-def _explosion(run: Run, steps, loss, config: Config) -> Finding | None:
+def _explosion(run: Run, steps, loss, config: Config, finite: bool) -> Finding | None:
+    """The loss exploded and stayed there; ``finite``: every loss is known to be finite."""
     if len(loss) < 3:
         return None
-    finite = np.isfinite(loss)
-    if not finite.all():
-        steps, loss = steps[finite], loss[finite]
+    keep = None if finite else np.isfinite(loss)
+    if keep is not None and not keep.all():
+        steps, loss = steps[keep], loss[keep]
     if not loss.size or loss.min() <= 0:
         return None  # ratios (log space) need positive losses
     size = signal.window(len(loss), 0.01)
-    start = float(np.median(np.log10(loss[: max(1, int(len(loss) * 0.02))])))
+    start = float(bn.median(np.log10(loss[: max(1, int(len(loss) * 0.02))])))
     # A run that ends below 10x its start did not diverge: its last smoothed value (the centered window
     # of the last point holds only the last size // 2 + 1 points) decides before the whole run is taken
-    # to log space (log10 is most of the cost on a long run) and smoothed.
+    # to log space (log10 is most of the cost on a long run) and smoothed. That median is at most the
+    # largest of those points, which most runs' largest already shows.
+    if np.log10(loss[-(size // 2 + 1):].max()) <= start + np.log10(config.start_factor):
+        return None
     if signal.smooth(np.log10(loss[-size:]), size)[-1] <= start + np.log10(config.start_factor):
         return None
     level = signal.smooth(np.log10(loss), size)
@@ -241,10 +250,10 @@ def _recommend(run: Run, first: int, steps, config: Config) -> Recommendation:
             )
     if run.has("grad_norm"):
         updates = run.updates()
-        before = updates["grad_norm"].to_numpy(dtype=float)[updates["step"].to_numpy() < first]
+        before = run.column(updates, "grad_norm", float)[run.column(updates, "step") < first]
         before = before[np.isfinite(before)]
         if before.size >= 10:
-            threshold = float(np.percentile(before, 90))
+            threshold = float(percentile(before, 90))
             return Recommendation(
                 action="clip",
                 values={"threshold": round_sig(threshold)},
@@ -256,6 +265,12 @@ def _recommend(run: Run, first: int, steps, config: Config) -> Recommendation:
         values={"value": lower},
         why="lower the learning rate about 3x (the Tuning Playbook's last resort; try warmup or clipping first)",
     )
+
+
+def percentile(values: np.ndarray, q: float) -> float:
+    """``np.percentile(values, q)``, 2-3x faster on a long run: numpy partitions at two indices, slowly unless
+    the values are already partitioned at the lower one (the same values, so the same number)."""
+    return np.percentile(np.partition(values, int(q / 100 * (len(values) - 1))), q)
 
 
 CHECK = Check(id="divergence", scope=Scope.RUN, detect=detect, config=Config(), module=sys.modules[__name__])

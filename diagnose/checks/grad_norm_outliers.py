@@ -75,10 +75,10 @@ class Config:
 
 def detect(run: Run, config: Config) -> list[Finding]:
     updates = run.updates()
-    norms = updates["grad_norm"].to_numpy(dtype=float)
-    steps = updates["step"].to_numpy()
-    usable = np.isfinite(norms) & (norms > 0)
-    if not usable.all():
+    norms = run.column(updates, "grad_norm", float)
+    steps = run.column(updates, "step")
+    if not (np.isfinite(norms).all() and norms.min() > 0):  # else every norm is usable, without a mask
+        usable = np.isfinite(norms) & (norms > 0)
         steps, norms = steps[usable], norms[usable]
     if norms.size < 20:
         return []
@@ -93,7 +93,7 @@ def detect(run: Run, config: Config) -> list[Finding]:
     if diverged and diverged[0].steps and (steps < diverged[0].steps[0]).sum() > start + 10:
         stop = int((steps < diverged[0].steps[0]).sum())
     window = norms[start:stop]
-    threshold = float(np.percentile(window, config.percentile))
+    threshold = float(divergence.percentile(window, config.percentile))
     current = run.config.get("clip_norm")
     harder = _clips(current) and current <= threshold
     if harder:
@@ -168,7 +168,7 @@ def _outliers(norms: np.ndarray, config: Config):
     # The floor below is an order statistic, so on the norms themselves it is (log10 being monotone, to the
     # rounding of the logs that the 1% margin covers) the norm whose log it is in log space: a run with no
     # norm near min_ratio x its floor has no outlier and needs no logs, noise or medians (most long runs).
-    if not (norms >= _median_floor(norms, size) * (0.99 * config.min_ratio)).any():
+    if _all_below_floor(norms, size, 0.99 * config.min_ratio):
         return np.array([], dtype=np.int64), np.array([]), np.array([])
     x = np.log10(norms)
     sigma = max(MAD_TO_SIGMA * float(np.median(np.abs(np.diff(x)))) / math.sqrt(2), 1e-12)
@@ -187,7 +187,23 @@ def _outliers(norms: np.ndarray, config: Config):
 
 
 def _median_floor(x: np.ndarray, size: int) -> np.ndarray:
-    """A lower bound of the centered ``size``-point median at every point, in one O(n) pass.
+    """A lower bound of the centered ``size``-point median at every point, in one O(n) pass: ``_block_floors``,
+    the first over the first size // 2 points (their windows start at 0), then each over the next ``size``
+    points (each block's points shifted by size // 2)."""
+    low = _block_floors(x, size)
+    return np.concatenate((np.full(size // 2, low[0]), np.repeat(low, size)))[: len(x)]
+
+
+def _all_below_floor(x: np.ndarray, size: int, ratio: float) -> bool:
+    """``(x < _median_floor(x, size) * ratio).all()`` for ``x`` without NaN, without the floor at every point:
+    it is one value over each stretch of points, which the stretch's largest value tells."""
+    low = _block_floors(x, size)
+    largest = np.maximum.reduceat(x, np.concatenate(([0], np.arange(size // 2, len(x), size))))
+    return bool((largest < np.concatenate(([low[0]], low))[: len(largest)] * ratio).all())
+
+
+def _block_floors(x: np.ndarray, size: int) -> np.ndarray:
+    """The lower bounds of ``_median_floor``, one per block of ``size`` points.
 
     The centered window of t holds k >= min(n, size // 2 + 1) points and lies within
     blocks b, b + 1 of ``size`` points (b: the block of its first point). Its median is
@@ -202,9 +218,7 @@ def _median_floor(x: np.ndarray, size: int) -> np.ndarray:
     blocks[:n] = x
     blocks = blocks.reshape(-1, size)
     blocks.partition(block_rank - 1, axis=1)
-    low = np.minimum(blocks[:-1, block_rank - 1], blocks[1:, block_rank - 1])
-    # the first size // 2 points' windows start at 0, then each block's points shifted by size // 2
-    return np.concatenate((np.full(size // 2, low[0]), np.repeat(low, size)))[:n]
+    return np.minimum(blocks[:-1, block_rank - 1], blocks[1:, block_rank - 1])
 
 
 def _rolling_medians(x: np.ndarray, size: int, at: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:

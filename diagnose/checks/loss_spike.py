@@ -58,6 +58,7 @@ from ..instability import InstabilityConfig, InstabilityEvent
 from ..model import Run
 from . import _events
 from .registry import Check, Scope
+from .underfitting import median
 
 
 @dataclass(frozen=True)
@@ -115,14 +116,18 @@ def _grad_at(run: Run, spikes: list[InstabilityEvent]) -> list[dict]:
     if not run.has("grad_norm"):
         return []
     updates = run.updates()
-    steps = updates["step"].to_numpy()
-    norms = updates["grad_norm"].to_numpy(dtype=float)
+    steps = run.column(updates, "step")
+    norms = run.column(updates, "grad_norm", float)
     found = []
     for spike in spikes:
-        before = norms[(steps < spike.start_step) & np.isfinite(norms)]
-        at = norms[(steps >= spike.start_step) & (steps <= min(spike.end_step, spike.start_step + 3)) & np.isfinite(norms)]
+        # slices, not masks over the whole run: the steps are sorted
+        start = np.searchsorted(steps, spike.start_step)
+        before = norms[:start]
+        before = before[np.isfinite(before)]
+        at = norms[start : np.searchsorted(steps, min(spike.end_step, spike.start_step + 3), side="right")]
+        at = at[np.isfinite(at)]
         if before.size >= 10 and at.size:
-            found.append({"step": spike.start_step, "grad_norm": float(at.max()), "ratio": float(at.max() / np.median(before))})
+            found.append({"step": spike.start_step, "grad_norm": float(at.max()), "ratio": float(at.max() / median(before))})
     return found
 
 

@@ -69,7 +69,7 @@ class Config:
 
 def applies(run: Run) -> str | None:
     valid = run.valid_evals()
-    if not len(valid) or np.isfinite(valid["loss"].to_numpy(dtype=float)).sum() < Config.min_evals:
+    if not len(valid) or np.isfinite(run.column(valid, "loss", float)).sum() < Config.min_evals:
         return f"fewer than {Config.min_evals} validation evals"
     return None
 
@@ -77,19 +77,19 @@ def applies(run: Run) -> str | None:
 def detect(run: Run, config: Config) -> list[Finding]:
     # numpy, not DataFrame masks: a small run's whole check costs less than a few of those
     valid = run.valid_evals()
-    loss = valid["loss"].to_numpy(dtype=float)
+    loss = run.column(valid, "loss", float)
     rows = np.isfinite(loss)
     if not rows.any():
         return []
     # One held-out split (the most evaluated), never an average of valid and test.
-    splits = valid["split"].to_numpy()
+    splits = run.column(valid, "split")
     first = splits[rows][0]
     if (splits[rows] == first).all():
         split = str(first)
     else:
         split = str(valid["split"][rows].value_counts().index[0])
         rows &= splits == split
-    steps, loss = valid["step"].to_numpy()[rows], loss[rows]
+    steps, loss = run.column(valid, "step")[rows], loss[rows]
     if not (np.diff(steps) > 0).all():  # else one eval per step (evals come sorted by step): its own mean
         valid = valid[rows].groupby("step", as_index=False)["loss"].mean()
         steps, loss = valid["step"].to_numpy(), valid["loss"].to_numpy(dtype=float)
@@ -151,8 +151,8 @@ def _train_at(run: Run, steps: np.ndarray) -> np.ndarray | None:
     updates = run.updates()
     if updates.empty:
         return None
-    train_steps = updates["step"].to_numpy()
-    train_loss = updates["loss"].to_numpy(dtype=float)
+    train_steps = run.column(updates, "step")
+    train_loss = run.column(updates, "loss", float)
     # the training steps after the previous eval, up to this one (steps are sorted)
     edges = np.searchsorted(train_steps, np.concatenate(([-1], steps)), side="right")
     values = np.full(len(steps), np.nan)

@@ -82,13 +82,12 @@ def detect(run: Run, config: Config) -> list[Finding]:
     steps, loss = run_loss(run)
     if len(loss) < config.min_points or not np.isfinite(loss).all():
         return []  # a run with NaN/inf is divergence's, not underfitting's
-    log_space = bool((loss > 0).all())
-    # only the first tenth and the tail of the run are looked at: they alone are taken to log space (most of the
-    # cost on a long run)
-    to_x = np.log10 if log_space else (lambda v: v)
-    to_loss = (lambda v: 10**v) if log_space else (lambda v: v)
+    log_space = bool(loss.min() > 0)
+    # only the medians are taken to log space (log10 is monotone, and most of the cost on a long run)
+    to_x = np.log10 if log_space else _same
+    to_loss = (lambda v: 10**v) if log_space else _same
     decile = max(5, len(loss) // 10)
-    start, end = float(_median(to_x(loss[:decile]))), float(_median(to_x(loss[-decile:])))
+    start, end = float(median(loss[:decile], to_x)), float(median(loss[-decile:], to_x))
     relative_drop = 1 - to_loss(end) / to_loss(start) if to_loss(start) > 0 else None
 
     resumed = steps[0] > 0.1 * steps[-1]  # picked up from a checkpoint: its start is not the init loss
@@ -99,7 +98,7 @@ def detect(run: Run, config: Config) -> list[Finding]:
     if total <= 0:
         return []
     tail_from = int(len(loss) * (1 - config.tail_fraction))
-    slope, high = _tail_slope(steps[tail_from:], to_x(loss[tail_from:]))
+    slope, high = _tail_slope(steps[tail_from:], loss[tail_from:], to_x)
     tail = -slope * (steps[-1] - steps[tail_from])
     if high >= 0 or tail < config.min_tail_share * total or _annealed(run) or _recovering(run, steps, config):
         return []
@@ -107,14 +106,14 @@ def detect(run: Run, config: Config) -> list[Finding]:
     return [_still_falling(run, steps, tail_from, tail / total, slope, to_loss(end), tail_drop)]
 
 
-def _tail_slope(steps: np.ndarray, x: np.ndarray) -> tuple[float, float]:
-    """Least-squares slope through the medians of up to 30 bins of the tail, and its 95% upper bound.
+def _tail_slope(steps: np.ndarray, loss: np.ndarray, to_x) -> tuple[float, float]:
+    """Least-squares slope through the medians of ``to_x`` of up to 30 bins of the tail, and its 95% upper bound.
 
     The bin medians shed minibatch outliers; the bound is slope + t(0.975) x standard error.
     """
-    bins = min(30, len(x))
+    bins = min(30, len(loss))
     centers = _per_bin(steps, bins, lambda rows: rows.mean(axis=-1)).astype(float)
-    medians = _per_bin(x, bins, _median)
+    medians = _per_bin(loss, bins, lambda rows: median(rows, to_x))
     if bins < 4 or np.ptp(centers) == 0:
         return 0.0, float("inf")
     slope, intercept = np.polyfit(centers, medians, 1)
@@ -131,15 +130,21 @@ def _per_bin(values: np.ndarray, bins: int, reduce) -> np.ndarray:
     return np.concatenate([reduce(block) for block in rows])
 
 
-def _median(values: np.ndarray) -> np.ndarray:
-    """``np.median`` over the last axis of values without NaN, from one partition at the upper middle value
-    (numpy's median partitions at two or three indices, ~5x slower): the lower middle is the largest before it.
+def _same(values):
+    return values
+
+
+def median(values: np.ndarray, to_x=_same) -> np.ndarray:
+    """``np.median(to_x(values))`` over the last axis of values without NaN, ``to_x`` monotone (non-decreasing),
+    from one partition at the upper middle value (numpy's median partitions at two or three indices, ~5x
+    slower): the lower middle is the largest before it. ``to_x`` is taken of the middle values only; their
+    mean is numpy's, (a + b) / 2.
     """
     middle = values.shape[-1] // 2
     part = np.partition(values, middle, axis=-1)
     if values.shape[-1] % 2:
-        return part[..., middle]
-    return np.stack((part[..., :middle].max(axis=-1), part[..., middle]), axis=-1).mean(axis=-1)
+        return to_x(part[..., middle])
+    return (to_x(part[..., :middle].max(axis=-1)) + to_x(part[..., middle])) / 2
 
 
 def _recovering(run: Run, steps: np.ndarray, config: Config) -> bool:
@@ -151,7 +156,7 @@ def _recovering(run: Run, steps: np.ndarray, config: Config) -> bool:
 def _annealed(run: Run) -> bool:
     if not run.has("lr"):
         return False
-    lrs = run.updates()["lr"].to_numpy(dtype=float)
+    lrs = run.column(run.updates(), "lr", float)
     finite = np.isfinite(lrs)
     if not finite.all():
         lrs = lrs[finite]
