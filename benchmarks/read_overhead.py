@@ -7,12 +7,14 @@ For each of the first RUNS run directories of ROOT, interleaved, REPEATS times: 
 steps.csv, ``read_run``, and ``RunCache._write_run`` of the run (into a temporary folder, removed).
 Prints CPU ms a run (process_time: every thread), each file's minimum over the repeats, summed: what
 other processes on the machine add is left out. The reader's cost beyond the parse is read_run - bare.
+Also the page faults a run (mean): each new 100k-row array costs ~200, much of its time on a loaded machine.
 """
 
 from __future__ import annotations
 
 import gc
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -62,16 +64,19 @@ def main(root: Path, count: int, repeats: int) -> None:
             "RunCache._write_run": write,
         }
         best = {name: [float("inf")] * len(folders) for name in cases}
+        faults = dict.fromkeys(cases, 0)
         gc.disable()
         for _ in range(repeats):
             for index in range(len(folders)):
                 for name, case in cases.items():
+                    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
                     start = time.process_time()
                     case(index)
                     best[name][index] = min(best[name][index], time.process_time() - start)
+                    faults[name] += resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
     per_run = {name: 1000 * sum(times) / len(folders) for name, times in best.items()}
     for name, ms in per_run.items():
-        print(f"{name:22s} {ms:7.3f} ms/run")
+        print(f"{name:22s} {ms:7.3f} ms/run {faults[name] / len(folders) / repeats:7.0f} page faults/run")
     print(f"{'read_run - bare':22s} {per_run['read_run'] - per_run['bare pyarrow parse']:7.3f} ms/run "
           f"over {len(folders)} runs, best of {repeats}")
 

@@ -115,9 +115,9 @@ def _numbers(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray | None]:
         values = parts[0]
     else:
         values = np.concatenate(parts) if parts else np.empty(0)
-    is_nan = np.isnan(values)
-    if not is_nan.any():
+    if not len(values) or not np.isnan(values.min()):  # the min is NaN when any value is: no mask to build
         return values, None
+    is_nan = np.isnan(values)
     if column.null_count:  # an empty cell is NaN in ``values`` too: only the valid ones wrote nan
         is_nan &= pc.is_valid(column).to_numpy()
     rows = np.flatnonzero(is_nan)
