@@ -184,14 +184,46 @@ class Probe:
         """
         if self._closed or self._broken:
             return
-        try:  # measure and record in one: this is the call that every step of the loop pays for
+        try:  # the usual step (one plain Plan, no scaler, no extras) measures and records in this one frame
             if self._alerts:
                 self._deliver_alerts()
             plan = self._plan
             if (grad_norm is None and scaler is None and not self.extra and plan is not None and plan.plain
                     and optimizer is plan.optimizer and optimizer.param_groups is plan.groups
                     and len(plan.groups) == plan.count):
-                self._usual_step(plan, loss, clip_norm, step)
+                # Plan.measure and _record inlined: on the cache that a training step leaves, each Python call
+                # costs ~1-3 us (the fused norm pass of the MLP in benchmarks/probe_overhead.py ~80 us).
+                usual_cpu = plan.on_cpu and clip_norm is None
+                try:
+                    norm = torch._foreach_norm([p.grad for p in plan.params])
+                    if not plan.listed:
+                        norm = torch.stack(norm)
+                except (TypeError, RuntimeError):  # a parameter without a gradient, or gradients on several devices
+                    norm = norms.grad_norm(plan.params)
+                    usual_cpu = False
+                group = plan.groups[0]
+                lr = group.get("lr")
+                key = plan.momentum_key
+                momentum = None if key is None else group[key] if key == "momentum" else group[key][0]
+                if isinstance(lr, torch.Tensor) or isinstance(momentum, torch.Tensor):
+                    lr, momentum = norms.by_value(lr), norms.by_value(momentum)
+                    usual_cpu = False
+                now = _clock()
+                # Torch calls before the flush: a flush wakes the writer thread, which takes the GIL at the next one.
+                # .data: detach() without the dispatcher (~1 us less), the same values.
+                loss = loss.data if type(loss) is torch.Tensor else _number(loss, "loss")
+                if clip_norm is not None:
+                    clip_norm = _number(clip_norm, "clip_norm")
+                rows = self._rows.rows
+                if rows and (len(rows) >= self.flush_every or now >= self._flush_at):
+                    self._flush()
+                    rows = self._rows.rows
+                number = self._count if step is None else int(step)
+                self._count += 1
+                self._last_step = number
+                rows.append((number, loss, norm, lr, momentum, now - self._start, False, clip_norm))  # CORE's order
+                if not usual_cpu:
+                    self._rows.usual_cpu = False
             else:
                 self._record(loss, self._measure(optimizer, grad_norm, scaler), clip_norm, step)
                 self._rows.usual_cpu = False
@@ -199,42 +231,6 @@ class Probe:
             self._break(error)
         if self._stop_alert is not None:
             self._raise_stop()
-
-    def _usual_step(self, plan: norms.Plan, loss, clip_norm, step) -> None:
-        """``Plan.measure`` and ``_record`` in one frame, for the step that every loop pays for.
-
-        On the cache that a training step leaves, each Python call costs ~3 us (the
-        fused norm pass of the MLP in benchmarks/probe_overhead.py ~80 us): one frame
-        instead of four is ~10% of that.
-        """
-        usual_cpu = plan.on_cpu and clip_norm is None
-        try:
-            norm = torch.stack(torch._foreach_norm([p.grad for p in plan.params]))
-        except (TypeError, RuntimeError):  # a parameter without a gradient, or gradients on several devices
-            norm = norms.grad_norm(plan.params)
-            usual_cpu = False
-        group = plan.groups[0]
-        lr = group.get("lr")
-        key = plan.momentum_key
-        momentum = None if key is None else group[key] if key == "momentum" else group[key][0]
-        if isinstance(lr, torch.Tensor) or isinstance(momentum, torch.Tensor):
-            lr, momentum = norms.by_value(lr), norms.by_value(momentum)
-            usual_cpu = False
-        now = _clock()
-        # Torch calls before the flush: a flush wakes the writer thread, which takes the GIL at the next one.
-        loss = loss.detach() if type(loss) is torch.Tensor else _number(loss, "loss")
-        if clip_norm is not None:
-            clip_norm = _number(clip_norm, "clip_norm")
-        rows = self._rows.rows
-        if rows and (len(rows) >= self.flush_every or now >= self._flush_at):
-            self._flush()
-            rows = self._rows.rows
-        number = self._count if step is None else int(step)
-        self._count += 1
-        self._last_step = number
-        rows.append((number, loss, norm, lr, momentum, now - self._start, False, clip_norm))  # writer.CORE's order
-        if not usual_cpu:
-            self._rows.usual_cpu = False
 
     def measure(self, optimizer=None, *, grad_norm=None, scaler=None) -> tuple | None:
         """The first half of ``step``: norm, lr and momentum now, for hooks that see the loss later (integrations)."""

@@ -15,6 +15,7 @@ import queue
 import statistics
 import threading
 from dataclasses import dataclass, field
+from itertools import chain
 from operator import attrgetter
 
 import torch
@@ -138,14 +139,20 @@ class Window:
         step, loss, norm, lr, momentum, time, scaled, clip_norm = zip(*rows)  # writer.CORE's order
         if set(map(type, loss)) != _TENSOR_ONLY:  # a float loss among them
             return None
+        count = len(rows)
         try:
-            values = torch.cat([torch.stack(loss), torch.linalg.vector_norm(torch.stack(norm), dim=1)])
+            if type(norm[0]) in _LISTED:  # a listed Plan's: one stack of the window's per-tensor norms
+                if len(set(map(len, norm))) != 1:
+                    return None
+                norms = torch.stack(list(chain.from_iterable(norm))).view(count, -1)
+            else:
+                norms = torch.stack(norm)
+            values = torch.cat([torch.stack(loss), torch.linalg.vector_norm(norms, dim=1)])
         except RuntimeError:  # not one value per step (as _chunk tells)
             return None
         if values.dtype not in (torch.float32, torch.float64):
             values = values.to(torch.float32)  # as _chunk: a float16 value is exact in float32
         host = values.tolist()
-        count = len(rows)
         # total_norm of a norm without a sharded part is sqrt(r * r): r itself for a float32 r (r * r is exact).
         norm = host[count:] if values.dtype == torch.float32 else list(map(_root_of_square, host[count:]))
         window = cls.pack({}, evals)
@@ -163,7 +170,7 @@ class Window:
 
 
 def on_cpu(columns: dict[str, list]) -> bool:
-    """Whether every tensor among the columns' values (Norm parts included) is on the CPU."""
+    """Whether every tensor among the columns' values (Norm parts and listed norms included) is on the CPU."""
     for values in columns.values():
         kinds = set(map(type, values))
         if kinds <= _HOST_TYPES:
@@ -172,6 +179,9 @@ def on_cpu(columns: dict[str, list]) -> bool:
             if not all(map(_is_cpu, values)):
                 return False
             continue
+        if not kinds.isdisjoint(_LISTED):
+            values = [part for v in values for part in (v if type(v) in _LISTED else (v,))]
+            kinds = set(map(type, values))
         if Norm in kinds:
             values = [part for v in values for part in ((v.replicated, v.sharded_sumsq) if type(v) is Norm else (v,))]
         if not all(map(_is_cpu, filter(_is_tensor, values))):
@@ -181,6 +191,7 @@ def on_cpu(columns: dict[str, list]) -> bool:
 
 _HOST_TYPES = {int, float, bool, str, type(None)}
 _TENSOR_ONLY = {torch.Tensor}
+_LISTED = {tuple, list}  # the per-tensor norms of a listed Plan's step, as _foreach_norm returns them
 _is_cpu = attrgetter("is_cpu")
 
 
@@ -189,13 +200,14 @@ def _is_tensor(value) -> bool:
 
 
 def _pack_column(values: list, groups: dict, norm: bool = False):
-    # A Norm column holds Norm or None; the "norm" column may also hold bare tensors, the replicated part
-    # of the usual step (no Norm to build per step). One look at the types settles a host-only column.
+    # A Norm column holds Norm or None; the "norm" column may also hold bare tensors or tuples of them, the
+    # replicated part of the usual step (no Norm to build per step). One look at the types settles a host-only
+    # column.
     kinds = set(map(type, values))
     if kinds <= _HOST_TYPES:
         return Packed(values)
     if norm or Norm in kinds:
-        replicated = [v.replicated if type(v) is Norm else v for v in values]
+        replicated = [v.replicated if type(v) is Norm else torch.stack(v) if type(v) in _LISTED else v for v in values]
         sharded = [v.sharded_sumsq if type(v) is Norm else None for v in values]
         present = [v is not None for v in values]
         return _pack_values(replicated, groups, norms=True), _pack_values(sharded, groups), present

@@ -308,3 +308,59 @@ def test_a_window_is_left_to_the_writer_thread_only_when_every_tensor_is_on_the_
     assert not host_only([cpu] * 3, [cpu, meta, cpu], usual=False)  # other rows: every value
     assert not host_only([cpu] * 3, [cpu] * 3, lr=meta, usual=False)
     assert host_only([], [])
+    # A listed Plan's norms: the tuple of per-tensor norms of each step, every one looked at.
+    assert host_only([cpu] * 3, [(cpu, cpu)] * 3)
+    assert not host_only([cpu] * 3, [(cpu, cpu), (cpu, cpu), (cpu, meta)])
+    assert not host_only([cpu] * 3, [(cpu, cpu), (meta, cpu), (cpu, cpu)], usual=False)
+
+
+def usual_and_general_steps(tmp_path, name, *, optimizer="sgd", layers=1, clip=None, step_of=None, float_every=None,
+                            tensor_lr=False, no_grad=False, dtype=torch.float32, steps=23):
+    """steps.csv (time blanked) of one training logged by ``step`` (the usual path) and by ``measure`` + ``record``."""
+    texts = []
+    for how in ("step", "halves"):
+        torch.manual_seed(0)
+        modules = [torch.nn.Linear(8, 16), torch.nn.Tanh()]
+        for _ in range(layers - 1):
+            modules += [torch.nn.Linear(16, 16), torch.nn.Tanh()]
+        model = torch.nn.Sequential(*modules, torch.nn.Linear(16, 1)).to(dtype)
+        x, y = torch.randn(64, 8, dtype=dtype), torch.randn(64, 1, dtype=dtype)
+        lr = torch.tensor(0.05) if tensor_lr else 0.05
+        opt = (torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9) if optimizer == "sgd"
+               else torch.optim.Adam(model.parameters(), lr=lr, betas=(0.8, 0.99)) if optimizer == "adam"
+               else torch.optim.Adagrad(model.parameters(), lr=0.05))
+        if no_grad:
+            opt.add_param_group({"params": [torch.nn.Parameter(torch.zeros(3))]})
+        with Probe(tmp_path / how, "s", name, flush_every=5) as probe:
+            for number in range(steps):
+                loss = torch.nn.functional.mse_loss(model(x), y)
+                loss.backward()
+                value = loss.item() if float_every and number % float_every == 0 else loss
+                step = None if step_of is None else step_of(number)
+                if how == "step":
+                    probe.step(value, opt, clip_norm=clip, step=step)
+                else:
+                    probe.record(value, probe.measure(opt), clip_norm=clip, step=step)
+                opt.step()
+                opt.zero_grad()
+            listed = probe._plan.listed
+        lines = (tmp_path / how / "s" / name / "steps.csv").read_text().splitlines()
+        time = lines[0].split(",").index("time")
+        texts.append([",".join("T" if i == time else c for i, c in enumerate(line.split(","))) for line in lines])
+    return texts, listed
+
+
+@pytest.mark.parametrize("name, options", [
+    ("plain", {}), ("adam", {"optimizer": "adam"}), ("no momentum", {"optimizer": "adagrad"}),
+    ("clip", {"clip": 0.5}), ("user steps", {"step_of": lambda n: 100 + 3 * n}), ("float loss", {"float_every": 3}),
+    ("tensor lr", {"tensor_lr": True}), ("a parameter without grad", {"no_grad": True}),
+    ("float64", {"dtype": torch.float64}), ("many parameters", {"layers": 40}),
+])
+def test_the_usual_step_writes_what_the_general_path_writes(tmp_path, name, options):
+    # step() inlines Plan.measure and _record for the usual step (and keeps a small CPU model's per-tensor norms
+    # unstacked): measure() + record() take the general path, whose rows must come out the same.
+    from diagnose.probe.norms import LISTED_MAX
+
+    (usual, general), listed = usual_and_general_steps(tmp_path, name.replace(" ", "_"), **options)
+    assert len(usual) == 24 and usual == general
+    assert listed == (2 * options.get("layers", 1) + 2 + options.get("no_grad", 0) <= LISTED_MAX)  # both kinds seen
