@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
+import os
+import signal
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -69,13 +73,27 @@ def _checks(settings: tuple[str, ...]):
 @contextlib.contextmanager
 def _scratch(no_cache: bool):
     """With ``--no-cache``, a temporary directory through which worker processes hand back long runs (see
-    ``analyze_root``), removed when the command ends, however it ends (an error, Ctrl-C): sending the tables of
-    a hundred 100k-step runs cost more CPU than reading them, and held them all in memory."""
+    ``analyze_root``), removed when the command ends, however it ends (an error, Ctrl-C, SIGTERM): sending the
+    tables of a hundred 100k-step runs cost more CPU than reading them, and held them all in memory."""
     if not no_cache:
         yield None
         return
     with tempfile.TemporaryDirectory(prefix="diagnose-", ignore_cleanup_errors=True) as directory:
-        yield Path(directory)
+        # SIGTERM (a CI job cancelled) would end the process without unwinding: it exits as Ctrl-C does
+        handled = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGTERM, functools.partial(_terminated, os.getpid())) if handled else None
+        try:
+            yield Path(directory)
+        finally:
+            if handled:
+                signal.signal(signal.SIGTERM, previous)
+
+
+def _terminated(owner: int, signum: int, frame) -> None:
+    if os.getpid() != owner:  # a forked worker inherited the handler: it ends as it always did
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+    raise SystemExit(128 + signum)
 
 
 def _analyze(logroot: Path, settings: tuple[str, ...], use_cache: bool = True, keys: KeyMap = KeyMap(),

@@ -260,7 +260,8 @@ def test_no_cache_removes_its_scratch_directory_when_the_command_fails(logs, tmp
     assert not list(scratch_used.iterdir()) and not list(cache.default_directory().iterdir())
 
 
-def test_no_cache_removes_its_scratch_directory_on_ctrl_c(logs, tmp_path, scratch_used):
+@pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM"])
+def test_no_cache_removes_its_scratch_directory_on_ctrl_c_or_sigterm(signum, logs, tmp_path, scratch_used):
     import os
     import signal
     import subprocess
@@ -279,9 +280,9 @@ def test_no_cache_removes_its_scratch_directory_on_ctrl_c(logs, tmp_path, scratc
                           env={**os.environ, "TMPDIR": str(scratch_used)}) as process:
         assert process.stdout.readline() == "drawing\n"
         assert list(scratch_used.glob("diagnose-*/*/*.run"))
-        process.send_signal(signal.SIGINT)
+        process.send_signal(getattr(signal, signum))
         process.wait(timeout=30)
-    assert process.returncode != 0
+    assert process.returncode == (1 if signum == "SIGINT" else 128 + signal.SIGTERM)  # click's "Aborted!" for Ctrl-C
     assert not list(scratch_used.iterdir()) and not list(cache.default_directory().iterdir())
 
 
