@@ -95,8 +95,8 @@ def _series(run: Run, column: str, start: float | None = None, end: float | None
     """``(steps, values)`` of one column, within ``[start, end]`` when given (values may be non-finite)."""
     if column not in run.steps.columns:
         return np.array([], dtype=np.int64), np.array([])
-    steps = run.steps["step"].to_numpy()
-    values = run.steps[column].to_numpy(dtype=float)
+    steps = run.column(run.steps, "step")  # read once per table, whichever figure or check asks first
+    values = run.column(run.steps, column, float)
     low = int(np.searchsorted(steps, start, side="left")) if start is not None else 0
     high = int(np.searchsorted(steps, end, side="right")) if end is not None else len(steps)
     return steps[low:high], values[low:high]
@@ -650,8 +650,8 @@ def finding_zoom(runs: list[Run], finding: Finding) -> Plot | None:
 
 
 def _zoom_window(runs: list[Run], finding: Finding) -> tuple[float, float]:
-    first = min(int(run.steps["step"].iloc[0]) for run in runs)
-    last = max(int(run.steps["step"].iloc[-1]) for run in runs)
+    first = min(int(run.column(run.steps, "step")[0]) for run in runs)
+    last = max(int(run.column(run.steps, "step")[-1]) for run in runs)
     if not finding.steps:
         return first, max(last, first + 1)
     start, end = finding.steps
