@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from diagnose.checks.grad_norm_outliers import _all_below_floor, _median_floor, _rolling_medians
+from diagnose.checks.grad_norm_outliers import _all_below_floor, _block_floors, _median_floor, _rolling_medians
 from diagnose.checks.underfitting import median
 
 
@@ -30,6 +30,7 @@ def test_each_stretchs_largest_value_tells_whether_all_are_below_the_floor(n, ra
         assert _all_below_floor(x, size, ratio) == bool((x < _median_floor(x, size) * ratio).all())
         x[rng.integers(n)] *= 10  # one outlier
         assert _all_below_floor(x, size, ratio) == bool((x < _median_floor(x, size) * ratio).all())
+        assert (_block_floors(x, size, bound=True) <= _block_floors(x, size)).all()
 
 
 @pytest.mark.parametrize("shape", [(1,), (2,), (5,), (10_000,), (10_001,), (0, 4), (3, 1), (30, 666), (30, 667)])
