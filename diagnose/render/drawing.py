@@ -120,6 +120,7 @@ class Painter:
         self.cache_dir = cache_dir
         self.jobs = jobs or min(os.cpu_count() or 1, 8)
         self._pool: ProcessPoolExecutor | None = None
+        self._homes: dict[str, int] = {}  # study -> the share that drew its first figure (it read its runs)
 
     def __enter__(self) -> Painter:
         return self
@@ -168,9 +169,14 @@ class Painter:
         shares: list[list[int]] = [[] for _ in range(self.jobs)]
         loads = [0] * self.jobs
         for i in sorted(range(len(specs)), key=lambda i: -work[i]):  # the biggest first, each to the least loaded
-            least = loads.index(min(loads))
-            shares[least].append(i)
-            loads[least] += work[i]
+            share = loads.index(min(loads))
+            # or with its study's other figures, which read the same runs, unless that puts a figure's work more
+            # out of balance: a run's tables are then read by one process, not two (~0.5 ms CPU a 100k steps)
+            home = self._homes.setdefault(specs[i].study, share)
+            if loads[home] - loads[share] <= work[i]:
+                share = home
+            shares[share].append(i)
+            loads[share] += work[i]
         return [share for share in shares if share]
 
     # ------------------------------------------------------------ cache

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import subprocess
 import sys
+import types
 
 import jinja2
 import pytest
@@ -39,6 +40,21 @@ def test_figures_drawn_by_workers_are_byte_identical(analysis, page, draws, monk
     parallel = html.render(analysis, jobs=2)
     assert 0 < len(draws) - alone < alone, "this process drew a share, the worker the rest"
     assert parallel == page  # the session's page, drawn in one process
+
+
+def test_a_studys_figures_stay_in_one_process_while_the_shares_stay_even(analysis, monkeypatch):
+    """They read the same runs: split between processes, both would read those tables."""
+    monkeypatch.setattr(drawing, "PARALLEL_MIN_WORK", 0)
+    painter = drawing.Painter(analysis, jobs=2)
+    cost = {"sweep_curves": 10, "gap_curve": 3, "grad_norms": 3, "hyper_axis": 1, "finding_zoom": 1}
+    painter.inputs = types.SimpleNamespace(work=lambda spec: cost[spec.kind])
+    specs = [drawing.Spec("sweep_curves", study) for study in "abcd"] + [
+        drawing.Spec(kind, study) for kind in ("gap_curve", "grad_norms", "hyper_axis") for study in "dcba"]
+    shares = painter._shares(specs)
+    assert sorted(sum(shares, [])) == list(range(len(specs)))
+    assert [sorted({specs[i].study for i in share}) for share in shares] == [["a", "c"], ["b", "d"]]
+    later = [drawing.Spec("finding_zoom", study) for study in "dcba"]  # the findings' plots, drawn next
+    assert [sorted({later[i].study for i in share}) for share in painter._shares(later)] == [["a", "c"], ["b", "d"]]
 
 
 def test_a_second_report_with_the_same_digests_draws_nothing(analysis, page, draws, tmp_path):
