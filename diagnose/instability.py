@@ -52,7 +52,9 @@ is positive, else on the loss itself):
    flagged, at a fraction of the cost): a centered median is at most the
    largest median of its window's three thirds (the scale below), and the
    reference is at least that of a smaller scale, whose trailing windows
-   tile this one's.
+   tile this one's; over 135 points or more, order statistics of blocks of
+   points bound both first. Sigma is then only computed at the few points
+   a bound leaves in doubt.
 4. Unstable points of all scales are merged into periods; a period starts
    where the loss began to climb above the reference and ends at its last
    unstable point. Its baseline is the median of the 9 points before it (never
@@ -172,24 +174,59 @@ def find_instability(steps, loss, config: InstabilityConfig = DEFAULT) -> list[I
     broken_from = int(np.argmin(finite)) if not finite.all() else n
     bounded = config.z >= 0 and not finite[broken_from:].any()
     sigma = None if bounded else _local_noise(x, finite, config)
+    parts = None  # what sigma is made of, while only a few of its points are needed
 
-    def cleared(rise: np.ndarray, w: int) -> bool:
-        """No rise passes both bars at scale w (``rise``: the rises or a bound of them)."""
-        nonlocal sigma
+    def cleared(rise: np.ndarray, w: int, settle: bool = True) -> bool:
+        """No rise passes both bars at scale w (``rise``: the rises or a bound of them); unless ``settle``,
+        False rather than sigma as a whole (a tighter bound may clear the scale without it)."""
+        nonlocal sigma, parts
         if broken_from < n:
             rise = np.where(finite, rise, -np.inf)
-        if not _passes(rise, 0.0, min_rise, w):
+        half = w // 2
+        above = np.flatnonzero(((rise > 0.0) & (rise > min_rise))[half : len(rise) - half]) + half
+        if not above.size:
             return True
+        if sigma is None and above.size <= _FEW_POINTS:
+            parts = parts or _noise_parts(x, finite, config)
+            at = _local_noise_at(parts, above)
+            if at is not None and not (rise[above] > config.z * _white_noise(at, w)).any():
+                return True
         if sigma is None:
-            sigma = _local_noise(x, finite, config)
+            if not settle:
+                return False
+            sigma = _local_noise(x, finite, config, parts)
         return not _passes(rise, config.z * _white_noise(sigma, w), min_rise, w)
 
     below, below_window = None, 0  # a lower bound of the best level at larger scales
+    blocks: dict[int, tuple] = {}  # per window of BLOCKED_FROM points or more: its blocks' order statistics
+
+    def block_bounds(window: int) -> tuple:
+        if window not in blocks:
+            blocks[window] = _block_orders(x, *_block_shape(window))
+        return blocks[window]
+
     for i, w in enumerate(scales):
         # The best level so far, smoothed 3x more than the level it is compared with.
         window = max(3 * w, reference_points)
         if bounded and w in levels and below is not None and window % below_window == 0 and cleared(levels[w] - below, w):
             continue
+        # Before any median of this scale: bounds from the order statistics of blocks of points.
+        if bounded and below is not None and window % below_window == 0 and window >= BLOCKED_FROM:
+            if w in levels:
+                ceiling = levels[w]
+            elif w // 3 in levels:
+                ceiling = _ceiling(levels[w // 3], w // 3, broken_from)
+            elif w >= BLOCKED_FROM:
+                ceiling = _block_ceiling(block_bounds(w)[1], n, w, *_block_shape(w), broken_from)
+            else:
+                ceiling = None
+            if ceiling is not None:
+                if w not in levels and cleared(_rise_bound(ceiling, below), w, settle=False):
+                    continue
+                floor = np.maximum(below, _block_floor(block_bounds(window)[0], n, window, w, *_block_shape(window)))
+                below, below_window = _floor(floor, x, w), window  # what ``best`` would give, a little lower
+                if cleared(_rise_bound(ceiling, floor), w):
+                    continue
         if i + 1 < len(scales) and scales[i + 1] == window:
             # that window is the next scale's: one rolling median gives both
             centered, trailing = _centered_and_trailing(x, window, min_periods=w)
@@ -299,8 +336,9 @@ def _find_in_blocks(steps: np.ndarray, loss: np.ndarray, config: InstabilityConf
         if full < len(loss):
             level = np.append(level, np.median(loss[full:]))
     block_steps = steps[starts].copy()
-    broken = np.flatnonzero(~np.isfinite(loss))
-    if broken.size:
+    # a finite sum (the usual case) has no NaN or inf in it, at a third of the cost of looking for them
+    broken = np.flatnonzero(~np.isfinite(loss)) if not math.isfinite(loss.sum()) else ()
+    if len(broken):
         # the first non-finite loss of each block stands for the block, at its own step
         blocks, first = np.unique(broken // size, return_index=True)
         level[blocks] = loss[broken[first]]
@@ -357,17 +395,49 @@ def _second_differences(x: np.ndarray) -> np.ndarray:
 _D2_TO_SIGMA = MAD_TO_SIGMA / math.sqrt(6)
 
 
-def _local_noise(x: np.ndarray, finite: np.ndarray, config: InstabilityConfig) -> np.ndarray:
+def _noise_parts(x: np.ndarray, finite: np.ndarray, config: InstabilityConfig) -> tuple[np.ndarray, int, float]:
+    """What ``_local_noise`` is made of: the second differences, the window of their median, and the floor."""
     n = len(x)
     d2 = _second_differences(np.where(finite, x, np.nan))
     size = max(21, int(n * config.noise_fraction)) | 1
-    local = rolling.bfill(rolling.ffill(rolling.median(d2, size, center=True, min_periods=1))) * _D2_TO_SIGMA
     diffs = np.abs(np.diff(x[finite]))
     changes = diffs[diffs > 0]
     resolution = float(changes.min()) if changes.size else 0.0
-    scale = float(np.median(np.abs(x[finite]))) if finite.any() else 0.0
-    floor = max(resolution, 1e-9 * max(scale, 1e-12), 1e-12)
+    values = np.abs(x[finite])
+    # the floor's middle term is at most 1e-9 of the largest value: no median needed when that is under the resolution
+    if values.size and resolution >= 1e-9 * max(float(values.max()), 1e-12):
+        return d2, size, max(resolution, 1e-12)
+    scale = float(np.median(values)) if values.size else 0.0
+    return d2, size, max(resolution, 1e-9 * max(scale, 1e-12), 1e-12)
+
+
+def _local_noise(
+    x: np.ndarray, finite: np.ndarray, config: InstabilityConfig, parts: tuple | None = None
+) -> np.ndarray:
+    d2, size, floor = parts or _noise_parts(x, finite, config)
+    local = rolling.bfill(rolling.ffill(rolling.median(d2, size, center=True, min_periods=1))) * _D2_TO_SIGMA
     return np.maximum(np.nan_to_num(local, nan=floor), floor)
+
+
+# Up to this many points, sigma is worth computing point by point instead of as a whole.
+_FEW_POINTS = 32
+
+
+def _local_noise_at(parts: tuple, points: np.ndarray) -> np.ndarray | None:
+    """``_local_noise`` at these points only, bit for bit (each window's middle second difference or the mean of
+    its two middle ones, as ``rolling.median``), or None if a window holds none (the whole series fills it in)."""
+    d2, size, floor = parts
+    half = size // 2
+    missing = np.full(half, np.nan)
+    windows = _windows(np.concatenate((missing, d2, missing)), size)[points]
+    count = size - np.isnan(windows).sum(axis=1)
+    if not count.all():
+        return None
+    ordered = np.sort(windows, axis=1)  # NaN last
+    rows = np.arange(len(points))
+    low, high = ordered[rows, (count - 1) // 2], ordered[rows, count // 2]
+    median = np.where(count % 2 == 1, low, (low + high) / 2)
+    return np.maximum(median * _D2_TO_SIGMA, floor)
 
 
 def _level_noise(level: np.ndarray, sigma: np.ndarray, w: int, config: InstabilityConfig) -> np.ndarray:
@@ -401,7 +471,23 @@ def _scales(n: int) -> list[int]:
 
 
 def _median(x: np.ndarray, w: int) -> np.ndarray:
+    if w in (3, 5) and len(x) >= w and not (x == 0).any() and not np.isinf(x).any():
+        return _filled(_small_median(x, w), x)
     return _filled(rolling.median(x, w, center=True), x)
+
+
+def _small_median(x: np.ndarray, w: int) -> np.ndarray:
+    """``rolling.median(x, w, center=True)`` for w = 3 or 5 (``x`` without inf, len(x) >= w), by minima and
+    maxima of shifted copies: NaN in a window makes its median NaN, as a missing value does there. (Not with a
+    zero in ``x``: -0.0 and 0.0 tie, and which one a median returns would be left to chance.)"""
+    n, half = len(x), w // 2
+    a, b, c = x[: n - w + 1], x[1 : n - w + 2], x[2 : n - w + 3]
+    if w == 5:  # the median of a, b, d, e and c is the median of c and the middle two of a, b, d, e
+        d, e = x[3 : n - 1], x[4:]
+        a, b = np.maximum(np.minimum(a, b), np.minimum(d, e)), np.minimum(np.maximum(a, b), np.maximum(d, e))
+    medians = np.full(n, np.nan)
+    medians[half : n - half] = np.maximum(np.minimum(a, b), np.minimum(np.maximum(a, b), c))
+    return medians
 
 
 def _filled(medians: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -475,6 +561,98 @@ def _floor(best: np.ndarray, x: np.ndarray, w: int) -> np.ndarray:
     median of a union is at least the lowest median of its parts (half of each part is at or above its
     own); at the start the earliest part may hold fewer than ``w`` points, and is at least its smallest."""
     return np.minimum(best, np.fmin.reduce(x[: w - 1]))
+
+
+# Medians over this many points or more are first bounded from blocks of points (``_block_shape``).
+BLOCKED_FROM = 135
+
+
+def _block_shape(window: int) -> tuple[int, int]:
+    """Blocks of 1/15 of the window, and the order statistic p of each that the bounds use (its p-th smallest
+    and largest point, p = 1/8 of the block): each bound is then an order statistic of 16-17 blocks' whatever
+    the window. Larger blocks, or p = 0, leave the bounds too loose on the generated 100k-step runs (trend
+    and noise); smaller ones cost more than the medians they spare."""
+    size = window // 15
+    return size, size // 8
+
+
+def _block_orders(x: np.ndarray, size: int, p: int) -> tuple[np.ndarray, np.ndarray]:
+    """The p-th smallest and the p-th largest point of each block of ``size`` points (aligned at 0; a missing
+    point counts as +inf, which only loosens the bounds). A short last block has a p-th largest only if it
+    holds more than p points (-inf otherwise: none of it can be above anything)."""
+    n = len(x)
+    count = -(-n // size)
+    padded = np.full(count * size, np.inf)
+    padded[:n] = x
+    padded[:n][np.isnan(x)] = np.inf
+    ordered = np.sort(padded.reshape(count, size), axis=1)
+    lows, highs = ordered[:, p], ordered[:, size - 1 - p].copy()
+    short = n - (count - 1) * size
+    if short < size:  # the pads sort last
+        highs[-1] = ordered[-1, short - 1 - p] if short > p else -np.inf
+    return lows, highs
+
+
+def _block_rank(r: np.ndarray | int, count: np.ndarray | int, size: int, p: int):
+    """The rank q (from the bottom for a floor, the top for a ceiling) among ``count`` blocks' order statistics
+    that bounds a median with at most r points beyond it: at most q blocks lie wholly beyond the q-th value, and
+    every other block holds at most p points beyond it, so fewer than r + 1 points lie beyond it when
+    q * size + (count - q) * p <= r."""
+    return (r - count * p) // (size - p)
+
+
+def _block_floor(lows: np.ndarray, n: int, window: int, min_periods: int, size: int, p: int) -> np.ndarray:
+    """At most the best level (the running minimum of the trailing median over ``window`` points, of at least
+    ``min_periods`` > 3) at every t, +inf where there is none yet, from ``_block_orders``' lows: the windows ending in
+    a block lie in that block and the ``count - 1`` before it, and hold (points - 1) // 2 points below their median."""
+    count = -(-(window - 1) // size) + 1
+    # +inf before the first block: never below anything, and sorted past the ranks taken
+    rows = _windows(np.concatenate((np.full(count - 1, np.inf), lows)), count)
+    floor = np.empty(len(lows))
+    full = min(len(lows), -(-(window - 1) // size))  # from this block on every window holds ``window`` points
+    q = _block_rank((window - 1) // 2, count, size, p)
+    floor[full:] = np.partition(rows[full:], q, axis=1)[:, q] if q >= 0 else -np.inf
+    block = np.arange(full)
+    points = np.maximum(min_periods, block * size + 1)  # the fewest of any window ending in the block
+    q = _block_rank((points - 1) // 2, block + 1, size, p)
+    floor[:full] = np.where(q >= 0, np.sort(rows[:full], axis=1)[block, np.clip(q, 0, count - 1)], -np.inf)
+    floor[:full][(block + 1) * size < min_periods] = np.inf  # no window of min_periods points ends in these blocks
+    return np.repeat(np.minimum.accumulate(floor), size)[:n]
+
+
+def _block_ceiling(highs: np.ndarray, n: int, w: int, size: int, p: int, end: int) -> np.ndarray:
+    """At least the centered median over w (odd) points wherever its window is full, from ``_block_orders``'
+    highs: the windows around a block's points lie in it and the blocks around it, and hold w // 2 points above
+    their median. Before a broken tail from ``end`` on, the last levels copy the last full window's (``_filled``)."""
+    half = w // 2
+    before, after = -(-half // size), (size - 1 + half) // size
+    count = before + after + 1
+    q = _block_rank(half, count, size, p)
+    if q < 0:
+        return np.full(n, np.inf)
+    # -inf beyond the ends: no point above anything
+    padded = np.concatenate((np.full(before, -np.inf), highs, np.full(after, -np.inf)))
+    rows = np.partition(_windows(padded, count), count - 1 - q, axis=1)
+    ceiling = np.repeat(rows[:, count - 1 - q], size)[:n]
+    if end - half - 1 >= half:
+        ceiling[end - half : end] = ceiling[end - half - 1]
+    return ceiling
+
+
+def _windows(values: np.ndarray, size: int) -> np.ndarray:
+    """The windows of ``size`` consecutive values (of a contiguous array), as rows of a view never written to:
+    ``sliding_window_view`` without its checks, which cost more than the work on short series."""
+    step = values.strides[0]
+    return np.ndarray((len(values) - size + 1, size), values.dtype, values, strides=(step, step))
+
+
+def _rise_bound(ceiling: np.ndarray, floor: np.ndarray) -> np.ndarray:
+    """``ceiling - floor``, -inf where there is no best level yet (an infinite floor), else +inf if undefined."""
+    with np.errstate(invalid="ignore"):
+        rise = ceiling - floor
+    rise[floor == np.inf] = -np.inf
+    rise[np.isnan(rise)] = np.inf
+    return rise
 
 
 def _running_min(level: np.ndarray) -> np.ndarray:

@@ -52,6 +52,10 @@ def row_medians(rows: np.ndarray) -> np.ndarray:
     sorted (short rows sort 3-4x faster than numpy partitions them on several indices)."""
     size = rows.shape[1]
     ordered = np.sort(rows, axis=1)  # NaN last, as in np.median's partition
-    level = ordered[:, (size - 1) // 2 : size // 2 + 1].mean(axis=1)
+    # np.mean's numbers: its sum starts at 0.0 (so a -0.0 median is 0.0), then divides by the count
+    level = ordered[:, (size - 1) // 2] + 0.0
+    if size % 2 == 0:
+        level += ordered[:, size // 2]
+        level /= 2
     level[np.isnan(ordered[:, -1])] = np.nan
     return level
