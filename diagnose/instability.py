@@ -158,7 +158,10 @@ def find_instability(steps, loss, config: InstabilityConfig = DEFAULT) -> list[I
     log_space = bool((loss[finite] > 0).all())
     # Smoothing skips broken (NaN/inf) points; afterwards they are a huge finite stand-in
     # (the rolling median drops inf, as pandas' does), so they always count as unstable.
-    x = np.where(finite, np.log10(np.where(finite & (loss > 0), loss, 1.0)) if log_space else loss, np.nan)
+    if log_space and finite.all():  # (every loss positive: no stand-in needed)
+        x = np.log10(loss)
+    else:
+        x = np.where(finite, np.log10(np.where(finite & (loss > 0), loss, 1.0)) if log_space else loss, np.nan)
 
     min_rise = math.log10(config.min_ratio) if log_space else 0.0
     scales = _scales(n)
@@ -263,7 +266,13 @@ def find_instability(steps, loss, config: InstabilityConfig = DEFAULT) -> list[I
     fine_sigma = _level_noise(fine, sigma, 3, config)
     smooth_w = scales[min(1, len(scales) - 1)]
     smooth = levels[smooth_w] if smooth_w in levels else _median(x, smooth_w)
-    smooth_sigma = noises[smooth_w] if smooth_w in noises else _level_noise(smooth, sigma, smooth_w, config)
+    smooth_sigma = noises.get(smooth_w)
+
+    def smooth_noise() -> np.ndarray:  # only when some event has points after it to recover on
+        nonlocal smooth_sigma
+        if smooth_sigma is None:
+            smooth_sigma = _level_noise(smooth, sigma, smooth_w, config)
+        return smooth_sigma
 
     events: list[InstabilityEvent] = []
     current: list[int] | None = None  # [start, end, recovery index or -1]
@@ -276,12 +285,12 @@ def find_instability(steps, loss, config: InstabilityConfig = DEFAULT) -> list[I
         if current is not None and (current[2] < 0 or start <= current[2] + max(3, current[1] - current[0] + 1)):
             current[1] = last
             baseline = _baseline(x, reference, current[0], reference_points)
-            current[2] = _recovery(smooth, smooth_sigma, baseline, fine, current[0], last, config)
+            current[2] = _recovery(smooth, smooth_noise, baseline, fine, current[0], last, config)
             continue
         if current is not None:
             events.append(_event(steps, loss, x, fine, sigma, reference, current, log_space, reference_points))
         baseline = _baseline(x, reference, start, reference_points)
-        current = [start, last, _recovery(smooth, smooth_sigma, baseline, fine, start, last, config)]
+        current = [start, last, _recovery(smooth, smooth_noise, baseline, fine, start, last, config)]
     events.append(_event(steps, loss, x, fine, sigma, reference, current, log_space, reference_points))
     return events
 
@@ -328,14 +337,12 @@ def remember(run, found: dict) -> None:
 
 def _find_in_blocks(steps: np.ndarray, loss: np.ndarray, config: InstabilityConfig) -> list[InstabilityEvent]:
     size = -(-len(loss) // BLOCK_TARGET)
-    starts = np.arange(0, len(loss), size)
-    ends = np.append(starts[1:], len(loss)) - 1
     full = len(loss) // size * size
     with np.errstate(invalid="ignore"):
         level = row_medians(loss[:full].reshape(-1, size))
         if full < len(loss):
             level = np.append(level, np.median(loss[full:]))
-    block_steps = steps[starts].copy()
+    block_steps = steps[::size].copy()  # each block's first step
     # a finite sum (the usual case) has no NaN or inf in it, at a third of the cost of looking for them
     broken = np.flatnonzero(~np.isfinite(loss)) if not math.isfinite(loss.sum()) else ()
     if len(broken):
@@ -344,7 +351,9 @@ def _find_in_blocks(steps: np.ndarray, loss: np.ndarray, config: InstabilityConf
         level[blocks] = loss[broken[first]]
         block_steps[blocks] = steps[broken[first]]
     found = find_instability(block_steps, level, config)
-    last_steps = steps[ends]
+    if not found:
+        return []
+    last_steps = np.append(steps[size - 1 : full : size], steps[-1])[: len(block_steps)]  # each block's last step
     return [_raw_extent(event, steps, loss, int(last_steps[np.searchsorted(block_steps, event.end_step, side="right") - 1])) for event in found]
 
 
@@ -667,18 +676,19 @@ def _segments(mask: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(starts.tolist(), ends.tolist()))
 
 
-def _recovery(smooth, smooth_sigma, baseline: float, fine, start: int, last: int, config) -> int:
-    """Index where the smoothed loss is back near the baseline after the peak, or -1."""
-    peak = start + int(np.argmax(fine[start : last + 1]))
-    margin = config.recover_noise * smooth_sigma
-    if fine[peak] < _BROKEN:
-        margin = np.maximum(margin, config.recover_fraction * (fine[peak] - baseline))
+def _recovery(smooth, smooth_noise, baseline: float, fine, start: int, last: int, config) -> int:
+    """Index where the smoothed loss is back near the baseline after the peak, or -1 (``smooth_noise()``: the
+    noise of ``smooth``, asked for only when enough points follow the event)."""
     # Back for good: for as long as the event lasted (3 to 27 points), not one lucky point.
     hold = min(max(3, last - start + 1), 27)
     after = smooth[last + 1 :]
-    back = (after < _BROKEN) & (after <= baseline + margin[last + 1 :])
-    if back.size < hold:
+    if after.size < hold:
         return -1
+    peak = start + int(np.argmax(fine[start : last + 1]))
+    margin = config.recover_noise * smooth_noise()[last + 1 :]
+    if fine[peak] < _BROKEN:
+        margin = np.maximum(margin, config.recover_fraction * (fine[peak] - baseline))
+    back = (after < _BROKEN) & (after <= baseline + margin)
     held = np.convolve(back, np.ones(hold), mode="valid") >= hold
     first = np.flatnonzero(held)
     return last + 1 + int(first[0]) if first.size else -1

@@ -161,3 +161,17 @@ def test_row_medians_are_numpys_bit_for_bit():
             expected, got = np.median(rows, axis=1), signal.row_medians(rows)
         np.testing.assert_array_equal(got, expected)
         assert (np.signbit(got) == np.signbit(expected)).all()
+
+
+def test_the_three_and_five_point_levels_are_the_rolling_medians():
+    rng = np.random.default_rng(13)
+    for case in range(500):
+        n = int(rng.integers(1, 60))
+        x = rng.choice([0.1, 0.2, -1.0, 3.0], n) if case % 2 else rng.normal(size=n)
+        x[rng.random(n) < rng.uniform(0, 0.3)] = np.nan
+        if case % 7 == 0:
+            x[rng.random(n) < 0.3] = rng.choice([0.0, -0.0, np.inf])  # the slow path's cases
+        for w in (3, 5):
+            expected = instability._filled(rolling.median(x, w, center=True), x)
+            np.testing.assert_array_equal(instability._median(x, w), expected)
+            assert (np.signbit(instability._median(x, w)) == np.signbit(expected)).all()
