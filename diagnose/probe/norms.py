@@ -26,7 +26,7 @@ from torch.distributed.tensor import DTensor
 from torch.distributed.tensor.placement_types import Replicate
 from torch.nn.utils import get_total_norm
 
-LISTED_MAX = 64  # parameters of a CPU Plan whose per-tensor norms the usual step keeps unstacked
+LISTED_MAX = 16  # parameters of a CPU Plan whose per-tensor norms the usual step keeps unstacked
 
 
 @dataclass
@@ -154,8 +154,10 @@ class Plan:
         # parameters moved to another device later are seen there by the norms' device.
         self.on_cpu = all(p.is_cpu for p in self.params)
         # The usual step keeps a CPU plan's per-tensor norms as the tuple _foreach_norm returns, stacked once per
-        # window: a stack costs ~5 us however small, as much as the fused norm pass of a few tensors; many
-        # tensors are stacked per step (the window then holds one tensor per step, not one per parameter).
+        # window: a stack costs ~5 us however small, as much as the fused norm pass of a few tensors. Many are
+        # stacked per step: each 0-dim tensor costs the writer ~1 us (stacked and freed on a cold cache), more
+        # than the stack saves (the transformer of benchmarks/probe_overhead.py, 26 tensors: -21 us a step,
+        # +24 us of writer CPU).
         self.listed = self.on_cpu and 0 < len(self.params) <= LISTED_MAX
         self.sharded_ids = sharded_ids
         first = self.groups[0]

@@ -128,11 +128,12 @@ class Window:
 
     @classmethod
     def pack_usual_cpu(cls, rows: list[tuple], evals: list[dict]) -> Window | None:
-        """The window of the usual step on the CPU (a tensor loss, a 1-D tensor of per-tensor norms per row),
-        packed on the writer thread; None for any other window.
+        """The window of the usual step on the CPU (a tensor loss, the per-tensor norms per row: a 1-D tensor,
+        or a listed Plan's tuple of 0-dim tensors), packed on the writer thread; None for any other window.
 
-        The same five torch calls as ``Window.pack`` (two stacks, the norms, a cat, tolist) without its
-        per-column bookkeeping: ~150 us of Python on the writer thread, with the cache a training step leaves.
+        The torch calls of ``Window.pack`` (two stacks, the norms, a cat, tolist) without its per-column
+        bookkeeping: ~150 us of Python on the writer thread, with the cache a training step leaves, and
+        ~1 us for each 0-dim tensor of a listed Plan's window (stacked, then freed with the rows).
         """
         if not rows:
             return None
