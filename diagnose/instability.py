@@ -52,9 +52,9 @@ is positive, else on the loss itself):
    flagged, at a fraction of the cost): a centered median is at most the
    largest median of its window's three thirds (the scale below), and the
    reference is at least that of a smaller scale, whose trailing windows
-   tile this one's; over 135 points or more, order statistics of blocks of
-   points bound both first. Sigma is then only computed at the few points
-   a bound leaves in doubt.
+   tile this one's; in runs of 8192 points or more, order statistics of
+   blocks of points bound both first (over 135 points or more), and sigma
+   is only computed at the few points a bound leaves in doubt.
 4. Unstable points of all scales are merged into periods; a period starts
    where the loss began to climb above the reference and ends at its last
    unstable point. Its baseline is the median of the 9 points before it (never
@@ -189,7 +189,7 @@ def find_instability(steps, loss, config: InstabilityConfig = DEFAULT) -> list[I
         above = np.flatnonzero(((rise > 0.0) & (rise > min_rise))[half : len(rise) - half]) + half
         if not above.size:
             return True
-        if sigma is None and above.size <= _FEW_POINTS:
+        if sigma is None and above.size <= _FEW_POINTS and n >= SHORTCUTS_FROM:
             parts = parts or _noise_parts(x, finite, config)
             at = _local_noise_at(parts, above)
             if at is not None and not (rise[above] > config.z * _white_noise(at, w)).any():
@@ -214,7 +214,8 @@ def find_instability(steps, loss, config: InstabilityConfig = DEFAULT) -> list[I
         if bounded and w in levels and below is not None and window % below_window == 0 and cleared(levels[w] - below, w):
             continue
         # Before any median of this scale: bounds from the order statistics of blocks of points.
-        if bounded and below is not None and window % below_window == 0 and window >= BLOCKED_FROM:
+        tiled = below is not None and window % below_window == 0
+        if bounded and tiled and window >= BLOCKED_FROM and n >= SHORTCUTS_FROM:
             if w in levels:
                 ceiling = levels[w]
             elif w // 3 in levels:
@@ -572,8 +573,10 @@ def _floor(best: np.ndarray, x: np.ndarray, w: int) -> np.ndarray:
     return np.minimum(best, np.fmin.reduce(x[: w - 1]))
 
 
-# Medians over this many points or more are first bounded from blocks of points (``_block_shape``).
+# Medians over this many points or more are first bounded from blocks of points (``_block_shape``), in series of
+# SHORTCUTS_FROM points or more (sigma at a few points too): on shorter ones the medians cost less than the bounds.
 BLOCKED_FROM = 135
+SHORTCUTS_FROM = 8192
 
 
 def _block_shape(window: int) -> tuple[int, int]:

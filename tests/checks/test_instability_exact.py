@@ -60,6 +60,8 @@ CONFIGS = [
 
 @pytest.mark.parametrize("chunk", range(4))
 def test_the_shortcuts_change_no_event(chunk, monkeypatch):
+    if chunk % 2:  # the shortcuts on series of any length, not only the long ones they pay on
+        monkeypatch.setattr(instability, "SHORTCUTS_FROM", 0)
     rng = np.random.default_rng(1000 + chunk)
     cases = []
     for case in range(150):
@@ -175,3 +177,22 @@ def test_the_three_and_five_point_levels_are_the_rolling_medians():
             expected = instability._filled(rolling.median(x, w, center=True), x)
             np.testing.assert_array_equal(instability._median(x, w), expected)
             assert (np.signbit(instability._median(x, w)) == np.signbit(expected)).all()
+
+
+def test_the_shortcuts_change_no_event_on_bumps_near_the_bar(monkeypatch):
+    """Short bumps about as high as the smallest scale's noise bar (8 x 1.25 sigma / sqrt(5)): where sigma at a few
+    points decides whether a scale is smoothed at all."""
+    monkeypatch.setattr(instability, "SHORTCUTS_FROM", 0)
+    rng = np.random.default_rng(17)
+    cases = []
+    for case in range(200):
+        n, noise = int(rng.choice([300, 2000, 9000])), rng.uniform(0.005, 0.02)
+        x = np.log10(np.exp(-np.arange(n) / (n / 3)) + 0.5) + rng.normal(0, noise, n)
+        for _ in range(int(rng.integers(1, 4))):
+            at, width = int(rng.integers(0, n - 20)), int(rng.integers(2, 16))
+            x[at : at + width] += rng.uniform(0.6, 1.6) * 8 * 1.2533 * noise / np.sqrt(5)
+        cases.append(10**x)
+    found = [find_instability(np.arange(len(loss)), loss) for loss in cases]
+    assert sum(map(bool, found)) > 20 and not all(found)
+    _straightforward(monkeypatch)
+    assert repr(found) == repr([find_instability(np.arange(len(loss)), loss) for loss in cases])
