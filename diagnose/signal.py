@@ -59,3 +59,23 @@ def row_medians(rows: np.ndarray) -> np.ndarray:
         level /= 2
     level[np.isnan(ordered[:, -1])] = np.nan
     return level
+
+
+def median(values: np.ndarray, to_x=None) -> np.ndarray:
+    """``np.median(to_x(values))`` over the last axis of values without NaN, ``to_x`` monotone (non-decreasing),
+    from one partition at the upper middle value (numpy's median partitions at two or three indices, ~5x
+    slower): the lower middle is the largest before it. ``to_x`` is taken of the middle values only; their
+    mean is numpy's, (a + b) / 2.
+    """
+    to_x = to_x or (lambda middle: middle)
+    middle = values.shape[-1] // 2
+    part = np.partition(values, middle, axis=-1)
+    if values.shape[-1] % 2:
+        return to_x(part[..., middle])
+    return (to_x(part[..., :middle].max(axis=-1)) + to_x(part[..., middle])) / 2
+
+
+def percentile(values: np.ndarray, q: float) -> float:
+    """``np.percentile(values, q)``, 2-3x faster on a long run: numpy partitions at two indices, slowly unless
+    the values are already partitioned at the lower one (the same values, so the same number)."""
+    return np.percentile(np.partition(values, int(q / 100 * (len(values) - 1))), q)

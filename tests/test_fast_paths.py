@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from diagnose.checks.grad_norm_outliers import _all_below_floor, _block_floors, _median_floor, _rolling_medians
-from diagnose.checks.underfitting import median
+from diagnose.signal import median
 
 
 @pytest.mark.parametrize("n", [20, 21, 22, 40, 1001, 1002, 20_000])

@@ -253,7 +253,7 @@ def _recommend(run: Run, first: int, steps, config: Config) -> Recommendation:
         before = run.column(updates, "grad_norm", float)[run.column(updates, "step") < first]
         before = before[np.isfinite(before)]
         if before.size >= 10:
-            threshold = float(percentile(before, 90))
+            threshold = float(signal.percentile(before, 90))
             return Recommendation(
                 action="clip",
                 values={"threshold": round_sig(threshold)},
@@ -265,12 +265,6 @@ def _recommend(run: Run, first: int, steps, config: Config) -> Recommendation:
         values={"value": lower},
         why="lower the learning rate about 3x (the Tuning Playbook's last resort; try warmup or clipping first)",
     )
-
-
-def percentile(values: np.ndarray, q: float) -> float:
-    """``np.percentile(values, q)``, 2-3x faster on a long run: numpy partitions at two indices, slowly unless
-    the values are already partitioned at the lower one (the same values, so the same number)."""
-    return np.percentile(np.partition(values, int(q / 100 * (len(values) - 1))), q)
 
 
 CHECK = Check(id="divergence", scope=Scope.RUN, detect=detect, config=Config(), module=sys.modules[__name__])

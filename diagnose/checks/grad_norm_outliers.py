@@ -59,7 +59,7 @@ from .. import rolling
 from ..findings import Finding, Recommendation, Severity, round_sig
 from ..instability import run_instability
 from ..model import Run
-from ..signal import MAD_TO_SIGMA
+from ..signal import MAD_TO_SIGMA, percentile
 from . import divergence
 from .registry import Check, Scope
 
@@ -93,7 +93,7 @@ def detect(run: Run, config: Config) -> list[Finding]:
     if diverged and diverged[0].steps and (steps < diverged[0].steps[0]).sum() > start + 10:
         stop = int((steps < diverged[0].steps[0]).sum())
     window = norms[start:stop]
-    threshold = float(divergence.percentile(window, config.percentile))
+    threshold = float(percentile(window, config.percentile))
     current = run.config.get("clip_norm")
     harder = _clips(current) and current <= threshold
     if harder:

@@ -56,9 +56,9 @@ import numpy as np
 from ..findings import Finding, Recommendation, Severity
 from ..instability import InstabilityConfig, InstabilityEvent
 from ..model import Run
+from ..signal import median
 from . import _events
 from .registry import Check, Scope
-from .underfitting import median
 
 
 @dataclass(frozen=True)

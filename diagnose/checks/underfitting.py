@@ -59,6 +59,7 @@ import numpy as np
 from ..findings import Finding, Recommendation, Severity, round_sig
 from ..instability import run_instability, run_loss
 from ..model import Run
+from ..signal import median
 from .registry import Check, Scope
 
 
@@ -84,8 +85,8 @@ def detect(run: Run, config: Config) -> list[Finding]:
         return []  # a run with NaN/inf is divergence's, not underfitting's
     log_space = bool(loss.min() > 0)
     # only the medians are taken to log space (log10 is monotone, and most of the cost on a long run)
-    to_x = np.log10 if log_space else _same
-    to_loss = (lambda v: 10**v) if log_space else _same
+    to_x = np.log10 if log_space else None
+    to_loss = (lambda v: 10**v) if log_space else float
     decile = max(5, len(loss) // 10)
     start, end = float(median(loss[:decile], to_x)), float(median(loss[-decile:], to_x))
     relative_drop = 1 - to_loss(end) / to_loss(start) if to_loss(start) > 0 else None
@@ -128,23 +129,6 @@ def _per_bin(values: np.ndarray, bins: int, reduce) -> np.ndarray:
     cut = longer * (size + 1)
     rows = (values[:cut].reshape(longer, size + 1), values[cut:].reshape(bins - longer, size))
     return np.concatenate([reduce(block) for block in rows])
-
-
-def _same(values):
-    return values
-
-
-def median(values: np.ndarray, to_x=_same) -> np.ndarray:
-    """``np.median(to_x(values))`` over the last axis of values without NaN, ``to_x`` monotone (non-decreasing),
-    from one partition at the upper middle value (numpy's median partitions at two or three indices, ~5x
-    slower): the lower middle is the largest before it. ``to_x`` is taken of the middle values only; their
-    mean is numpy's, (a + b) / 2.
-    """
-    middle = values.shape[-1] // 2
-    part = np.partition(values, middle, axis=-1)
-    if values.shape[-1] % 2:
-        return to_x(part[..., middle])
-    return (to_x(part[..., :middle].max(axis=-1)) + to_x(part[..., middle])) / 2
 
 
 def _recovering(run: Run, steps: np.ndarray, config: Config) -> bool:
