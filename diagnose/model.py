@@ -179,8 +179,12 @@ class Run:
         """``table[name].to_numpy()`` of one of this run's tables (``steps``, ``updates()``, ``valid_evals()``,
         ...) as ``dtype``, found once: the checks read the same few columns many times, ~20 us of pandas a
         time. Shared: do not modify it."""
-        values = self._once_per_table(table, ("column", id(table), name), lambda: table[name].to_numpy())
+        values = self._once_per_column(table, name, lambda: table[name].to_numpy())
         return values if dtype is None else values.astype(dtype, copy=False)  # a float column is not copied
+
+    def _once_per_column(self, table, name: str, answer):
+        """``column``'s memo of ``table[name]``, which ``answer()`` gives when it is not held yet."""
+        return self._once_per_table(table, ("column", id(table), name), answer)
 
     def _once_per_table(self, table, question, answer):
         """``answer()`` found once per table object: the checks ask a run the same ``question`` many times
@@ -222,7 +226,7 @@ class Run:
         if (steps[1:] < steps[:-1]).any():
             return rows.sort_values("step", kind="stable")
         for name, values in (("split", split), ("step", steps)):  # the checks ask for these: not through pandas again
-            self._once_per_table(rows, ("column", id(rows), name), lambda values=values: values)
+            self._once_per_column(rows, name, lambda values=values: values)
         return rows
 
     def _holds_values(self, table: pd.DataFrame, name: str) -> bool:
