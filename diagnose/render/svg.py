@@ -15,6 +15,7 @@ rely on it): nothing here depends on a clock, a font file or a hash seed.
 from __future__ import annotations
 
 import base64
+import functools
 import math
 import re
 from dataclasses import dataclass, field
@@ -49,12 +50,18 @@ def escape(text: str) -> str:
 
 def text_width(text: str, size: float) -> float:
     """Estimated width of ``text`` at ``size`` (any unit): for layout, never for drawing."""
-    return size * sum(_WIDTHS.get(c, 0.72 if c.isupper() else 0.6) for c in text)
+    return size * _ems(text)
+
+
+@functools.lru_cache(maxsize=4096)
+def _ems(text: str) -> float:
+    """``text``'s width in em: the same tick labels and legend entries are measured in figure after figure."""
+    return sum(_WIDTHS.get(c, 0.72 if c.isupper() else 0.6) for c in text)
 
 
 def _num(value: float) -> str:
-    """A coordinate: an integer number of SVG units."""
-    return str(int(round(value)))
+    """A coordinate: an integer number of SVG units (``round`` gives an int, of a numpy float too)."""
+    return str(round(value))
 
 
 @dataclass
@@ -105,8 +112,8 @@ class _Axis:
         values = np.asarray(values, dtype=float)
         if self.scale != "log":
             return values
-        positive = values > 0  # NaN is not: no value the log is taken of warns
-        return np.where(positive, np.log10(np.where(positive, values, 1.0)), np.nan)
+        # NaN where a value is not positive (NaN is not): no value the log is taken of warns
+        return np.log10(values, out=np.full(values.shape, np.nan), where=values > 0)
 
     def fraction(self, values) -> np.ndarray:
         """Where values lie between the view's ends, 0 to 1."""
@@ -259,7 +266,7 @@ class Axes:
             starts, _ = ax._to_units(np.array([s for s, _ in spans]), np.zeros(len(spans)))
             ends, _ = ax._to_units(np.array([e for _, e in spans]), np.zeros(len(spans)))
             d = "".join(f"M{_num(a)} {_num(top)}H{_num(max(b, a + 1))}v{_num(h)}H{_num(a)}z"
-                        for a, b in zip(starts, ends) if np.isfinite(a) and np.isfinite(b))
+                        for a, b in zip(starts.tolist(), ends.tolist()) if math.isfinite(a) and math.isfinite(b))
             return f'<path d="{d}" fill="{color}" fill-opacity="{alpha:g}"/>' if d else ""
 
         self.marks.append((zorder, draw, True))
@@ -325,8 +332,8 @@ class Axes:
                f'height="{_num(h)}"/></clipPath>']
         bins = 3 if self.box[2] < 2.5 else 5
         (xticks, xlabels), (yticks, ylabels) = self.x.ticks(bins), self.y.ticks(bins)
-        xs = left + w * self.x.fraction(xticks)
-        ys = top + h * (1 - self.y.fraction(yticks))
+        xs = (left + w * self.x.fraction(xticks)).tolist()  # Python floats: round() of a numpy one costs ~1 us
+        ys = (top + h * (1 - self.y.fraction(yticks))).tolist()
         grid = "".join(f"M{_num(v)} {_num(top)}v{_num(h)}" for v in xs) + "".join(
             f"M{_num(left)} {_num(v)}h{_num(w)}" for v in ys)
         marks = [(z, draw(self), clip) for z, draw, clip in self.marks]
