@@ -46,6 +46,16 @@ def test_worker_processes_give_the_same_document_as_one_process(root, monkeypatc
     assert len(serial[1]) == 1 and len(serial[2]) == 12
 
 
+@pytest.mark.parametrize(("runs", "forks"), [(14, False), (13, True)])  # 13 folders: 12 runs, 1 broken
+def test_many_small_runs_are_read_in_worker_processes(root, monkeypatch, runs, forks):
+    # each run costs a few ms whatever its size: a root of many small ones is worth a pool, however few its bytes
+    monkeypatch.setattr(pipeline, "PARALLEL_MIN_RUNS", runs)
+    imported = []
+    monkeypatch.setattr(pipeline, "_import_for_workers", lambda: imported.append(True))
+    assert summary(analyze_root(root, jobs=2)) == summary(analyze_root(root, jobs=1))
+    assert bool(imported) is forks
+
+
 def test_a_rerun_takes_runs_from_the_cache_and_sees_a_changed_file(root, tmp_path):
     cache = RunCache(tmp_path / "cache")
     first = summary(analyze_root(root, jobs=1, cache=cache))
