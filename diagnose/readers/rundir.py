@@ -35,9 +35,7 @@ def sniff(folder: Path) -> bool:
 
 
 def read(folder: Path, study: str, now: float | None = None) -> Run:
-    import pandas as pd
-
-    from .table import Table, order_steps, read_columns
+    from .table import Table, frame, order_steps, read_columns
 
     meta_path = folder / RUN_FILE
     meta = _read_meta(meta_path)
@@ -55,9 +53,9 @@ def read(folder: Path, study: str, now: float | None = None) -> Run:
                                                       step="step")
         step = columns["step"]
         if (step[1:] > step[:-1]).all():  # one row per step, in order: the common case
-            steps, nan_steps = pd.DataFrame(columns, copy=False), {name: step[rows] for name, rows in nan_rows.items()}
+            steps, nan_steps = frame(columns), {name: step[rows] for name, rows in nan_rows.items()}
         else:
-            steps, nan_steps = order_steps(steps_path, Table(pd.DataFrame(columns, copy=False), nan_rows, table_notes))
+            steps, nan_steps = order_steps(steps_path, Table(frame(columns), nan_rows, table_notes))
         notes.extend(table_notes)
         if steps.empty:
             notes.append(f"{STEPS_FILE}: no steps logged yet")
@@ -74,7 +72,7 @@ def read(folder: Path, study: str, now: float | None = None) -> Run:
         step = columns["step"]
         columns.setdefault("loss", np.full(len(step), np.nan))
         # step, split, loss first whatever the header's order, as every reader gives them
-        evals = pd.DataFrame({name: columns.pop(name) for name in ("step", "split", "loss")} | columns, copy=False)
+        evals = frame({name: columns.pop(name) for name in ("step", "split", "loss")} | columns)
         if not (step[1:] >= step[:-1]).all():
             evals = evals.sort_values("step", kind="stable").reset_index(drop=True)
         notes.extend(table_notes)
