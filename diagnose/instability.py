@@ -371,8 +371,8 @@ def run_loss(run) -> tuple[np.ndarray, np.ndarray]:
     When nothing goes they are the table's own arrays: read them, never write to them.
     """
     updates = run.updates()
-    steps = updates["step"].to_numpy(dtype=np.int64)
-    loss = updates["loss"].to_numpy(dtype=float)
+    steps = run.column(updates, "step", np.int64)
+    loss = run.column(updates, "loss", float)
     missing = np.isnan(loss)
     if not missing.any():
         return steps, loss
@@ -408,12 +408,13 @@ _D2_TO_SIGMA = MAD_TO_SIGMA / math.sqrt(6)
 def _noise_parts(x: np.ndarray, finite: np.ndarray, config: InstabilityConfig) -> tuple[np.ndarray, int, float]:
     """What ``_local_noise`` is made of: the second differences, the window of their median, and the floor."""
     n = len(x)
-    d2 = _second_differences(np.where(finite, x, np.nan))
+    present = x if finite.all() else x[finite]  # (no copies of a series without a broken point)
+    d2 = _second_differences(x if len(present) == n else np.where(finite, x, np.nan))
     size = max(21, int(n * config.noise_fraction)) | 1
-    diffs = np.abs(np.diff(x[finite]))
+    diffs = np.abs(np.diff(present))
     changes = diffs[diffs > 0]
     resolution = float(changes.min()) if changes.size else 0.0
-    values = np.abs(x[finite])
+    values = np.abs(present)
     # the floor's middle term is at most 1e-9 of the largest value: no median needed when that is under the resolution
     if values.size and resolution >= 1e-9 * max(float(values.max()), 1e-12):
         return d2, size, max(resolution, 1e-12)
@@ -425,7 +426,10 @@ def _local_noise(
     x: np.ndarray, finite: np.ndarray, config: InstabilityConfig, parts: tuple | None = None
 ) -> np.ndarray:
     d2, size, floor = parts or _noise_parts(x, finite, config)
-    local = rolling.bfill(rolling.ffill(rolling.median(d2, size, center=True, min_periods=1))) * _D2_TO_SIGMA
+    medians = rolling.median(d2, size, center=True, min_periods=1)
+    if not np.isnan(medians).any():  # (most series: every window holds a second difference)
+        return np.maximum(medians * _D2_TO_SIGMA, floor)
+    local = rolling.bfill(rolling.ffill(medians)) * _D2_TO_SIGMA
     return np.maximum(np.nan_to_num(local, nan=floor), floor)
 
 

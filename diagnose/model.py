@@ -112,7 +112,7 @@ class Run:
             return column in self.facts["columns"]  # a cached run whose tables were not needed yet
         steps = self.steps
         return self._once_per_table(
-            steps, ("has", column), lambda: column in steps.columns and self._holds_values(steps, column)
+            steps, ("has", column), lambda: column in self._positions(steps) and self._holds_values(steps, column)
         )
 
     def has_valid_evals(self) -> bool:
@@ -171,7 +171,7 @@ class Run:
     def updates(self) -> pd.DataFrame:
         """Steps whose update was applied (AMP-skipped steps left out). Shared: do not modify it."""
         steps = self.steps
-        if "skipped" in steps.columns:
+        if "skipped" in self._positions(steps):
             return self._once_per_table(steps, "updates", lambda: steps[steps["skipped"].fillna(0) == 0])
         return steps
 
@@ -179,8 +179,27 @@ class Run:
         """``table[name].to_numpy()`` of one of this run's tables (``steps``, ``updates()``, ``valid_evals()``,
         ...) as ``dtype``, found once: the checks read the same few columns many times, ~20 us of pandas a
         time. Shared: do not modify it."""
-        values = self._once_per_column(table, name, lambda: table[name].to_numpy())
+        values = self._once_per_column(table, name, lambda: self._values_of(table, name))
         return values if dtype is None else values.astype(dtype, copy=False)  # a float column is not copied
+
+    def _positions(self, table) -> dict:
+        """``table``'s column names and positions, found once: ``name in table.columns`` builds a hash table
+        of the names on its first call per table (~70 us on pandas' string columns, two tables a run)."""
+        return self._once_per_table(table, "positions", lambda: {name: i for i, name in enumerate(table.columns)})
+
+    def _values_of(self, table, name: str) -> np.ndarray:
+        """``table[name].to_numpy()``, from the column's own array: the Series pandas builds around it costs
+        ~20 us, the largest fixed cost of the checks on a short run. Read-only, as pandas gives it."""
+        positions = self._positions(table)
+        if name in positions and len(positions) == len(table.columns):  # (duplicate names: pandas' answer)
+            values = table._mgr.iget_values(positions[name])
+            if isinstance(values, np.ndarray):
+                values = values.view()
+                values.flags.writeable = False
+                return values
+            if not isinstance(values.dtype, np.dtype):  # an extension array (strings): what Series.to_numpy calls
+                return values.to_numpy()
+        return table[name].to_numpy()
 
     def _once_per_column(self, table, name: str, answer):
         """``column``'s memo of ``table[name]``, which ``answer()`` gives when it is not held yet."""
@@ -218,15 +237,18 @@ class Run:
         split, steps = self.column(evals, "split"), self.column(evals, "step")
         wanted = np.array([str(name).lower() in splits for name in split.tolist()], dtype=bool)
         if wanted.all():
-            rows = evals.copy()
+            rows = evals  # (a copy, even a shallow one, costs 15-30 us)
         elif not wanted.any():
             rows, split, steps = evals.iloc[:0], split[:0], steps[:0]
         else:
             rows, split, steps = evals[wanted], split[wanted], steps[wanted]
         if (steps[1:] < steps[:-1]).any():
             return rows.sort_values("step", kind="stable")
-        for name, values in (("split", split), ("step", steps)):  # the checks ask for these: not through pandas again
-            self._once_per_column(rows, name, lambda values=values: values)
+        if rows is not evals:  # the checks ask for these: not through pandas again
+            positions = self._positions(evals)
+            self._once_per_table(rows, "positions", lambda: positions)
+            for name, values in (("split", split), ("step", steps)):
+                self._once_per_column(rows, name, lambda values=values: values)
         return rows
 
     def _holds_values(self, table: pd.DataFrame, name: str) -> bool:

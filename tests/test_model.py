@@ -6,7 +6,9 @@ import gc
 import pickle
 import weakref
 
+import numpy as np
 import pandas as pd
+import pytest
 
 from diagnose.model import Run
 
@@ -73,7 +75,7 @@ def test_evals_of_some_splits_are_every_such_row_by_step_in_table_order_among_eq
     assert run.valid_evals()["loss"].tolist() == [0.1, 0.5, 0.6]
     assert run.train_evals()["loss"].tolist() == [0.2]
     only_test = Run(name="r", study="s", source=None, evals=evals.sort_values("step").assign(split="test"))
-    assert only_test.valid_evals().equals(only_test.evals) and only_test.valid_evals() is not only_test.evals
+    assert only_test.valid_evals() is only_test.evals  # every row: the table itself (shared: never modified)
     assert only_test.train_evals().empty and list(only_test.train_evals().columns) == ["step", "split", "loss"]
 
 
@@ -84,3 +86,22 @@ def test_updates_leave_skipped_steps_out_once_per_table():
     assert applied["step"].tolist() == [0, 2] and run.updates() is applied
     run.steps = run.steps.assign(skipped=0.0)
     assert run.updates()["step"].tolist() == [0, 1, 2]
+
+
+def test_columns_are_pandas_own_arrays_read_only():
+    table = pd.DataFrame({
+        "step": np.arange(3), "loss": [1.0, np.nan, 0.5], "split": pd.array(["a", None, "b"], dtype="str"),
+        "tag": pd.Series(["x", 1, None], dtype=object), "when": pd.date_range("2024-01-01", periods=3),
+        "n": pd.array([1, None, 3], dtype="Int64"),
+    })
+    run = Run(name="r", study="s", source=None, steps=table)
+    for name in table.columns:
+        values, expected = run.column(table, name), table[name].to_numpy()
+        assert values.dtype == expected.dtype and values.shape == expected.shape
+        assert values.flags.writeable <= expected.flags.writeable  # a numpy column: read-only, as copy-on-write gives it
+        assert pd.isna(values).tolist() == pd.isna(expected).tolist()
+        assert [v for v in values.tolist() if not pd.isna(v)] == [v for v in expected.tolist() if not pd.isna(v)]
+    with pytest.raises(KeyError):
+        run.column(table, "lr")
+    twice = pd.DataFrame([[1.0, 2.0]], columns=["loss", "loss"])  # duplicate names: what pandas gives
+    assert run.column(twice, "loss").tolist() == [[1.0, 2.0]]

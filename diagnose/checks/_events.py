@@ -17,7 +17,7 @@ def span(run: Run) -> int:
 
 def early_until(run: Run, fraction: float) -> int:
     """The last step that counts as early: ``fraction`` of the run, and at least its first 3 logged steps."""
-    steps = run.updates()["step"].to_numpy()
+    steps = run.column(run.updates(), "step")
     first_three = int(steps[min(2, len(steps) - 1)]) if len(steps) else 0
     return max(int(fraction * span(run)), first_three)
 
@@ -57,7 +57,7 @@ def grad_norms_before(run: Run, step: int) -> np.ndarray:
     if not run.has("grad_norm"):
         return np.array([])
     updates = run.updates()
-    norms = updates.loc[updates["step"] < step, "grad_norm"].to_numpy(dtype=float)
+    norms = run.column(updates, "grad_norm", float)[run.column(updates, "step") < step]
     return norms[np.isfinite(norms)]
 
 
@@ -72,7 +72,7 @@ def clip_recommendation(run: Run, first_step: int, instability: str) -> Recommen
     if harder:
         threshold = current / 2
     clipped = int((norms > threshold).sum())
-    steps = run.updates()["step"]
+    steps = run.column(run.updates(), "step")
     return Recommendation(
         action="clip",
         # Only what goes into a config; the percentile and its window are said in `why`.
@@ -83,7 +83,7 @@ def clip_recommendation(run: Run, first_step: int, instability: str) -> Recommen
                 f"the run already clips at {current:g}: clip harder, at half that"
                 if harder
                 else f"{threshold:.3g} is the 90th percentile of the unclipped grad norms before the instability "
-                f"(steps {int(steps.iloc[0])}-{int(first_step) - 1}); it would have clipped {clipped} of those {norms.size} updates"
+                f"(steps {int(steps[0])}-{int(first_step) - 1}); it would have clipped {clipped} of those {norms.size} updates"
             )
         ),
     )

@@ -74,14 +74,14 @@ def applies(run: Run) -> str | None:
 
 def detect(run: Run, config: Config) -> list[Finding]:
     updates = run.updates()
-    norms = updates["grad_norm"].to_numpy(dtype=float) if run.has("grad_norm") else None
+    norms = run.column(updates, "grad_norm", float) if run.has("grad_norm") else None
     clip = _thresholds(run, updates)
     if norms is not None and clip is not None:
         usable = np.isfinite(norms) & np.isfinite(clip)
         norms, clip = norms[usable], clip[usable]
         clipped = norms > clip
     else:
-        flags = updates["clipped"].to_numpy(dtype=float)
+        flags = run.column(updates, "clipped", float)
         clipped = flags[np.isfinite(flags)] > 0
         norms = None
     if clipped.size == 0:
@@ -134,7 +134,7 @@ def detect(run: Run, config: Config) -> list[Finding]:
             severity=Severity.WARNING,
             study=run.study,
             runs=(run.name,),
-            steps=(int(updates["step"].iloc[0]), int(updates["step"].iloc[-1])),
+            steps=(int(run.column(updates, "step")[0]), int(run.column(updates, "step")[-1])),
             title=f"{run.name}: {fraction:.0%} of the updates were clipped: clipping is acting as a smaller lr",
             detail=detail + ".",
             evidence=evidence,
@@ -147,7 +147,7 @@ def _thresholds(run: Run, updates) -> np.ndarray | None:
     """The clipping threshold of every applied update, or None when unknown."""
     fixed = _config_clip(run)
     if run.has("clip_norm"):
-        column = updates["clip_norm"].to_numpy(dtype=float)
+        column = run.column(updates, "clip_norm", float)
         return np.where(np.isfinite(column), column, fixed if fixed is not None else np.nan)
     if fixed is not None:
         return np.full(len(updates), fixed)

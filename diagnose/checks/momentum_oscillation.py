@@ -95,12 +95,12 @@ def detect(run: Run, config: Config) -> list[Finding]:
 
 def _detect(run: Run, config: Config) -> list[Finding]:
     updates = run.updates()
-    steps = updates["step"].to_numpy()
+    steps = run.column(updates, "step")
     found = []
     for column in ("loss", "grad_norm"):
-        if column not in updates.columns:
+        if not run.has(column):  # (a column without values has no points to ring)
             continue
-        values = updates[column].to_numpy(dtype=float)
+        values = run.column(updates, column, float)
         keep = np.isfinite(values) & (values > 0)
         if keep.sum() < config.min_points:
             continue
