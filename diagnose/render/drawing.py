@@ -8,8 +8,11 @@ it and in whatever order.
 With a cache folder and a study digest (``Analysis.study_digests``), each
 figure is stored under its slot (study, figure, its runs and finding) with the
 key it was drawn for (the digest, the finding's content, the render version);
-a later report whose key matches reads it back instead of drawing. An entry
-that cannot be read is drawn again; a cache that cannot be written is skipped.
+a later report whose key matches reads it back instead of drawing. A study's
+entries share one file, written once when the report ends: creating a file
+costs ~0.2-0.4 ms of CPU here, as much as a tenth of a figure's drawing. An
+entry that cannot be read is drawn again (all of a file that cannot be read);
+a cache that cannot be written is skipped.
 """
 
 from __future__ import annotations
@@ -121,6 +124,8 @@ class Painter:
         self.jobs = jobs or min(os.cpu_count() or 1, 8)
         self._pool: ProcessPoolExecutor | None = None
         self._homes: dict[str, int] = {}  # study -> the share that drew its first figure (it read its runs)
+        self._files: dict[str, dict] = {}  # study -> the entries of its file (slot -> entry), as read and drawn
+        self._drawn: set[str] = set()  # studies whose file has new entries, written on exit
 
     def __enter__(self) -> Painter:
         return self
@@ -128,6 +133,8 @@ class Painter:
     def __exit__(self, *exc) -> None:
         if self._pool is not None:
             self._pool.shutdown()
+        for study in sorted(self._drawn):
+            self._store(study)
 
     def draw(self, specs: list[Spec]) -> list[Drawn]:
         """Each spec's figure, in order: read from the cache when it holds it, else drawn (and stored)."""
@@ -181,22 +188,36 @@ class Painter:
 
     # ------------------------------------------------------------ cache
 
-    def _key(self, spec: Spec) -> tuple[Path, str] | None:
-        """(the figure's slot file, the key its content must carry), or None when it is not cached."""
+    def _key(self, spec: Spec) -> tuple[str, str, str] | None:
+        """(the study, the figure's slot, the key its content must carry), or None when it is not cached."""
         digest = self.digests.get(spec.study)
         if digest is None or self.cache_dir is None:
             return None
         finding = self.inputs.findings[spec.finding] if spec.finding is not None else None
         slot = [spec.study, spec.kind, spec.runs, _where(finding)]
         content = [_render_version(), digest, spec.kind, spec.runs, finding.to_dict() if finding else None]
-        return self.cache_dir / f"{_hash(slot)}.json", _hash(content)
+        return spec.study, _hash(slot), _hash(content)
 
-    def _read(self, key: tuple[Path, str] | None) -> Drawn | None:
+    def _path(self, study: str) -> Path:
+        return self.cache_dir / f"{_hash(['figures of', study])}.json"
+
+    def _entries(self, study: str) -> dict:
+        """The entries of the study's file, read once; none when it is absent or cannot be read."""
+        entries = self._files.get(study)
+        if entries is None:
+            try:
+                entries = json.loads(self._path(study).read_bytes())
+            except (OSError, ValueError):
+                entries = None
+            entries = self._files[study] = entries if isinstance(entries, dict) else {}
+        return entries
+
+    def _read(self, key: tuple[str, str, str] | None) -> Drawn | None:
         if key is None:
             return None
-        path, wanted = key
+        study, slot, wanted = key
         try:
-            entry = json.loads(path.read_bytes())
+            entry = self._entries(study)[slot]
             if entry["key"] != wanted:
                 return None
             if entry["plot"] is None:
@@ -212,18 +233,24 @@ class Painter:
         except (OSError, ValueError, TypeError, KeyError, AttributeError):  # absent or damaged: draw it again
             return None
 
-    def _write(self, key: tuple[Path, str] | None, drawn: Drawn) -> None:
+    def _write(self, key: tuple[str, str, str] | None, drawn: Drawn) -> None:
+        """Keep the figure in its study's entries, to be written on exit."""
         if key is None:
             return
-        path, wanted = key
+        study, slot, wanted = key
         plot = drawn.plot
-        entry = {"key": wanted, "plot": None if plot is None else {
+        self._entries(study)[slot] = {"key": wanted, "plot": None if plot is None else {
             "title": plot.title, "caption": plot.caption, "uri": plot.uri, "width": plot.width, "height": plot.height}}
+        self._drawn.add(study)
+
+    def _store(self, study: str) -> None:
+        """Write the study's file: the entries it held and those drawn since."""
+        path = self._path(study)
         temporary = path.with_name(f"{path.stem}.{os.getpid()}.tmp")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            temporary.write_text(json.dumps(entry), encoding="utf-8")
-            os.replace(temporary, path)  # a reader sees the old entry or the new one, never half of one
+            temporary.write_text(json.dumps(self._files[study]), encoding="utf-8")
+            os.replace(temporary, path)  # a reader sees the old file or the new one, never half of one
         except OSError:  # a cache that cannot be written costs the next report the drawing, not this one
             with contextlib.suppress(OSError):
                 temporary.unlink(missing_ok=True)

@@ -62,7 +62,8 @@ def test_a_second_report_with_the_same_digests_draws_nothing(analysis, page, dra
     cached = with_digests(analysis)
     first = html.render(cached, cache_dir=tmp_path, jobs=1)
     count = len(draws)
-    assert count >= 10 and len(list(tmp_path.glob("*.json"))) == count
+    files = [json.loads(path.read_text()) for path in tmp_path.glob("*.json")]
+    assert count >= 10 and len(files) == len({spec.study for spec in draws}) and sum(map(len, files)) == count
     second = html.render(cached, cache_dir=tmp_path, jobs=1)
     assert len(draws) == count, draws[count:]
     assert first == second == page
@@ -98,19 +99,23 @@ def test_a_changed_finding_redraws_its_plot(analysis, draws, tmp_path):
 def test_damaged_entries_are_drawn_again_and_replaced(analysis, page, draws, tmp_path):
     cached = with_digests(analysis)
     html.render(cached, cache_dir=tmp_path, jobs=1)
-    entries = sorted(tmp_path.glob("*.json"))
-    drawn = [json.loads(path.read_text()) for path in entries]
-    damaged = [i for i, entry in enumerate(drawn) if entry["plot"] is not None][:5]
-    entries[damaged[0]].write_bytes(b"\x00\xff not json")
-    entries[damaged[1]].write_text(json.dumps({**drawn[damaged[1]], "plot": {"title": "x"}}))
-    plot = drawn[damaged[2]]["plot"]
-    entries[damaged[2]].write_text(json.dumps({**drawn[damaged[2]], "plot": {**plot, "uri": plot["uri"][:-40] + "!"}}))
-    entries[damaged[3]].write_text(json.dumps({**drawn[damaged[3]], "plot": {**plot, "width": "wide"}}))
-    entries[damaged[4]].write_text(json.dumps(drawn[damaged[4]])[:100])
+    paths = sorted(tmp_path.glob("*.json"), key=lambda path: -len(json.loads(path.read_text())))
+    files = [json.loads(path.read_text()) for path in paths]
+    # damaged entries of one study's file, and a file cut short: all of its entries are drawn again
+    entries = [slot for slot, entry in files[0].items() if entry["plot"] is not None][:4]
+    assert len(entries) == 4 and len(files) >= 2
+    damaged = json.loads(paths[0].read_text())
+    damaged[entries[0]] = "\x00\xff not an entry"
+    damaged[entries[1]]["plot"] = {"title": "x"}
+    plot = damaged[entries[2]]["plot"]
+    plot["uri"] = plot["uri"][:-40] + "!"
+    damaged[entries[3]]["plot"]["width"] = "wide"
+    paths[0].write_text(json.dumps(damaged))
+    paths[1].write_text(json.dumps(files[1])[:100])
     before = len(draws)
     assert html.render(cached, cache_dir=tmp_path, jobs=1) == page
-    assert len(draws) - before == 5
-    assert [json.loads(entries[i].read_text()) for i in damaged] == [drawn[i] for i in damaged]
+    assert len(draws) - before == 4 + len(files[1])
+    assert [json.loads(path.read_text()) for path in paths[:2]] == files[:2]
 
 
 def test_a_cache_that_cannot_be_written_never_fails_the_report(analysis, page, tmp_path):
