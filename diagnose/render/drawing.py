@@ -72,6 +72,9 @@ class Inputs:
         self.studies = {study.name: study for study in analysis.studies}
         self.summaries = {s.get("study"): s for s in analysis.document.studies if isinstance(s, dict)}
         self.findings = analysis.document.findings
+        self.by_study: dict[str, list[Finding]] = {}  # a sweep figure's findings, not a pass over all for each
+        for finding in self.findings:
+            self.by_study.setdefault(finding.study, []).append(finding)
 
     def work(self, spec: Spec) -> int:
         """About what drawing ``spec`` costs, in logged steps read (a sweep reads every run's loss, a zoom a few)."""
@@ -95,7 +98,7 @@ class Inputs:
             if spec.kind == "swarm_grid":
                 plot = figures.swarm_grid(study, summary)
             elif spec.kind == "sweep_curves":
-                plot = figures.sweep_curves(study, summary, [f for f in self.findings if f.study == study.name])
+                plot = figures.sweep_curves(study, summary, self.by_study.get(study.name, []))
             elif spec.kind == "hyper_axis":
                 plot = figures.hyper_axis(summary)
             elif spec.kind == "finding_zoom":
