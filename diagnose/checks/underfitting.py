@@ -96,12 +96,12 @@ def detect(run: Run, config: Config) -> list[Finding]:
         return [_barely_moved(run, steps, to_loss(start), to_loss(end), relative_drop, config)]
 
     total = start - end
-    if total <= 0:
+    if total <= 0 or _annealed(run):  # (an annealed run's falling tail needs no slope: its lr explains it)
         return []
     tail_from = int(len(loss) * (1 - config.tail_fraction))
     slope, high = _tail_slope(steps[tail_from:], loss[tail_from:], to_x)
     tail = -slope * (steps[-1] - steps[tail_from])
-    if high >= 0 or tail < config.min_tail_share * total or _annealed(run) or _recovering(run, steps, config):
+    if high >= 0 or tail < config.min_tail_share * total or _recovering(run, steps, config):
         return []
     tail_drop = 1 - 10**-tail if log_space else None
     return [_still_falling(run, steps, tail_from, tail / total, slope, to_loss(end), tail_drop)]
