@@ -4,7 +4,7 @@ usage: python benchmarks/read_overhead.py ROOT [RUNS] [REPEATS]
 
 For each of the first RUNS run directories of ROOT, interleaved, REPEATS times: the bare
 ``pyarrow.csv.read_csv`` of its steps.csv and evals.csv (the reader's options), ``read_columns`` of its
-steps.csv, ``read_run``, and ``RunCache._write_run`` of the run (into a temporary folder, removed).
+steps.csv and of its evals.csv (which a small file reads without pyarrow), ``read_run``, and ``RunCache._write_run`` of the run (into a temporary folder, removed).
 Prints CPU ms a run (process_time: every thread), each file's minimum over the repeats, summed: what
 other processes on the machine add is left out. The reader's cost beyond the parse is read_run - bare.
 Also the page faults a run (mean): each new 100k-row array costs ~200, much of its time on a loaded machine.
@@ -60,6 +60,8 @@ def main(root: Path, count: int, repeats: int) -> None:
             "bare pyarrow parse": lambda i: bare_parse(folders[i]),
             "read_columns steps": lambda i: read_columns(folders[i] / rundir.STEPS_FILE, required=("step", "loss"),
                                                          numeric=rundir.STEP_COLUMNS, step="step"),
+            "read_columns evals": lambda i: read_columns(folders[i] / rundir.EVALS_FILE, required=("step", "split"),
+                                                         numeric=("loss",), text=("split",), step="step"),
             "read_run": lambda i: read_run(root, folders[i], rundir, DEFAULT_KEYS),
             "RunCache._write_run": write,
         }
