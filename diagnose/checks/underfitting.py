@@ -99,7 +99,7 @@ def detect(run: Run, config: Config) -> list[Finding]:
     if total <= 0 or _annealed(run):  # (an annealed run's falling tail needs no slope: its lr explains it)
         return []
     tail_from = int(len(loss) * (1 - config.tail_fraction))
-    slope, high = _tail_slope(steps[tail_from:], loss[tail_from:], to_x)
+    slope, high = _tail_slope(steps[tail_from:], loss[tail_from:], to_x, config.min_tail_share * total)
     tail = -slope * (steps[-1] - steps[tail_from])
     if high >= 0 or tail < config.min_tail_share * total or _recovering(run, steps, config):
         return []
@@ -107,8 +107,9 @@ def detect(run: Run, config: Config) -> list[Finding]:
     return [_still_falling(run, steps, tail_from, tail / total, slope, to_loss(end), tail_drop)]
 
 
-def _tail_slope(steps: np.ndarray, loss: np.ndarray, to_x) -> tuple[float, float]:
-    """Least-squares slope through the medians of ``to_x`` of up to 30 bins of the tail, and its 95% upper bound.
+def _tail_slope(steps: np.ndarray, loss: np.ndarray, to_x, least_drop: float = 0.0) -> tuple[float, float]:
+    """Least-squares slope through the medians of ``to_x`` of up to 30 bins of the tail, and its 95% upper bound;
+    (0.0, inf), as for a flat tail, when the fit surely projects a drop under ``least_drop`` over the tail.
 
     The bin medians shed minibatch outliers; the bound is slope + t(0.975) x standard error.
     """
@@ -116,6 +117,14 @@ def _tail_slope(steps: np.ndarray, loss: np.ndarray, to_x) -> tuple[float, float
     centers = _per_bin(steps, bins, lambda rows: rows.mean(axis=-1)).astype(float)
     medians = _per_bin(loss, bins, lambda rows: median(rows, to_x))
     if bins < 4 or np.ptp(centers) == 0:
+        return 0.0, float("inf")
+    # The slope in closed form, ~10x cheaper than polyfit's and the same to rounding (under ~3e-13 x the medians'
+    # range over the centers', which the second condition keeps under 3e-4 of the fall asked for): a fall under half
+    # of it (most runs: a fifth) is under it whatever the fit's rounding.
+    spread = centers - centers.mean()
+    fall = -float(spread @ (medians - medians.mean())) / float(spread @ spread)
+    least_fall = least_drop / float(steps[-1] - steps[0])
+    if fall < 0.5 * least_fall and least_fall > 1e-9 * float(np.ptp(medians)) / float(np.ptp(centers)):
         return 0.0, float("inf")
     slope, intercept = np.polyfit(centers, medians, 1)
     residual = medians - (slope * centers + intercept)

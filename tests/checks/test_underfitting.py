@@ -60,3 +60,27 @@ def test_edge_cases(corpus):
         assert finding.evidence["kind"] == "barely_moved"
     assert edges.findings(CHECK, edges.every(corpus.run("healthy_bs32_evals"), 50)) == []
     assert "LR range test" in CHECK.why_skipped(dataclasses.replace(corpus.run("tiny_lr_classifier"), role="lr_range"))
+
+
+def test_a_tail_that_surely_falls_too_little_is_judged_as_the_fit_judges_it():
+    """``_tail_slope``'s closed-form shortcut answers (0.0, inf) only where the fit's tail drop is under the one asked."""
+    from diagnose.checks.underfitting import _tail_slope
+
+    rng = np.random.default_rng(7)
+    shortcuts = 0
+    for case in range(400):
+        n = int(rng.integers(10, 400))
+        steps = np.sort(rng.choice(10**int(rng.integers(3, 7)), n, replace=False)) + int(rng.integers(0, 10**6))
+        trend = rng.normal(0, 1) * 10.0 ** rng.uniform(-6, -1)
+        loss = 10 ** (trend * (steps - steps[0]) / max(1, steps[-1] - steps[0]) + rng.normal(0, 10.0 ** rng.uniform(-4, -1), n))
+        to_x = np.log10 if case % 2 else None
+        span = steps[-1] - steps[0]
+        least = abs(trend) * rng.uniform(0, 3) * (1 if case % 3 else 1e-12)
+        fitted = _tail_slope(steps, loss, to_x)
+        judged = _tail_slope(steps, loss, to_x, least)
+        if judged != fitted:
+            shortcuts += 1
+            assert judged == (0.0, float("inf")) and -fitted[0] * span < least
+        else:
+            assert judged == fitted
+    assert shortcuts > 50
