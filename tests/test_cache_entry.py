@@ -1,0 +1,168 @@
+"""A run cache entry's file: its tables read back exactly, and an entry that is damaged, cut short or of
+another layout is a miss (dropped, the run read again), never a run read back wrong."""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from diagnose import cache as cache_module
+from diagnose.cache import RunCache
+from diagnose.model import Run, empty_evals
+
+KEY = "ab" + "0" * 62
+
+
+def sample_run(tmp_path: Path, steps: pd.DataFrame | None = None, evals: pd.DataFrame | None = None) -> Run:
+    if steps is None:
+        steps = pd.DataFrame({
+            "step": np.array([0, 1, 2, 2**40], dtype=np.int64),
+            "loss": [np.nan, np.inf, -0.0, 5e-324],
+            "grad_norm": np.array([1.0, -np.inf, np.nan, 2.5], dtype=np.float32),
+            "clipped": np.array([1, 0, 1, 255], dtype=np.uint8),
+        })
+    if evals is None:
+        evals = pd.DataFrame({
+            "step": np.array([0, 2, 2], dtype=np.int64),
+            "split": pd.array(["valid", None, "tränch"], dtype="str"),
+            "loss": [1.5, np.nan, 2.0],
+        })
+    return Run(name="r", study="s", source=tmp_path / "logs" / "s" / "r", steps=steps, evals=evals,
+               config={"lr": 0.1}, status="finished", nan_steps={"loss": np.array([0], dtype=np.int64)})
+
+
+def source(tmp_path: Path) -> tuple:
+    """Where a damaged entry's run would be read again from: nowhere, so a test sees any such read as an error."""
+    return (tmp_path / "logs", tmp_path / "logs" / "s" / "r", "diagnose.readers.rundir", None)
+
+
+def stored(tmp_path: Path, run: Run) -> tuple[RunCache, Path]:
+    cache = RunCache(tmp_path / "cache")
+    assert cache.store(KEY, run, "checks", [], [])
+    return cache, Path(cache._entry(KEY))
+
+
+def assert_same_table(after: pd.DataFrame, before: pd.DataFrame) -> None:
+    assert list(after.dtypes) == list(before.dtypes)
+    assert after.columns.equals(before.columns) and after.index.equals(before.index)
+    pd.testing.assert_frame_equal(after, before, check_exact=True)
+    for name in before.columns:  # -0.0 and the smallest subnormal kept bit for bit
+        if before[name].dtype.kind == "f":
+            assert after[name].to_numpy().tobytes() == before[name].to_numpy().tobytes()
+
+
+@pytest.mark.parametrize("written", ["copied", "from the columns"])
+@pytest.mark.parametrize("evals", ["str", "str in pieces", "object", "empty"])
+def test_tables_read_back_exactly(tmp_path, evals, written, monkeypatch):
+    if written == "from the columns":  # as a large table is, a few buffers a system call
+        monkeypatch.setattr(cache_module, "_COPIED_BELOW", 0)
+        monkeypatch.setattr(cache_module, "_IOV_MAX", 3)
+    tables = {
+        "str": None,
+        "str in pieces": pd.concat([sample_run(tmp_path).evals, sample_run(tmp_path).evals], ignore_index=True),
+        "object": pd.DataFrame({"step": [3, 4], "split": np.array(["valid", None], dtype=object), "loss": [1.0, 2.0]}),
+        "empty": empty_evals(),
+    }
+    run = sample_run(tmp_path, evals=tables[evals])
+    cache, _ = stored(tmp_path, run)
+    again, findings, skipped = cache.load(KEY, "checks", source(tmp_path))
+    assert findings == [] and skipped == []
+    assert again.name == run.name and again.config == run.config
+    assert np.array_equal(again.nan_steps["loss"], run.nan_steps["loss"])
+    assert_same_table(again.steps, run.steps)
+    assert_same_table(again.evals, run.evals)
+
+
+def test_a_table_written_in_pieces_reads_back_the_same(tmp_path, monkeypatch):
+    real = os.writev
+    calls = []
+    # the kernel may take fewer bytes than asked: the rest is written after
+    monkeypatch.setattr(os, "writev", lambda handle, parts: calls.append(1) or real(handle, [bytes(parts[0])[:7]]))
+    run = sample_run(tmp_path)
+    cache, _ = stored(tmp_path, run)
+    monkeypatch.setattr(os, "writev", real)
+    assert len(calls) > 10
+    again = cache.load(KEY, "checks", source(tmp_path))[0]
+    assert_same_table(again.steps, run.steps)
+    assert_same_table(again.evals, run.evals)
+
+
+def test_a_failed_write_leaves_neither_entry_nor_staging_file(tmp_path, monkeypatch):
+    def full(handle, parts):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "writev", full)
+    cache = RunCache(tmp_path / "cache")
+    assert not cache.store(KEY, sample_run(tmp_path), "checks", [], [])
+    assert [path for path in (tmp_path / "cache").rglob("*") if path.is_file()] == []
+    assert cache.load(KEY, "checks", source(tmp_path)) is None
+
+
+def test_an_entry_cut_short_anywhere_is_a_miss_and_dropped(tmp_path):
+    cache, entry = stored(tmp_path, sample_run(tmp_path))
+    data = entry.read_bytes()
+    for size in (0, 1, 39, len(data) // 3, len(data) // 2, len(data) - cache_module._TRAILER.size, len(data) - 1):
+        entry.write_bytes(data[:size])
+        assert cache.load(KEY, "checks", source(tmp_path)) is None, size
+        assert not entry.exists()
+
+
+def test_an_entry_of_the_previous_layout_is_a_miss_not_misread(tmp_path):
+    """Two Arrow IPC files, the JSON, and where each of the three ends: what entries were before this layout."""
+    import pyarrow as pa
+
+    run = sample_run(tmp_path)
+    cache, entry = stored(tmp_path, run)
+    meta = cache_module._read_meta(str(entry))
+    sink = pa.BufferOutputStream()
+    ends = []
+    for table in (run.steps, run.evals):
+        arrow = pa.Table.from_pandas(table, preserve_index=False)
+        with pa.ipc.new_file(sink, arrow.schema) as writer:
+            writer.write_table(arrow)
+        ends.append(sink.tell())
+    text = json.dumps(meta).encode()
+    entry.write_bytes(sink.getvalue().to_pybytes() + text + struct.pack("<3Q", *ends, ends[-1] + len(text)))
+    assert cache.load(KEY, "checks", source(tmp_path)) is None
+    assert not entry.exists()
+
+
+@pytest.mark.parametrize("damage", ["tag", "order", "end"])
+def test_an_entry_whose_trailer_does_not_fit_it_is_a_miss(tmp_path, damage):
+    cache, entry = stored(tmp_path, sample_run(tmp_path))
+    data = entry.read_bytes()
+    *ends, tag = cache_module._TRAILER.unpack(data[-cache_module._TRAILER.size:])
+    if damage == "tag":
+        tag = b"dgnrun/1"
+    elif damage == "order":
+        ends[0], ends[1] = ends[1], ends[0]
+    else:
+        ends[-1] -= 8
+    entry.write_bytes(data[:-cache_module._TRAILER.size] + cache_module._TRAILER.pack(*ends, tag))
+    assert cache.load(KEY, "checks", source(tmp_path)) is None
+    assert not entry.exists()
+
+
+def test_a_table_of_an_entry_replaced_after_loading_is_read_from_the_new_entry(tmp_path):
+    """Two writers of one entry: each puts a whole file in place, so a reader sees one or the other, never a mix."""
+    first = sample_run(tmp_path)
+    cache, entry = stored(tmp_path, first)
+    loaded = cache.load(KEY, "checks", source(tmp_path))[0]
+    second = sample_run(tmp_path, steps=first.steps.assign(loss=[1.0, 2.0, 3.0, 4.0]))
+    entry.unlink()  # a concurrent writer that found no entry either
+    assert cache.store(KEY, second, "checks", [], [])
+    assert_same_table(loaded.steps, second.steps)
+    assert [path.name for path in entry.parent.iterdir()] == [entry.name]
+
+
+def test_a_run_whose_json_is_longer_than_the_read_of_the_files_end_reads_back_whole(tmp_path):
+    run = sample_run(tmp_path)
+    run.config = {"notes": "x" * 3 * cache_module._TAIL, "lr": 0.1}
+    cache, _ = stored(tmp_path, run)
+    assert cache.load(KEY, "checks", source(tmp_path))[0].config == run.config
