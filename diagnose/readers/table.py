@@ -61,12 +61,15 @@ def frame(columns: dict) -> pd.DataFrame:
     The checks pandas makes of arbitrary input (~0.1 ms a frame, most of a 1,000-row table's build) are
     left out: ``read_columns`` gives 1-d arrays, as pandas holds them, of one length. The labels are
     pandas' own Index of the names, made once per header (an Index is immutable; pandas shares one
-    between frames too).
+    between frames too). ``arrays_to_mgr`` and ``DataFrame._from_mgr(mgr, axes)`` are pandas internals
+    (pandas >= 2.1): ``tests/readers/test_table_build.py`` compares the frames with pandas' own.
     """
     names = tuple(columns)
     labels = _LABELS.get(names)
     if labels is None:
-        labels = _LABELS.setdefault(names, pd.Index(list(names)))
+        labels = pd.Index(list(names))
+        if len(_LABELS) < 1000:
+            _LABELS[names] = labels
     arrays = list(columns.values())
     manager = arrays_to_mgr(arrays, labels, pd.RangeIndex(len(arrays[0])), verify_integrity=False, consolidate=False)
     return pd.DataFrame._from_mgr(manager, axes=manager.axes)
@@ -97,10 +100,10 @@ def read_columns(
     forced_numeric = [c for c in header if c in required or c in numeric]
     limit, notes = _complete_lines_end(path, data, header, forced_numeric, text)
 
-    plain = _plain_columns(data, limit, header, forced_numeric, text)
+    plain = _plain_columns(data, limit, header, forced_numeric, text, step)
     if plain is not None:
         columns, nan_rows = plain
-        if step in columns:
+        if step in columns and columns[step].dtype != np.int64:  # not found whole numbers in range already
             columns[step] = _check_steps(path, columns[step], step)
         return columns, nan_rows, notes
 
@@ -141,13 +144,15 @@ SMALL_FILE = 2048
 # never out of range), or empty: a column's cells joined by commas, matched at once.
 _NUMBER_CELL = r"(-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d{1,2})?|-?inf|nan)?"
 _PLAIN_NUMBERS = re.compile(rf"{_NUMBER_CELL}(,{_NUMBER_CELL})*")
+_WHOLE_NUMBERS = re.compile(r"(0|[1-9]\d*)(,(0|[1-9]\d*))*")  # none empty
 
 
-def _plain_columns(data: bytes, limit: int, header: list[str], numeric, text) -> tuple[dict, dict] | None:
+def _plain_columns(data: bytes, limit: int, header: list[str], numeric, text, step) -> tuple[dict, dict] | None:
     """The columns and literal-NaN rows of a small file of plain numbers and text, as the pyarrow read gives them;
     None: not such a file.
 
     Every column must be a ``text`` or a ``numeric`` one (pyarrow infers the type of any other); empty cells are missing.
+    The ``step`` column is int64 when its cells are whole numbers <= MAX_STEP (as ``_check_steps`` gives it).
     """
     if limit > SMALL_FILE or b'"' in data or b"\r" in data or not all(c in text or c in numeric for c in header):
         return None
@@ -173,9 +178,15 @@ def _plain_columns(data: bytes, limit: int, header: list[str], numeric, text) ->
             if "" in column:
                 columns[name] = _strings(np.array([cell or None for cell in column], dtype=object), True)
             else:
-                columns[name] = _strings(np.array(column, dtype=object), False)
+                columns[name] = _small_strings(tuple(column))
             continue
-        if not _PLAIN_NUMBERS.fullmatch(",".join(column)):
+        joined = ",".join(column)
+        if name == step and _WHOLE_NUMBERS.fullmatch(joined):
+            whole = list(map(int, column))
+            if not whole or max(whole) <= MAX_STEP:
+                columns[name] = np.array(whole, dtype=np.int64)
+                continue
+        if not _PLAIN_NUMBERS.fullmatch(joined):
             return None
         if "" in column:
             columns[name] = np.array([float(cell) if cell else np.nan for cell in column], dtype=np.float64)
@@ -195,6 +206,19 @@ def _strings(values: np.ndarray, empty_cells) -> np.ndarray:
 
 
 _TEXT = pd.Series(np.array(["text"], dtype=object)).array  # the array pandas makes of strings ("str" in pandas 3)
+
+
+def _small_strings(cells: tuple[str, ...]):
+    """``_strings`` of a small file's column without empty cells, made once: runs log the same splits."""
+    held = _SMALL_TEXT.get(cells)
+    if held is None:
+        held = _strings(np.array(cells, dtype=object), False)
+        if len(_SMALL_TEXT) < 1000:
+            _SMALL_TEXT[cells] = held
+    return held.copy()  # its own array object (pyarrow's data, immutable, shared): ~1 us, pandas' build ~12
+
+
+_SMALL_TEXT: dict[tuple[str, ...], object] = {}
 
 
 def _numbers(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray | None]:
