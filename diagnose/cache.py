@@ -30,7 +30,6 @@ import json
 import os
 import secrets
 import struct
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -170,7 +169,7 @@ class RunCache:
         }
         try:
             if os.path.isfile(entry):
-                _atomic_write(Path(f"{entry}.checks-{checks_key}.json"), json.dumps(checked))
+                _put(f"{entry}.checks-{checks_key}.json", [json.dumps(checked).encode()])
             else:
                 self._write_run(entry, run, {checks_key: checked})
         except OSError:
@@ -213,24 +212,9 @@ class RunCache:
         parts, ends = [], []
         for section in (_ipc_stream(_record_batch(run.steps)), _ipc_stream(_record_batch(run.evals)),
                         [json.dumps(meta).encode()]):
-            parts += [memoryview(part).cast("B") for part in section]
-            ends.append(sum(part.nbytes for part in parts))
-        parts.append(memoryview(_TRAILER.pack(*ends, _LAYOUT)))
-        staging = os.path.join(os.path.dirname(entry), f".tmp-{secrets.token_hex(8)}")
-        try:
-            handle = os.open(staging, _CREATE, 0o666)
-        except FileNotFoundError:  # the entry's folder is made once, not asked for each entry
-            os.makedirs(os.path.dirname(entry), exist_ok=True)
-            handle = os.open(staging, _CREATE, 0o666)
-        try:
-            try:
-                _write_all(handle, parts)
-            finally:
-                os.close(handle)
-            os.replace(staging, entry)
-        except BaseException:
-            _remove(staging)
-            raise
+            parts += section
+            ends.append(sum(memoryview(part).nbytes for part in parts))
+        _put(entry, [*parts, _TRAILER.pack(*ends, _LAYOUT)])
 
     def _entry(self, key: str) -> str:
         return f"{self._entries}{key[:2]}{os.sep}{key}.run"
@@ -395,7 +379,7 @@ class StudyCache:
         except OSError:
             return None
         except Exception:  # any damage: forget it, check the study again
-            path.unlink(missing_ok=True)
+            _remove(path)
             return None
 
     def store(self, digest: str, work: StudyWork) -> None:
@@ -407,13 +391,12 @@ class StudyCache:
             "cells": work.cells,
         }
         try:
-            self._path(digest).parent.mkdir(parents=True, exist_ok=True)
-            _atomic_write(self._path(digest), json.dumps(record))
+            _put(self._path(digest), [json.dumps(record).encode()])
         except OSError:
             return  # a cache that cannot be written costs speed, never the report
 
-    def _path(self, digest: str) -> Path:
-        return self.directory / digest[:2] / f"{digest}.json"
+    def _path(self, digest: str) -> str:
+        return os.path.join(self.directory, digest[:2], f"{digest}.json")
 
 
 def _finding_record(finding: Finding) -> dict:
@@ -449,13 +432,31 @@ def _fingerprints(folder, prefix: str = ""):
             continue
 
 
-def _read_json(path):
-    with open(path, "rb") as stream:
-        return json.loads(stream.read())
+def _read_json(path: str):
+    handle = os.open(path, os.O_RDONLY | os.O_CLOEXEC)  # no file object: a warm run reads thousands
+    try:
+        chunks = []
+        while chunk := os.read(handle, 1 << 20):
+            chunks.append(chunk)
+    finally:
+        os.close(handle)
+    return json.loads(b"".join(chunks).decode())
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    with os.fdopen(handle, "w") as stream:
-        stream.write(text)
-    os.replace(temporary, path)
+def _put(path: str, parts: list) -> None:
+    """The file ``path`` made of ``parts`` (bytes-like), put in place whole by rename; its folder made if missing."""
+    staging = os.path.join(os.path.dirname(path), f".tmp-{secrets.token_hex(8)}")
+    try:
+        handle = os.open(staging, _CREATE, 0o666)
+    except FileNotFoundError:  # a folder is made once, not asked for at each file
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        handle = os.open(staging, _CREATE, 0o666)
+    try:
+        try:
+            _write_all(handle, [memoryview(part).cast("B") for part in parts])
+        finally:
+            os.close(handle)
+        os.replace(staging, path)
+    except BaseException:
+        _remove(staging)
+        raise
