@@ -166,3 +166,18 @@ def test_a_run_whose_json_is_longer_than_the_read_of_the_files_end_reads_back_wh
     run.config = {"notes": "x" * 3 * cache_module._TAIL, "lr": 0.1}
     cache, _ = stored(tmp_path, run)
     assert cache.load(KEY, "checks", source(tmp_path))[0].config == run.config
+
+
+def test_a_failed_write_of_a_study_or_of_other_checks_findings_leaves_no_file(tmp_path, monkeypatch):
+    from diagnose.analyze import StudyWork
+    from diagnose.cache import StudyCache
+
+    cache, entry = stored(tmp_path, sample_run(tmp_path))
+
+    def full(handle, parts):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "writev", full)
+    assert not cache.store(KEY, sample_run(tmp_path), "other checks", [], [])
+    StudyCache(tmp_path / "cache", {}, ()).store("cd" + "0" * 62, StudyWork([], [], {}, {}, {}))
+    assert [path.name for path in (tmp_path / "cache").rglob("*") if path.is_file()] == [entry.name]
