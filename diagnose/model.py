@@ -160,7 +160,8 @@ class Run:
         evals = self.evals
         if evals.empty:
             return evals
-        return self._once_per_table(evals, splits, lambda: self._rows_of_splits(evals, splits))
+        rows = self._once_per_table(evals, splits, lambda: self._rows_of_splits(evals, splits))
+        return evals if rows is None else rows
 
     def valid_evals(self) -> pd.DataFrame:
         return self.evals_for(VALID_SPLITS)
@@ -227,8 +228,9 @@ class Run:
         """What a worker process sends: everything but the memo (weak references do not pickle)."""
         return {name: value for name, value in self.__dict__.items() if name != "_memo"}
 
-    def _rows_of_splits(self, evals: pd.DataFrame, splits: frozenset[str]) -> pd.DataFrame:
-        """``evals``' rows whose split is one of ``splits`` (case-insensitive), sorted by step (stable).
+    def _rows_of_splits(self, evals: pd.DataFrame, splits: frozenset[str]) -> pd.DataFrame | None:
+        """``evals``' rows whose split is one of ``splits`` (case-insensitive), sorted by step (stable); None when
+        they are ``evals`` itself (a copy, even a shallow one, costs 15-30 us; and the memo must not hold the table).
 
         Plain Python on each row's split, rows taken only when some are left out and sorted only when out of
         order: an eval table is small, and pandas' string methods, row selection and sort cost ~1 ms on one
@@ -237,18 +239,19 @@ class Run:
         split, steps = self.column(evals, "split"), self.column(evals, "step")
         wanted = np.array([str(name).lower() in splits for name in split.tolist()], dtype=bool)
         if wanted.all():
-            rows = evals  # (a copy, even a shallow one, costs 15-30 us)
+            rows = evals
         elif not wanted.any():
             rows, split, steps = evals.iloc[:0], split[:0], steps[:0]
         else:
             rows, split, steps = evals[wanted], split[wanted], steps[wanted]
         if (steps[1:] < steps[:-1]).any():
             return rows.sort_values("step", kind="stable")
-        if rows is not evals:  # the checks ask for these: not through pandas again
-            positions = self._positions(evals)
-            self._once_per_table(rows, "positions", lambda: positions)
-            for name, values in (("split", split), ("step", steps)):
-                self._once_per_column(rows, name, lambda values=values: values)
+        if rows is evals:
+            return None
+        positions = self._positions(evals)  # the checks ask for these: not through pandas again
+        self._once_per_table(rows, "positions", lambda: positions)
+        for name, values in (("split", split), ("step", steps)):
+            self._once_per_column(rows, name, lambda values=values: values)
         return rows
 
     def _holds_values(self, table: pd.DataFrame, name: str) -> bool:

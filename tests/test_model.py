@@ -42,9 +42,11 @@ def test_a_run_sent_to_another_process_carries_no_memo_and_answers_the_same():
     assert copy.valid_evals().equals(run.valid_evals()) and copy.has("loss")
 
 
-def test_the_memo_does_not_keep_a_dropped_table_alive():
+@pytest.mark.parametrize("splits", [["Valid", "valid", "train"], ["valid", "val", "eval"]])  # some rows valid, or all
+def test_the_memo_does_not_keep_a_dropped_table_alive(splits):
     run = a_run()
-    run.has("loss"), run.valid_evals()
+    run.evals = run.evals.assign(split=splits).sort_values("step")
+    run.has("loss"), run.valid_evals(), run.column(run.valid_evals(), "loss")
     tables = weakref.ref(run.steps), weakref.ref(run.evals)
     del run.__dict__["steps"], run.__dict__["evals"]
     gc.collect()
