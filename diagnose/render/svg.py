@@ -472,7 +472,9 @@ def _path_data(px: np.ndarray, py: np.ndarray) -> str:
         edges = np.flatnonzero(np.diff(np.concatenate([[0], finite.astype(np.int8), [0]]))).tolist()
         spans = zip(edges[0::2], edges[1::2])
         px, py = np.where(finite, px, 0), np.where(finite, py, 0)
-    points = np.round(np.stack([px, py], axis=1)).astype(np.int64)
+    points = np.empty((len(px), 2))  # filled in place: np.stack's checks and copy cost ~15 us a curve
+    points[:, 0], points[:, 1] = px, py
+    points = np.rint(points, out=points).astype(np.int64)
     parts = []
     for start, end in spans:
         steps = np.diff(points[start:end], axis=0)
