@@ -226,16 +226,18 @@ def _record_batch(frame):
     Number columns go over as they are, and pandas' own Arrow strings (the ``str`` of an eval's split)
     as the Arrow array they already are: pandas' converter costs ~0.1 ms a column and inspects every
     string, most of a small run's write (1,000-step runs: 0.6 -> 0.3 ms a run). The columns are taken
-    by position (``_get_column_array``, pandas' private accessor), not as Series: a Series a column cost
-    ~15 us, half of a small table's conversion. A table with other columns (object ones) keeps
-    pandas' conversion, whose metadata gives back their dtype.
+    by position (``frames.column``), not as Series: a Series a column cost ~15 us, half of a small
+    table's conversion. A table with other columns (object ones) keeps pandas' conversion, whose
+    metadata gives back their dtype.
     """
     import pyarrow as pa
+
+    from .frames import column  # pandas: a frame is here already
 
     names = frame.columns.tolist()
     arrays = []
     for i, name in enumerate(names):
-        values = frame._get_column_array(i)
+        values = column(frame, i)
         dtype = values.dtype
         numbers = isinstance(dtype, np.dtype) and dtype.kind in "iuf"
         strings = getattr(dtype, "storage", None) == "pyarrow" and dtype.name == "str"  # its Arrow data: no copy

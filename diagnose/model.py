@@ -193,7 +193,9 @@ class Run:
         ~20 us, the largest fixed cost of the checks on a short run. Read-only, as pandas gives it."""
         positions = self._positions(table)
         if name in positions and len(positions) == len(table.columns):  # (duplicate names: pandas' answer)
-            values = table._mgr.iget_values(positions[name])
+            from .frames import column  # pandas is imported where a table was built: see the module docstring
+
+            values = column(table, positions[name])
             if isinstance(values, np.ndarray):
                 values = values.view()
                 values.flags.writeable = False

@@ -35,7 +35,8 @@ def sniff(folder: Path) -> bool:
 
 
 def read(folder: Path, study: str, now: float | None = None) -> Run:
-    from .table import Table, frame, order_steps, read_columns
+    from ..frames import frame
+    from .table import Table, order_steps, read_columns
 
     meta_path = folder / RUN_FILE
     meta = _read_meta(meta_path)

@@ -21,9 +21,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
-from pandas.core.internals.construction import arrays_to_mgr
 
 from ..errors import LogError
+from ..frames import frame
 
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*([eE][+-]?\d+)?|\.\d+([eE][+-]?\d+)?|nan|inf|infinity)", re.I)
 
@@ -52,30 +52,6 @@ def read_table(
     """Read a CSV whose header names ``required`` columns (see ``read_columns``)."""
     columns, nan_rows, notes = read_columns(path, required, numeric, text, index_column, step)
     return Table(frame=frame(columns), nan_rows=nan_rows, notes=notes)
-
-
-def frame(columns: dict) -> pd.DataFrame:
-    """``pd.DataFrame(columns, copy=False)`` (arrays of one length), the same frame at a sixth of pandas' cost.
-
-    One block per column, as pandas builds it from a dict (and ``cache`` reads one back): no consolidating copy.
-    The checks pandas makes of arbitrary input (~0.1 ms a frame, most of a 1,000-row table's build) are
-    left out: ``read_columns`` gives 1-d arrays, as pandas holds them, of one length. The labels are
-    pandas' own Index of the names, made once per header (an Index is immutable; pandas shares one
-    between frames too). ``arrays_to_mgr`` and ``DataFrame._from_mgr(mgr, axes)`` are pandas internals
-    (pandas >= 2.1): ``tests/readers/test_table_build.py`` compares the frames with pandas' own.
-    """
-    names = tuple(columns)
-    labels = _LABELS.get(names)
-    if labels is None:
-        labels = pd.Index(list(names))
-        if len(_LABELS) < 1000:
-            _LABELS[names] = labels
-    arrays = list(columns.values())
-    manager = arrays_to_mgr(arrays, labels, pd.RangeIndex(len(arrays[0])), verify_integrity=False, consolidate=False)
-    return pd.DataFrame._from_mgr(manager, axes=manager.axes)
-
-
-_LABELS: dict[tuple[str, ...], pd.Index] = {}
 
 
 def read_columns(
