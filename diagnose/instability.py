@@ -242,8 +242,11 @@ def find_instability(steps, loss, config: InstabilityConfig = DEFAULT) -> list[I
             best = np.minimum(best, x[0])  # the loss at initialization: rising above it is instability
         if bounded:
             below, below_window = _floor(best, x, w), window
-            if w not in levels and w // 3 in levels and cleared(_ceiling(levels[w // 3], w // 3, broken_from) - best, w):
-                continue
+            if w not in levels and w // 3 in levels:
+                with np.errstate(invalid="ignore"):  # inf - inf where a series holds inf: NaN, no rise there
+                    ceiling = _ceiling(levels[w // 3], w // 3, broken_from) - best
+                if cleared(ceiling, w):
+                    continue
         level = levels[w] = levels[w] if w in levels else _median(x, w)
         rise = level - best
         if bounded and cleared(rise, w):
