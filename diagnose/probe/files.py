@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import math
 import os
-from itertools import chain
 from pathlib import Path
 
 FORMAT = "diagnose.run/1"
@@ -76,7 +75,11 @@ def rows(columns: list[list | None], length: int) -> str:
             fields.append("%s")
             column = list(map(cell, column))
         values.append(column)
-    return ((",".join(fields) + "\n") * length) % tuple(chain.from_iterable(zip(*values)))
+    # Row by row: each column into every len(values)-th slot (C-level slice assignments, no tuple per row).
+    flat = [None] * (len(values) * length)
+    for offset, column in enumerate(values):
+        flat[offset::len(values)] = column
+    return ((",".join(fields) + "\n") * length) % tuple(flat)
 
 
 class CsvAppender:

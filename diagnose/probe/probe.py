@@ -32,7 +32,7 @@ import torch.distributed as dist
 
 from . import norms
 from .files import CsvAppender, write_run_json
-from .writer import Columns, Window, Writer, eval_columns, on_cpu
+from .writer import Columns, Window, Writer, eval_columns, on_cpu, step_columns
 
 _clock = time.perf_counter
 STEP_COLUMNS = ["step", "loss", "grad_norm", "lr", "momentum", "time"]
@@ -423,9 +423,13 @@ class Probe:
             self._warn("write", f"cannot write the run directory ({error}); training goes on without logging")
             return None
 
-def _pack(rows: Columns, evals: list[dict]) -> Window:
-    window = Window.pack_usual_cpu(rows.rows, evals) if rows.usual_cpu and not rows.extra else None
-    return window if window is not None else Window.pack(rows.data, evals)
+def _pack(rows: Columns, evals: list[dict]) -> tuple[dict, dict]:
+    """The step columns as written and the eval columns of a window of CPU values (on the writer thread)."""
+    packed = Window.pack_usual_cpu(rows.rows, evals) if rows.usual_cpu and not rows.extra else None
+    if packed is None:
+        steps, evals = Window.pack(rows.data, evals).resolve()
+        packed = step_columns(steps), evals
+    return packed
 
 
 def _old_config(folder: Path) -> dict:

@@ -127,18 +127,20 @@ class Window:
         return window
 
     @classmethod
-    def pack_usual_cpu(cls, rows: list[tuple], evals: list[dict]) -> Window | None:
-        """The window of the usual step on the CPU (a tensor loss, the per-tensor norms per row: a 1-D tensor,
-        or a listed Plan's tuple of 0-dim tensors), packed on the writer thread; None for any other window.
+    def pack_usual_cpu(cls, rows: list[tuple], evals: list[dict]) -> tuple[dict, dict] | None:
+        """The step columns as written (as ``step_columns`` makes them) and the eval columns of the usual step's
+        window on the CPU (a tensor loss, the per-tensor norms per row: a 1-D tensor, or a listed Plan's tuple of
+        0-dim tensors), on the writer thread; None for any other window.
 
         The torch calls of ``Window.pack`` (two stacks, the norms, a cat, tolist) without its per-column
-        bookkeeping: ~150 us of Python on the writer thread, with the cache a training step leaves, and
-        ~1 us for each 0-dim tensor of a listed Plan's window (stacked, then freed with the rows).
+        bookkeeping, nor ``Packed`` columns to resolve: each Python or torch call costs ~5-40 us on the cold
+        caches that a training step leaves, and each 0-dim tensor of a listed Plan's window ~1 us (stacked,
+        then freed with the rows).
         """
         if not rows:
             return None
         step, loss, norm, lr, momentum, time, scaled, clip_norm = zip(*rows)  # writer.CORE's order
-        if set(map(type, loss)) != _TENSOR_ONLY:  # a float loss among them
+        if set(map(type, loss)) != _TENSOR_ONLY or any(scaled) or clip_norm.count(None) != len(clip_norm):
             return None
         count = len(rows)
         try:
@@ -151,15 +153,12 @@ class Window:
             values = torch.cat([torch.stack(loss), torch.linalg.vector_norm(norms, dim=1)])
         except RuntimeError:  # not one value per step (as _chunk tells)
             return None
-        if values.dtype not in (torch.float32, torch.float64):
-            values = values.to(torch.float32)  # as _chunk: a float16 value is exact in float32
+        # tolist is exact in any float dtype (as _chunk's float32 copy of a float16 value). total_norm of a norm
+        # without a sharded part is sqrt(r * r): r itself unless it is a float64 (r * r is exact in a float64).
         host = values.tolist()
-        # total_norm of a norm without a sharded part is sqrt(r * r): r itself for a float32 r (r * r is exact).
-        norm = host[count:] if values.dtype == torch.float32 else list(map(_root_of_square, host[count:]))
-        window = cls.pack({}, evals)
-        columns = (step, host[:count], norm, lr, momentum, time, scaled, clip_norm)
-        window.steps = {key: Packed(column) for key, column in zip(CORE, columns)}
-        return window
+        norm = host[count:] if values.dtype != torch.float64 else list(map(_root_of_square, host[count:]))
+        steps = {"step": step, "loss": host[:count], "grad_norm": norm, "lr": lr, "momentum": momentum, "time": time}
+        return steps, cls.pack({}, evals).resolve()[1] if evals else {}
 
     def resolve(self) -> tuple[dict, dict]:
         """Wait for the host copy (on the writer thread); the columns as plain values, Norm columns as totals."""
@@ -355,33 +354,18 @@ class Writer(threading.Thread):
                 if isinstance(item, tuple):
                     self._finish(item[1])
                     return
-                if callable(item):  # a window of CPU values, packed here
-                    item = item()
-                # No sleeps between the steps: each sleep costs a GIL hand-off (measured: more writer CPU, not
-                # less), and the Python work of a window is ~0.1 ms, mostly one C-level formatting call.
-                steps, evals = item.resolve()
-                steps = self._step_columns(steps)
+                if callable(item):  # a window of CPU values: packed here, its step columns as written
+                    steps, evals = item()
+                    # Its rows freed now, while the stack left them in the cache: on the next window's cold
+                    # cache, freeing the 0-dim tensors of the usual MLP window costs ~300 us more.
+                    del item
+                else:
+                    steps, evals = item.resolve()
+                    steps = step_columns(steps)
                 self._watch(steps)
                 self._write(steps, evals)
             except Exception as error:  # noqa: BLE001 - a writer bug must not reach training
                 self.warn("writer", f"the log writer failed: {error!r}; training goes on")
-
-    @staticmethod
-    def _step_columns(data: dict) -> dict:
-        grad_norm = data["norm"]
-        out = {name: data[key] for name, key in
-               (("step", "step"), ("loss", "loss"), ("grad_norm", "norm"), ("lr", "lr"), ("momentum", "momentum"),
-                ("time", "time"))}
-        if any(c is not None for c in data["clip_norm"]):
-            out["clip_norm"] = data["clip_norm"]
-            out["clipped"] = [None if c is None or g is None else int(g > c) for c, g in zip(data["clip_norm"], grad_norm)]
-        if any(data["scaled"]):
-            out["skipped"] = [int(g is not None and not math.isfinite(g)) if scaled else None
-                              for scaled, g in zip(data["scaled"], grad_norm)]
-        for key, values in data.items():
-            if key not in CORE:
-                out[key] = values
-        return out
 
     def _watch(self, steps: dict) -> None:
         skipped = steps.get("skipped")
@@ -449,6 +433,24 @@ class Writer(threading.Thread):
     def _stop_writing(self, error: OSError) -> None:
         self.steps = None
         self.warn("write", f"cannot write the log any more ({error}); training goes on without logging")
+
+
+def step_columns(data: dict) -> dict:
+    """The CONTRACT's step columns of a resolved window."""
+    grad_norm = data["norm"]
+    out = {name: data[key] for name, key in
+           (("step", "step"), ("loss", "loss"), ("grad_norm", "norm"), ("lr", "lr"), ("momentum", "momentum"),
+            ("time", "time"))}
+    if any(c is not None for c in data["clip_norm"]):
+        out["clip_norm"] = data["clip_norm"]
+        out["clipped"] = [None if c is None or g is None else int(g > c) for c, g in zip(data["clip_norm"], grad_norm)]
+    if any(data["scaled"]):
+        out["skipped"] = [int(g is not None and not math.isfinite(g)) if scaled else None
+                          for scaled, g in zip(data["scaled"], grad_norm)]
+    for key, values in data.items():
+        if key not in CORE:
+            out[key] = values
+    return out
 
 
 def _all_finite(values: list) -> bool:
