@@ -145,7 +145,7 @@ def render(analysis: Analysis, cache_dir: Path | None = None, jobs: int | None =
     orphans = [views[id(f)] for f in document.findings if f.study not in by_name]
     severities = [f.severity for f in document.findings]
     templates = os.fspath(cache_dir / "templates") if cache_dir is not None else None
-    return _template(templates).render(
+    return _environment(templates).get_template("report.html.j2").render(
         doc=document,
         verdict=document.verdict,
         findings=[views[id(f)] for f in document.findings],
@@ -251,44 +251,6 @@ def steps_text(steps: tuple[int, int], prefix: str = "steps ") -> str:
     if first == last:
         return f"{prefix.replace('steps', 'step')}{first}"
     return f"{prefix}{first}–{last}"
-
-
-_TEMPLATE = "report.html.j2"
-
-
-def _template(templates: str | None) -> jinja2.Template:
-    """The page's template: the precompiled one when it is of this template, else compiled (kept in ``templates``)."""
-    return _precompiled() or _environment(templates).get_template(_TEMPLATE)
-
-
-@functools.cache
-def _precompiled() -> jinja2.Template | None:
-    """``_report_template``, jinja2's code of the template written beforehand (``compiled_template``): compiling
-    the template costs ~50 ms of a cold report. None when it was compiled from another template, jinja2 or
-    settings."""
-    from . import _report_template as compiled
-
-    environment = _environment(None)
-    if getattr(compiled, "CHECKSUM", None) != _checksum(environment.loader.get_source(environment, _TEMPLATE)[0]):
-        return None
-    # its functions read ``environment`` from their module, which this sets: one environment, once
-    return environment.template_class.from_module_dict(environment, vars(compiled), environment.globals)
-
-
-def compiled_template() -> str:
-    """The text of ``_report_template.py``: run ``python -m diagnose.render.html`` after changing the template."""
-    environment = _environment(None)
-    source = environment.loader.get_source(environment, _TEMPLATE)[0]
-    code = environment.compile(source, _TEMPLATE, _TEMPLATE, raw=True, defer_init=True)
-    # at the end: the code's debug_info maps template lines to its own lines
-    return (f"{code}\n\n# Written by `python -m diagnose.render.html` from templates/{_TEMPLATE}: do not edit.\n"
-            f"CHECKSUM = {_checksum(source)!r}\n")
-
-
-def _checksum(source: str) -> str:
-    """What the compiled code depends on: the template's source, the settings and jinja2's version."""
-    text = f"{jinja2.__version__}\0{_TEMPLATE_OPTIONS!r}\0{source}"
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 @functools.cache
@@ -527,7 +489,3 @@ def _csp(script: str) -> str:
 
 def _date(iso: str) -> str:
     return iso.replace("T", " ").replace("+00:00", " UTC") if iso else ""
-
-
-if __name__ == "__main__":
-    Path(__file__).with_name("_report_template.py").write_text(compiled_template(), encoding="utf-8")

@@ -7,7 +7,6 @@ import json
 import subprocess
 import sys
 import types
-from pathlib import Path
 
 import jinja2
 import pytest
@@ -125,32 +124,7 @@ def test_a_cache_that_cannot_be_written_never_fails_the_report(analysis, page, t
     assert html.render(with_digests(analysis), cache_dir=blocked / "below", jobs=1) == page
 
 
-def test_the_precompiled_template_is_the_templates_own():
-    shipped = (Path(html.__file__).with_name("_report_template.py")).read_text(encoding="utf-8")
-    assert shipped == html.compiled_template(), "the template changed: run python -m diagnose.render.html"
-
-
-def test_the_precompiled_template_writes_the_page_and_a_stale_one_is_not_used(analysis, page, monkeypatch):
-    def no_compiling(*args, **kwargs):
-        raise AssertionError("the template was compiled")
-
-    html._environment.cache_clear()  # a new process: the template is loaded again
-    html._precompiled.cache_clear()
-    with monkeypatch.context() as patched:
-        patched.setattr(jinja2.Environment, "compile", no_compiling)
-        assert html.render(analysis, jobs=1) == page
-    from diagnose.render import _report_template
-
-    monkeypatch.setattr(_report_template, "CHECKSUM", "of another template")
-    html._precompiled.cache_clear()
-    assert html._precompiled() is None
-    assert html.render(analysis, jobs=1) == page
-    html._precompiled.cache_clear()
-    html._environment.cache_clear()
-
-
 def test_the_compiled_template_is_kept_and_a_damaged_one_compiled_again(analysis, page, tmp_path, monkeypatch):
-    monkeypatch.setattr(html, "_precompiled", lambda: None)  # as when it is of another template or jinja2
     html._environment.cache_clear()  # a new process: the template is loaded again
     assert html.render(analysis, cache_dir=tmp_path, jobs=1) == page
     [entry] = (tmp_path / "templates").iterdir()
