@@ -176,6 +176,18 @@ class Run:
             return self._once_per_table(steps, "updates", lambda: steps[steps["skipped"].fillna(0) == 0])
         return steps
 
+    def nonfinite(self, column: str, steps: np.ndarray, values: np.ndarray) -> np.ndarray | bool:
+        """Where ``values`` (``column`` at ``steps``) is inf, or NaN as the log wrote it (not a missing value);
+        False when nowhere (most runs: told by one pass, without a mask)."""
+        written_nan = self.nan_steps.get(column)
+        written_nan = written_nan if written_nan is not None and len(written_nan) else None
+        if written_nan is None and np.isfinite(values).all():
+            return False
+        bad = np.isinf(values)
+        if written_nan is not None:
+            bad |= np.isin(steps, written_nan)
+        return bad
+
     def column(self, table: pd.DataFrame, name: str, dtype=None) -> np.ndarray:
         """``table[name].to_numpy()`` of one of this run's tables (``steps``, ``updates()``, ``valid_evals()``,
         ...) as ``dtype``, found once: the checks read the same few columns many times, ~20 us of pandas a

@@ -310,11 +310,8 @@ def _blew_up(run: Run, steps: np.ndarray, loss: np.ndarray, finite: np.ndarray) 
     """NaN/inf loss in the last tenth of the run, or a smoothed end far above the start."""
     if loss.size == 0:
         return False
-    written_nan = run.nan_steps.get("loss", [])
-    if finite.size < loss.size or len(written_nan):  # else nothing is non-finite (most runs: no mask)
-        nonfinite = np.isinf(loss)
-        if len(written_nan):
-            nonfinite |= np.isin(steps, written_nan)
+    nonfinite = run.nonfinite("loss", steps, loss) if finite.size < loss.size or "loss" in run.nan_steps else False
+    if nonfinite is not False:
         if finite.size == 0:
             return bool(nonfinite.any())
         tail = max(1, int(round(len(loss) * TAIL_FRACTION)))

@@ -80,9 +80,9 @@ def _detect(run: Run, config: Config) -> list[Finding]:
     steps = run.column(updates, "step")
     loss = run.column(updates, "loss", float)
 
-    bad = bad_loss = _nonfinite(run, steps, loss, "loss")
+    bad = bad_loss = run.nonfinite("loss", steps, loss)
     if run.has("grad_norm"):
-        bad = bad | _nonfinite(run, steps, run.column(updates, "grad_norm", float), "grad_norm")
+        bad = bad | run.nonfinite("grad_norm", steps, run.column(updates, "grad_norm", float))
     if np.any(bad):
         return [_nonfinite_finding(run, steps, loss, bad, config)]
 
@@ -90,19 +90,6 @@ def _detect(run: Run, config: Config) -> list[Finding]:
     if exploded:
         return [exploded]
     return _from_status(run) if run.status == "diverged" else []
-
-
-def _nonfinite(run: Run, steps: np.ndarray, values: np.ndarray, column: str) -> np.ndarray | bool:
-    """Where ``values`` (the ``column`` of the updates at ``steps``) is inf, or NaN as the log wrote it; False
-    when nowhere (most runs: told by one pass, without a mask)."""
-    written_nan = run.nan_steps.get(column)
-    written_nan = written_nan if written_nan is not None and len(written_nan) else None
-    if written_nan is None and np.isfinite(values).all():
-        return False
-    bad = np.isinf(values)
-    if written_nan is not None:
-        bad |= np.isin(steps, written_nan)
-    return bad
 
 
 def _onset(run: Run, step: int) -> int:
