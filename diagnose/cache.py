@@ -67,6 +67,8 @@ _TAIL = 4096
 # a batch this large is written from its columns' memory, not copied first: 3 MB copied into fresh memory cost
 # 1-2.5 CPU ms of page faults; below it a copy costs less than a stream writer (5 us a 1,000-row table, not 20)
 _COPIED_BELOW = 1 << 20
+# a smaller table is read, not mapped: a map and its unmap cost more than copying ~256 kB (1,000 steps: ~40 us)
+_MAPPED_FROM = 1 << 18
 _IOV_MAX = os.sysconf("SC_IOV_MAX")  # buffers a system call writes at most
 
 
@@ -294,15 +296,24 @@ def _read_table(entry: str, source: tuple, name: str):
     """A cached run's ``steps`` or ``evals``; damaged since the entry was loaded: from the run's own files again."""
     import pyarrow as pa  # only a run whose tables are used pays for it
 
+    from .frames import from_arrow  # pandas too
+
     try:
-        # Mapped, one batch, one block per column as the readers build tables: the columns are the file's pages,
-        # not copies into fresh memory (~6 ms a 100k-step table, mostly page faults). Entries are replaced by
-        # rename, never rewritten in place, so a mapped file does not shrink under its reader.
-        whole = pa.memory_map(entry).read_buffer()
-        ends = _ends(entry, whole.size, whole.slice(max(0, whole.size - _TRAILER.size)).to_pybytes())
-        start, end = [0, *ends][_TABLES.index(name):][:2]
-        batch = pa.ipc.open_stream(whole.slice(start, end - start)).read_next_batch()
-        return batch.to_pandas(use_threads=False, split_blocks=True)
+        handle = os.open(entry, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            size = os.fstat(handle).st_size
+            ends = _ends(entry, size, os.pread(handle, _TRAILER.size, max(0, size - _TRAILER.size)))
+            start, end = [0, *ends][_TABLES.index(name):][:2]
+            if end - start < _MAPPED_FROM:
+                data = pa.py_buffer(os.pread(handle, end - start, start))
+            else:
+                # Mapped, one block per column as the readers build tables: the columns are the file's pages, not
+                # copies into fresh memory (~6 ms a 100k-step table, mostly page faults). Entries are replaced by
+                # rename, never rewritten in place, so a mapped file does not shrink under its reader.
+                data = pa.memory_map(entry).read_buffer().slice(start, end - start)
+        finally:
+            os.close(handle)
+        return from_arrow(pa.ipc.open_stream(data).read_next_batch())
     except Exception:
         _remove(entry)
     root, folder, reader_name, keys = source

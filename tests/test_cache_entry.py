@@ -181,3 +181,61 @@ def test_a_failed_write_of_a_study_or_of_other_checks_findings_leaves_no_file(tm
     assert not cache.store(KEY, sample_run(tmp_path), "other checks", [], [])
     StudyCache(tmp_path / "cache", {}, ()).store("cd" + "0" * 62, StudyWork([], [], {}, {}, {}))
     assert [path.name for path in (tmp_path / "cache").rglob("*") if path.is_file()] == [entry.name]
+
+
+def many_tables() -> dict[str, pd.DataFrame]:
+    floats = np.array([np.nan, np.inf, -np.inf, -0.0, 5e-324, 1.5] * 200)
+    strings = ["valid", "train", "tränch", ""] * 5
+    return {
+        "steps": pd.DataFrame({"step": np.arange(1200), "loss": floats, "lr": floats[::-1].copy()}),
+        "numbers": pd.DataFrame({
+            "i8": np.array([-128, 0, 127], dtype=np.int8), "i32": np.array([-1, 0, 2**31 - 1], dtype=np.int32),
+            "u8": np.array([0, 1, 255], dtype=np.uint8), "u64": np.array([0, 1, 2**64 - 1], dtype=np.uint64),
+            "f32": np.array([np.nan, -0.0, np.inf], dtype=np.float32), "f64": [1.0, np.nan, -np.inf],
+        }),
+        "one column": pd.DataFrame({"loss": [0.5]}),
+        "empty": pd.DataFrame({"step": np.array([], dtype=np.int64), "loss": np.array([], dtype=float)}),
+        "empty evals": empty_evals(),
+        "no columns": pd.DataFrame(index=range(3)),
+        "str": pd.DataFrame({"step": np.arange(20), "split": pd.array(strings, dtype="str")}),
+        "str missing": pd.DataFrame({"split": pd.array(["valid", None, "train"], dtype="str"), "loss": [1.0, 2.0, 3.0]}),
+        "str all missing": pd.DataFrame({"split": pd.array([None, None], dtype="str")}),
+        "str in pieces": pd.concat([sample_run(Path()).evals] * 2, ignore_index=True),
+        "object": pd.DataFrame({"step": [3, 4], "split": np.array(["valid", None], dtype=object)}),
+        "bool": pd.DataFrame({"ok": [True, False], "loss": [1.0, 2.0]}),
+        "float16": pd.DataFrame({"h": np.array([1.0, np.nan], dtype=np.float16)}),
+        "number names": pd.DataFrame({0: [1.0, 2.0], 1: [3, 4]}),
+    }
+
+
+@pytest.mark.parametrize("read", ["mapped", "copied"])
+@pytest.mark.parametrize("name", list(many_tables()))
+def test_a_table_reads_back_as_arrows_to_pandas_gives_it(tmp_path, monkeypatch, name, read):
+    """A table read back is the frame ``to_pandas`` makes of the mapped entry: values, dtypes, blocks,
+    read-only columns."""
+    import pyarrow as pa
+
+    from diagnose import frames
+
+    monkeypatch.setattr(cache_module, "_MAPPED_FROM", 0 if read == "mapped" else 1 << 40)
+    table = many_tables()[name]
+    entry = str(tmp_path / "entry")
+    stream = cache_module._ipc_stream(cache_module._record_batch(table))
+    end = sum(memoryview(part).nbytes for part in stream)
+    cache_module._put(entry, [*stream, cache_module._TRAILER.pack(end, end, end, cache_module._LAYOUT)])
+    got = cache_module._read_table(entry, source(tmp_path), "steps")
+    batch = pa.ipc.open_stream(pa.memory_map(entry).read_buffer().slice(0, end)).read_next_batch()
+    expected = batch.to_pandas(use_threads=False, split_blocks=True)
+    pd.testing.assert_frame_equal(got, expected, check_exact=True)
+    assert list(got.dtypes) == list(expected.dtypes)
+    assert got.columns.equals(expected.columns) and got.columns.dtype == expected.columns.dtype
+    assert type(got.index) is type(expected.index) and got.index.equals(expected.index)
+    assert repr(got._mgr) == repr(expected._mgr)
+    assert frames._writeable(got) == frames._writeable(expected)
+    for position in range(got.shape[1]):
+        values, expected_values = frames.column(got, position), frames.column(expected, position)
+        if isinstance(values, np.ndarray) and values.dtype.kind in "iuf":  # -0.0 and NaN's bits kept
+            assert values.tobytes() == expected_values.tobytes()
+            assert values.flags.writeable == expected_values.flags.writeable
+    if name != "no columns":  # an Arrow batch of no columns has no rows: that table never read back whole
+        assert_same_table(got, table.set_axis(expected.columns, axis=1) if name == "number names" else table)

@@ -18,11 +18,12 @@ SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 @pytest.fixture
 def fresh_choice():
     """The choice between internal and public made again (and forgotten after the test)."""
-    frames._frame_builder.cache_clear()
-    frames._column_reader.cache_clear()
+    choices = (frames._frame_builder, frames._column_reader, frames._arrow_reader)
+    for choice in choices:
+        choice.cache_clear()
     yield
-    frames._frame_builder.cache_clear()
-    frames._column_reader.cache_clear()
+    for choice in choices:
+        choice.cache_clear()
 
 
 def wrong_frame(columns):
@@ -47,6 +48,27 @@ def test_a_column_reader_that_fails_or_differs_gives_way_to_pandas_own(fresh_cho
     table = pd.DataFrame({"step": np.arange(3), "loss": [0.5, np.nan, 2.0]})
     np.testing.assert_array_equal(frames.column(table, 1), [0.5, np.nan, 2.0])
     assert frames._column_reader() is frames._public_column
+
+
+def writeable_frame(batch):
+    return frames._public_from_arrow(batch).copy()  # the same values, in writeable arrays
+
+
+@pytest.mark.parametrize("internal", [failing, writeable_frame])
+def test_an_arrow_reader_that_fails_or_differs_gives_way_to_pyarrows_own(fresh_choice, monkeypatch, internal):
+    import pyarrow as pa
+
+    monkeypatch.setattr(frames, "_internal_from_arrow", internal)
+    batch = pa.RecordBatch.from_arrays([pa.array(np.arange(3)), pa.array([0.5, np.nan, 2.0])], names=["step", "loss"])
+    table = frames.from_arrow(batch)
+    assert frames._arrow_reader() is frames._public_from_arrow
+    assert not table._mgr.blocks[0].values.flags.writeable
+    pd.testing.assert_frame_equal(table, batch.to_pandas(), check_exact=True)
+
+
+@pytest.mark.skipif(int(pd.__version__.split(".")[0]) < 3, reason="pandas 2 builds frames its public way")
+def test_pandas_3_reads_arrow_batches_through_the_internal(fresh_choice):
+    assert frames._arrow_reader() is frames._internal_from_arrow
 
 
 def test_runs_read_through_the_public_calls_are_the_same_runs(fresh_choice, monkeypatch):
