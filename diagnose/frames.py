@@ -113,35 +113,31 @@ def _sample() -> dict:
 
 @functools.cache
 def _frame_builder():
-    try:
-        built, expected = _internal_frame(_sample()), _public_frame(_sample())
-        if (built.equals(expected) and built.dtypes.equals(expected.dtypes) and built.columns.equals(expected.columns)
-                and built.index.equals(expected.index)):
-            return _internal_frame
-    except Exception:  # noqa: BLE001 - another pandas: its public way
-        pass
-    return _public_frame
+    return _chosen(_internal_frame, _public_frame,
+                   lambda: _same_frame(_internal_frame(_sample()), _public_frame(_sample())))
 
 
 @functools.cache
 def _column_reader():
     table = _public_frame(_sample())
-    try:
-        if all(_same(_internal_column(table, i), _public_column(table, i)) for i in range(table.shape[1])):
-            return _internal_column
-    except Exception:  # noqa: BLE001 - another pandas: its public way
-        pass
-    return _public_column
+    return _chosen(_internal_column, _public_column, lambda: all(
+        _same(_internal_column(table, i), _public_column(table, i)) for i in range(table.shape[1])))
 
 
 @functools.cache
 def _arrow_reader():
+    return _chosen(_internal_from_arrow, _public_from_arrow, lambda: all(
+        _same_frame(_internal_from_arrow(batch), _public_from_arrow(batch)) for batch in _arrow_samples()))
+
+
+def _chosen(internal, public, alike):
+    """``internal`` where ``alike()`` finds it answers as ``public`` does on samples, else ``public``."""
     try:
-        if all(_same_frame(_internal_from_arrow(batch), _public_from_arrow(batch)) for batch in _arrow_samples()):
-            return _internal_from_arrow
+        if alike():
+            return internal
     except Exception:  # noqa: BLE001 - another pandas: its public way
         pass
-    return _public_from_arrow
+    return public
 
 
 def _arrow_samples() -> list:

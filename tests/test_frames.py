@@ -66,11 +66,6 @@ def test_an_arrow_reader_that_fails_or_differs_gives_way_to_pyarrows_own(fresh_c
     pd.testing.assert_frame_equal(table, batch.to_pandas(), check_exact=True)
 
 
-@pytest.mark.skipif(int(pd.__version__.split(".")[0]) < 3, reason="pandas 2 builds frames its public way")
-def test_pandas_3_reads_arrow_batches_through_the_internal(fresh_choice):
-    assert frames._arrow_reader() is frames._internal_from_arrow
-
-
 def test_runs_read_through_the_public_calls_are_the_same_runs(fresh_choice, monkeypatch):
     folders = discover(SAMPLES, DEFAULT_KEYS)
     assert len(folders) > 20
