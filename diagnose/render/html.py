@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import jinja2
+import markupsafe
 
 from ..analyze import Analysis
 from ..findings import Finding, Recommendation, Severity
@@ -87,6 +88,11 @@ class FindingView:
     plot: Plot | None = None
     see: tuple[str, str] | None = None  # (anchor, title) of a study figure that shows this finding
     note: str | None = None
+    sev: markupsafe.Markup = field(init=False)  # its severity label, shown with it wherever it is
+
+    def __post_init__(self) -> None:
+        value = _e(self.finding.severity.value)
+        self.sev = markupsafe.Markup(f'<span class="sev {value}">{value}</span>')
 
 
 @dataclass
@@ -157,6 +163,7 @@ def render(analysis: Analysis, cache_dir: Path | None = None, jobs: int | None =
         figure_mb=f"{figure_bytes / 1e6:g}",
         orphans=orphans,
         runs=document.runs,
+        run_rows=_run_rows(document.runs),
         counts={
             "studies": len(document.studies),
             "runs": len(document.runs),
@@ -293,12 +300,66 @@ def where(finding: Finding) -> str:
     return f"{finding.study} / {shown}" if shown else finding.study
 
 
-def _finding_table(views: list[FindingView]) -> dict[str, list[FindingView]]:
-    """The findings table's open rows (``listed``) and its folded ones (``folded``: none, or the infos)."""
+def _finding_table(views: list[FindingView]) -> dict:
+    """The findings table's open rows (``listed``) and its folded ones (``folded``: none, or the infos).
+
+    With each, its rows' HTML (``listed_rows``, ``folded_rows``).
+    """
     listed = [v for v in views if v.finding.severity is not Severity.INFO]
     if len(views) <= FINDING_ROWS or not listed:
-        return {"listed": views, "folded": []}
-    return {"listed": listed, "folded": [v for v in views if v.finding.severity is Severity.INFO]}
+        listed, folded = views, []
+    else:
+        folded = [v for v in views if v.finding.severity is Severity.INFO]
+    return {"listed": listed, "folded": folded, "listed_rows": _finding_rows(listed),
+            "folded_rows": _finding_rows(folded)}
+
+
+# The big repeated tables (10,000 runs, ~3,000 findings) are built here rather than in the template: jinja2
+# took ~0.5 s a 10,000-run page for them. Their cells are escaped as jinja2's autoescape does.
+def _e(value) -> str:
+    """``value`` as autoescape prints it (markupsafe.escape of its str); five replaces beat str.translate."""
+    return (str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&#34;")
+            .replace("'", "&#39;"))
+
+
+def _finding_rows(views: list[FindingView]) -> markupsafe.Markup:
+    rows = []
+    for v in views:
+        f = v.finding
+        steps = _e(steps_text(f.steps, "")) if f.steps else ""
+        rows.append(f'<tr><td>{v.sev}</td><td><a href="#{_e(v.anchor)}">'
+                    f'{_e(f.title)}</a></td><td><code>{_e(f.check)}</code></td><td>{_e(v.where)}</td>'
+                    f'<td class="num">{steps}</td></tr>\n')
+    return markupsafe.Markup("".join(rows))
+
+
+def _run_rows(runs: list[dict]) -> markupsafe.Markup:
+    rows = []
+    logged: dict[tuple, str] = {}  # most runs of a root log the same columns
+    repeated: dict[str, str] = {}  # studies, roles, statuses and config keys, escaped once
+
+    def same(value) -> str:
+        if type(value) is not str:  # 1 and True are one key of a dict, not one cell
+            return _e(value)
+        text = repeated.get(value)
+        if text is None:
+            text = repeated[value] = _e(value)
+        return text
+
+    for r in runs:
+        lr, momentum = r["lr"], r["momentum"]
+        columns = tuple(r.get("columns") or ())
+        if columns not in logged:
+            logged[columns] = ", ".join(map(_e, columns))
+        config = ", ".join(f"{same(key)}: {_e(value)}" for key, value in (r.get("config") or {}).items()
+                           if key not in ("lr", "momentum"))
+        rows.append(f'<tr><td>{same(r["study"])}</td><td>{_e(r["name"])}</td><td>{same(r["role"])}</td>'
+                    f'<td>{same(r["status"] or "")}</td><td class="num">{_e(r["steps"])}</td>'
+                    f'<td class="num">{"" if lr is None else "%g" % lr}</td>'
+                    f'<td class="num">{"" if momentum is None else "%g" % momentum}</td>'
+                    f'<td class="note">{config}</td><td class="note">{logged[columns]}</td>'
+                    f'<td class="note">{"; ".join(map(_e, r["notes"]))}</td></tr>\n')
+    return markupsafe.Markup("".join(rows))
 
 
 def _top(views: dict[int, FindingView], findings: list[Finding]) -> list[FindingView]:
@@ -424,7 +485,7 @@ def _study_plots(painter: drawing.Painter, wanted: list[tuple[StudyView, list]],
 
 def _command(study: Study) -> str:
     """``diagnose report FOLDER`` for the folder that holds every run of the study, or "" when none does."""
-    parents = [os.fspath(Path(run.source).parent) for run in study.runs if run.source is not None]
+    parents = [os.fspath(run.source.parent) for run in study.runs if run.source is not None]
     try:
         folder = os.path.commonpath(parents) if parents else ""
     except ValueError:  # absolute and relative paths mixed

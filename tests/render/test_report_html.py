@@ -10,6 +10,7 @@ import time
 import xml.etree.ElementTree as ET
 from html import unescape
 
+import markupsafe
 import numpy as np
 import pandas as pd
 import pytest
@@ -87,6 +88,12 @@ def test_each_finding_has_title_detail_snippet_and_its_evidence(page, analysis):
 
 def html_text(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def test_table_cells_escaped_as_the_template_escapes():
+    """The runs and findings tables are built in Python: each cell reads as jinja2's autoescape prints it."""
+    for value in ["<b class='x'>&\"", "plain", "", 3, 0.5, float("nan"), None, True, [1, "<x>"], {"k": "'"}]:
+        assert html._e(value) == markupsafe.escape(value)
 
 
 def test_a_run_named_like_a_script_shows_as_text(tmp_path):
