@@ -158,6 +158,7 @@ def render(analysis: Analysis, cache_dir: Path | None = None, jobs: int | None =
         **_finding_table([views[id(f)] for f in document.findings]),
         top=_top(views, document.findings),
         studies=studies,
+        study_rows=_study_rows(studies),
         left_out=[view for view in studies if view.left_out],
         nav_studies=NAV_STUDIES,
         figure_mb=f"{figure_bytes / 1e6:g}",
@@ -314,7 +315,7 @@ def _finding_table(views: list[FindingView]) -> dict:
             "folded_rows": _finding_rows(folded)}
 
 
-# The big repeated tables (10,000 runs, ~3,000 findings) are built here rather than in the template: jinja2
+# The big repeated tables (10,000 runs, ~3,000 findings, 1,000 studies) are built here rather than in the template: jinja2
 # took ~0.5 s a 10,000-run page for them. Their cells are escaped as jinja2's autoescape does.
 def _e(value) -> str:
     """``value`` as autoescape prints it (markupsafe.escape of its str); five replaces beat str.translate."""
@@ -359,6 +360,17 @@ def _run_rows(runs: list[dict]) -> markupsafe.Markup:
                     f'<td class="num">{"" if momentum is None else "%g" % momentum}</td>'
                     f'<td class="note">{config}</td><td class="note">{logged[columns]}</td>'
                     f'<td class="note">{"; ".join(map(_e, r["notes"]))}</td></tr>\n')
+    return markupsafe.Markup("".join(rows))
+
+
+def _study_rows(studies: list[StudyView]) -> markupsafe.Markup:
+    rows = []
+    for s in studies:
+        left_out = ' <span class="note">(no figures)</span>' if s.left_out else ""
+        tally = ", ".join(f'<span class="count {_e(severity)}">{_e(n)} {_e(severity)}{"s" if n != 1 else ""}</span>'
+                          for severity, n in s.tally) or '<span class="ok">none</span>'
+        rows.append(f'<tr><td><a href="#{_e(s.anchor)}">{_e(s.name)}</a>{left_out}</td><td class="num">{_e(s.runs)}</td>'
+                    f'<td class="num">{_e(s.best_lr)}</td><td>{_e(s.unstable)}</td><td>{tally}</td></tr>\n')
     return markupsafe.Markup("".join(rows))
 
 
