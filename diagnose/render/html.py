@@ -497,7 +497,8 @@ def _study_plots(painter: drawing.Painter, wanted: list[tuple[StudyView, list]],
 
 def _command(study: Study) -> str:
     """``diagnose report FOLDER`` for the folder that holds every run of the study, or "" when none does."""
-    parents = [os.fspath(run.source.parent) for run in study.runs if run.source is not None]
+    # A Path's text is normalized, so its dirname is its parent ("." for a bare name): no Path made per run.
+    parents = [os.path.dirname(os.fspath(run.source)) or "." for run in study.runs if run.source is not None]
     try:
         folder = os.path.commonpath(parents) if parents else ""
     except ValueError:  # absolute and relative paths mixed
