@@ -7,7 +7,7 @@ to draw (within a page's budget of figure bytes, the studies with the most
 severe findings first) and lays them out; ``drawing`` draws them (in worker
 processes on big reports, or not at all when a cache folder holds them from an
 earlier report of the same data). Everything from a log is escaped by jinja2's autoescape
-(inside the figures, by ``svg``); figures are inline SVG images; a
+(in the big tables, which are built here, by ``_e`` as autoescape does; inside the figures, by ``svg``); figures are inline SVG images; a
 Content-Security-Policy forbids every request, so the file opens offline and
 cannot fetch anything.
 """
