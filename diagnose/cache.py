@@ -40,7 +40,7 @@ from .errors import LogError
 from .findings import Finding, to_jsonable
 from .instability import InstabilityConfig, InstabilityEvent
 from .model import Run, Study
-from .readers import Unreadable, read_run
+from .readers import Unreadable, read_bytes, read_run
 
 CACHE_ENV = "DIAGNOSE_CACHE_DIR"
 
@@ -446,14 +446,7 @@ def _fingerprints(folder, prefix: str = ""):
 
 
 def _read_json(path: str):
-    handle = os.open(path, os.O_RDONLY | os.O_CLOEXEC)  # no file object: a warm run reads thousands
-    try:
-        chunks = []
-        while chunk := os.read(handle, 1 << 20):
-            chunks.append(chunk)
-    finally:
-        os.close(handle)
-    return json.loads(b"".join(chunks).decode())
+    return json.loads(read_bytes(path).decode())  # bytes would be sniffed for their encoding first
 
 
 def _put(path: str, parts: list) -> None:

@@ -46,6 +46,20 @@ class LogRoot:
     unreadable: list[Unreadable] = field(default_factory=list)
 
 
+def read_bytes(path) -> bytes:
+    """A whole file, without a Python file object (~5 us of a small file's ~11): logs and cache entries are read
+    by the thousand."""
+    handle = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        size = max(os.fstat(handle).st_size, 1 << 16)  # all at once, unless the file grows meanwhile
+        parts = []
+        while part := os.read(handle, size):
+            parts.append(part)
+    finally:
+        os.close(handle)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
 def discover(root: Path, keys: KeyMap = DEFAULT_KEYS) -> list[tuple[Path, object]]:
     """Every folder at any depth below ``root`` (itself included) that a reader claims.
 

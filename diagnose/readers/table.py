@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ import pyarrow.csv as pacsv
 
 from ..errors import LogError
 from ..frames import frame
+from . import read_bytes
 
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*([eE][+-]?\d+)?|\.\d+([eE][+-]?\d+)?|nan|inf|infinity)", re.I)
 
@@ -71,7 +71,7 @@ def read_columns(
     ``step`` names the column that numbers the steps: whole numbers >= 0, given as int64.
     """
     # One read serves the header, the last-line check and the parse (tiny runs pay per system call).
-    data = _read_bytes(path)
+    data = read_bytes(path)
     header = _parse_header(path, data, required, index_column)
     forced_numeric = [c for c in header if c in required or c in numeric]
     limit, notes = _complete_lines_end(path, data, header, forced_numeric, text)
@@ -234,19 +234,6 @@ def read_header(path: Path, required: tuple[str, ...] = (), index_column: str | 
     """The cleaned column names of a CSV's header row; an empty, binary or malformed header is an error."""
     with open(path, "rb") as handle:
         return _parse_header(path, handle.readline(), required, index_column)
-
-
-def _read_bytes(path: Path) -> bytes:
-    """``path.read_bytes()`` less Python's file object (~5 us of a small file's ~11)."""
-    handle = os.open(path, os.O_RDONLY)
-    try:
-        size = max(os.fstat(handle).st_size, 1 << 16)  # all at once, unless the file grows meanwhile
-        parts = []
-        while part := os.read(handle, size):
-            parts.append(part)
-    finally:
-        os.close(handle)
-    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 def _parse_header(path: Path, data: bytes, required: tuple[str, ...], index_column: str | None = None) -> list[str]:
