@@ -41,18 +41,15 @@ def _public_frame(columns: dict) -> pd.DataFrame:
 def _internal_frame(columns: dict) -> pd.DataFrame:
     from pandas.core.internals.construction import arrays_to_mgr
 
-    names = tuple(columns)
-    labels = _LABELS.get(names)
-    if labels is None:  # an Index is immutable: one per header, shared between frames as pandas does
-        labels = pd.Index(list(names))
-        if len(_LABELS) < 1000:
-            _LABELS[names] = labels
     arrays = list(columns.values())
-    manager = arrays_to_mgr(arrays, labels, pd.RangeIndex(len(arrays[0])), verify_integrity=False, consolidate=False)
+    manager = arrays_to_mgr(arrays, _labels(tuple(columns)), pd.RangeIndex(len(arrays[0])), verify_integrity=False,
+                            consolidate=False)
     return pd.DataFrame._from_mgr(manager, axes=manager.axes)
 
 
-_LABELS: dict[tuple[str, ...], pd.Index] = {}
+@functools.lru_cache(maxsize=1000)  # an Index is immutable: one per header, shared between frames as pandas does
+def _labels(names: tuple[str, ...]) -> pd.Index:
+    return pd.Index(list(names))
 
 
 def _public_column(table: pd.DataFrame, position: int):

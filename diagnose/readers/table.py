@@ -9,6 +9,7 @@ over the lines finds the first bad one, so the user reads
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import re
 from collections import Counter
@@ -186,15 +187,12 @@ _TEXT = pd.Series(np.array(["text"], dtype=object)).array  # the array pandas ma
 
 def _small_strings(cells: tuple[str, ...]):
     """``_strings`` of a small file's column without empty cells, made once: runs log the same splits."""
-    held = _SMALL_TEXT.get(cells)
-    if held is None:
-        held = _strings(np.array(cells, dtype=object), False)
-        if len(_SMALL_TEXT) < 1000:
-            _SMALL_TEXT[cells] = held
-    return held.copy()  # its own array object (pyarrow's data, immutable, shared): ~1 us, pandas' build ~12
+    return _held_strings(cells).copy()  # its own array object (pyarrow's data, immutable, shared): ~1 us, pandas' ~12
 
 
-_SMALL_TEXT: dict[tuple[str, ...], object] = {}
+@functools.lru_cache(maxsize=1000)
+def _held_strings(cells: tuple[str, ...]):
+    return _strings(np.array(cells, dtype=object), False)
 
 
 def _numbers(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray | None]:
@@ -239,39 +237,33 @@ def read_header(path: Path, required: tuple[str, ...] = (), index_column: str | 
 def _parse_header(path: Path, data: bytes, required: tuple[str, ...], index_column: str | None = None) -> list[str]:
     """The header row at the start of ``data`` (the whole file, or its first line)."""
     end = data.find(b"\n")
-    raw = data if end < 0 else data[:end + 1]
-    key = (raw, tuple(required), index_column)
-    known = _HEADERS.get(key)
-    if known is not None:  # the same header as another run's, found good: the same names
-        return list(known)
+    try:
+        return list(_header_names(data if end < 0 else data[:end + 1], tuple(required), index_column))
+    except ValueError as problem:
+        raise LogError(path, str(problem), line=1) from None
+
+
+@functools.lru_cache(maxsize=1000)  # the runs of a root share a few headers; a bad one raises, and is not kept
+def _header_names(raw: bytes, required: tuple[str, ...], index_column: str | None) -> tuple[str, ...]:
+    """The cleaned column names of the header line ``raw``; ValueError says what is wrong with it."""
     if not raw.strip():
-        raise LogError(path, f"file is empty: expected a header row naming {', '.join(required)}", line=1)
+        raise ValueError(f"file is empty: expected a header row naming {', '.join(required)}")
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise LogError(path, "header is not UTF-8 text (is this a CSV file?)", line=1) from None
+        raise ValueError("header is not UTF-8 text (is this a CSV file?)") from None
     header = [name.strip() for name in next(csv.reader([text]))]
     if index_column is not None and header and not header[0] and index_column not in header:
         header[0] = index_column
     if any(not name for name in header):
-        raise LogError(path, f"header has an empty column name: {text.strip()!r}", line=1)
+        raise ValueError(f"header has an empty column name: {text.strip()!r}")
     duplicates = sorted(name for name, count in Counter(header).items() if count > 1)
     if duplicates:
-        raise LogError(path, f"header names column {duplicates[0]!r} twice", line=1)
+        raise ValueError(f"header names column {duplicates[0]!r} twice")
     missing = [name for name in required if name not in header]
     if missing:
-        raise LogError(
-            path,
-            f"missing required column {missing[0]!r} (header: {','.join(header)})",
-            line=1,
-        )
-    if len(_HEADERS) < 1000:
-        _HEADERS[key] = tuple(header)
-    return header
-
-
-# Good headers by their raw line (with what was asked of them): the runs of a root share a few.
-_HEADERS: dict[tuple[bytes, tuple[str, ...], str | None], tuple[str, ...]] = {}
+        raise ValueError(f"missing required column {missing[0]!r} (header: {','.join(header)})")
+    return tuple(header)
 
 
 def _complete_lines_end(path: Path, data: bytes, header, numeric, text) -> tuple[int, list[str]]:
