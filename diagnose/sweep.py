@@ -310,7 +310,7 @@ def _blew_up(run: Run, steps: np.ndarray, loss: np.ndarray, finite: np.ndarray) 
     """NaN/inf loss in the last tenth of the run, or a smoothed end far above the start."""
     if loss.size == 0:
         return False
-    nonfinite = run.nonfinite("loss", steps, loss) if finite.size < loss.size or "loss" in run.nan_steps else False
+    nonfinite = run.nonfinite("loss", steps, loss)
     if nonfinite is not False:
         if finite.size == 0:
             return bool(nonfinite.any())
