@@ -7,8 +7,8 @@ to draw (within a page's budget of figure bytes, the studies with the most
 severe findings first) and lays them out; ``drawing`` draws them (in worker
 processes on big reports, or not at all when a cache folder holds them from an
 earlier report of the same data). Everything from a log is escaped: by jinja2's
-autoescape in the template, by ``_e`` (the same escaping) in the big tables built
-here, by ``svg`` inside the figures. Figures are inline SVG images; a
+autoescape in the template, by ``_e`` (the same escaping) in the big tables and the
+study sections built here, by ``svg`` inside the figures. Figures are inline SVG images; a
 Content-Security-Policy forbids every request, so the file opens offline and
 cannot fetch anything.
 """
@@ -78,6 +78,26 @@ document.querySelectorAll("pre.snippet").forEach(function (pre) {
 """.strip()
 
 
+# The big repeated tables (10,000 runs, ~3,000 findings, 1,000 studies) and the study sections with their findings'
+# cards are built here rather than in the template: jinja2 took ~0.5 s a 10,000-run page for the tables, its macros
+# ~0.1 s for the cards. Their text is escaped as jinja2's autoescape does.
+def _e(value) -> str:
+    """``value`` as autoescape prints it (markupsafe.escape of its str); five replaces beat str.translate."""
+    return (str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&#34;")
+            .replace("'", "&#39;"))
+
+
+def _e_long(text: str) -> str:
+    """``_e`` of a long text (a figure's ``data:`` URI, tens of kB): its base64 has none of the five characters, and
+    looking for them is ~40x faster than five replaces that find nothing (10 MB of figures: 40 -> 1 ms)."""
+    return _e(text) if any(c in text for c in "&<>\"'") else text
+
+
+# Each severity's label, made once: a page shows thousands.
+_SEVERITY_LABELS = {severity: markupsafe.Markup(f'<span class="sev {value}">{value}</span>')
+                    for severity in Severity for value in [_e(severity.value)]}
+
+
 @dataclass
 class FindingView:
     """A finding as the page shows it: anchor, where, the snippet to copy, its plot."""
@@ -92,8 +112,7 @@ class FindingView:
     sev: markupsafe.Markup = field(init=False)  # its severity label, shown with it wherever it is
 
     def __post_init__(self) -> None:
-        value = _e(self.finding.severity.value)
-        self.sev = markupsafe.Markup(f'<span class="sev {value}">{value}</span>')
+        self.sev = _SEVERITY_LABELS[self.finding.severity]
 
 
 @dataclass
@@ -124,7 +143,8 @@ def render(analysis: Analysis, cache_dir: Path | None = None, jobs: int | None =
     document = analysis.document
     summaries = {s.get("study"): s for s in document.studies if isinstance(s, dict)}
     # Keyed by identity: a Finding holds dicts, so it is not hashable.
-    views = {id(f): FindingView(f"f{i}", f, where(f), config_snippet(f.recommendation))
+    snippets = {}  # thousands of findings recommend a few dozen distinct changes: each one's snippet made once
+    views = {id(f): FindingView(f"f{i}", f, where(f), _snippet(f.recommendation, snippets))
              for i, f in enumerate(document.findings, start=1)}
     index = {id(f): i for i, f in enumerate(document.findings)}
     by_study: dict[str, list[Finding]] = {}
@@ -152,6 +172,7 @@ def render(analysis: Analysis, cache_dir: Path | None = None, jobs: int | None =
     orphans = [views[id(f)] for f in document.findings if f.study not in by_name]
     severities = [f.severity for f in document.findings]
     templates = os.fspath(cache_dir / "templates") if cache_dir is not None else None
+    figure_mb = f"{figure_bytes / 1e6:g}"
     return _environment(templates).get_template("report.html.j2").render(
         doc=document,
         verdict=document.verdict,
@@ -160,10 +181,12 @@ def render(analysis: Analysis, cache_dir: Path | None = None, jobs: int | None =
         top=_top(views, document.findings),
         studies=studies,
         study_rows=_study_rows(studies),
+        study_sections=_study_sections(studies, figure_mb),
+        fix=_fix,
         left_out=[view for view in studies if view.left_out],
         nav_studies=NAV_STUDIES,
-        figure_mb=f"{figure_bytes / 1e6:g}",
-        orphans=orphans,
+        figure_mb=figure_mb,
+        orphan_cards=markupsafe.Markup("".join(map(_card, orphans))),
         runs=document.runs,
         run_rows=_run_rows(document.runs),
         counts={
@@ -199,6 +222,17 @@ def config_snippet(recommendation: Recommendation | None) -> str | None:
     for key, value in recommendation.values.items():
         _yaml_entry(lines, _config_key(recommendation.action, str(key)), value, "")
     return "\n".join(lines)
+
+
+def _snippet(recommendation: Recommendation | None, made: dict) -> str | None:
+    """``config_snippet``, kept in ``made`` by the recommendation's action and values (their repr tells
+    apart every value that YAML writes differently: 1, 1.0 and True, "1" and 1)."""
+    if recommendation is None or not recommendation.values:
+        return None
+    key = (recommendation.action, repr(recommendation.values))
+    if key not in made:
+        made[key] = config_snippet(recommendation)
+    return made[key]
 
 
 def _yaml_entry(lines: list[str], key: str, value, indent: str) -> None:
@@ -316,14 +350,6 @@ def _finding_table(views: list[FindingView]) -> dict:
             "folded_rows": _finding_rows(folded)}
 
 
-# The big repeated tables (10,000 runs, ~3,000 findings, 1,000 studies) are built here rather than in the template: jinja2
-# took ~0.5 s a 10,000-run page for them. Their cells are escaped as jinja2's autoescape does.
-def _e(value) -> str:
-    """``value`` as autoescape prints it (markupsafe.escape of its str); five replaces beat str.translate."""
-    return (str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&#34;")
-            .replace("'", "&#39;"))
-
-
 def _finding_rows(views: list[FindingView]) -> markupsafe.Markup:
     rows = []
     for v in views:
@@ -373,6 +399,60 @@ def _study_rows(studies: list[StudyView]) -> markupsafe.Markup:
         rows.append(f'<tr><td><a href="#{_e(s.anchor)}">{_e(s.name)}</a>{left_out}</td><td class="num">{_e(s.runs)}</td>'
                     f'<td class="num">{_e(s.best_lr)}</td><td>{_e(s.unstable)}</td><td>{tally}</td></tr>\n')
     return markupsafe.Markup("".join(rows))
+
+
+def _fix(v: FindingView) -> markupsafe.Markup:
+    """The finding's recommendation: what to change, why, and its config snippet."""
+    r = v.finding.recommendation
+    if not r:
+        return markupsafe.Markup("")
+    why = f" &mdash; {_e(r.why)}" if r.why else ""
+    snippet = f'<div class="snippet-row"><pre class="snippet">{_e(v.snippet)}</pre></div>' if v.snippet else ""
+    action = _e(r.action.replace("_", " "))
+    return markupsafe.Markup(f'<div class="fix">\n<div class="fix-head">Change: <strong>{action}</strong>{why}</div>\n'
+                             f'{snippet}</div>\n')
+
+
+def _figure(anchor: str, plot: Plot) -> str:
+    title = _e(plot.title)
+    return (f'<figure id="{_e(anchor)}">\n<figcaption><strong>{title}.</strong> {_e(plot.caption)}</figcaption>\n'
+            f'<img src="{_e_long(plot.uri)}" width="{_e(plot.width)}" height="{_e(plot.height)}" alt="{title}">\n'
+            '</figure>\n')
+
+
+def _card(v: FindingView) -> str:
+    """A finding's card in its study's section: what, where, the fix, its plot or the figure that shows it."""
+    f = v.finding
+    steps = f" &middot; {_e(steps_text(f.steps))}" if f.steps else ""
+    plot = _figure(f"{v.anchor}-plot", v.plot) if v.plot else ""
+    see = f'<p class="note">Evidence: <a href="#{_e(v.see[0])}">{_e(v.see[1])}</a> above.</p>' if v.see else ""
+    note = f'<p class="note">{_e(v.note)}</p>' if v.note else ""
+    return (f'<article class="finding {_e(f.severity.value)}" id="{_e(v.anchor)}">\n'
+            f'<h4>{v.sev} {_e(f.title)}</h4>\n'
+            f'<p class="where"><code>{_e(f.check)}</code> &middot; {_e(v.where)}{steps}</p>\n<p>{_e(f.detail)}</p>\n'
+            f'{_fix(v)}\n{plot}{see}{note}</article>\n')
+
+
+def _study_sections(studies: list[StudyView], figure_mb: str) -> markupsafe.Markup:
+    """Each study's section: its facts, figures, notes and findings' cards."""
+    parts = []
+    for s in studies:
+        parts.append(f'<h2 id="{_e(s.anchor)}">Study {_e(s.name)}</h2>\n'
+                     f'<p class="facts">{" · ".join(map(_e, s.facts))}</p>\n')
+        parts.extend(_figure(anchor, plot) for anchor, plot in s.plots)
+        if s.left_out:
+            see = (f"To see them: <code>{_e(s.command)}</code>" if s.command
+                   else "To see them, run the report on the folder that holds its runs.")
+            parts.append(f'<p class="note">No figures of this study in this page: <a href="#left-out">its '
+                         f'{_e(figure_mb)} MB of figures</a> went to the studies whose findings rank first. '
+                         f'{see}</p>\n')
+        parts.extend(f'<p class="note">{_e(note)}</p>' for note in s.notes)
+        if s.findings:
+            parts.append(f"<h3>Findings in {_e(s.name)}</h3>\n")
+            parts.extend(map(_card, s.findings))
+        else:
+            parts.append('<p class="note">No finding in this study.</p>\n')
+    return markupsafe.Markup("".join(parts))
 
 
 def _top(views: dict[int, FindingView], findings: list[Finding]) -> list[FindingView]:
@@ -499,12 +579,22 @@ def _study_plots(painter: drawing.Painter, wanted: list[tuple[StudyView, list]],
 def _command(study: Study) -> str:
     """``diagnose report FOLDER`` for the folder that holds every run of the study, or "" when none does."""
     # A Path's text is normalized, so its dirname is its parent ("." for a bare name): no Path made per run.
-    parents = [os.path.dirname(os.fspath(run.source)) or "." for run in study.runs if run.source is not None]
+    # each parent once: a study's runs mostly share one, and commonpath splits each path it is given
+    parents = list({os.path.dirname(os.fspath(run.source)) or ".": None
+                    for run in study.runs if run.source is not None})
     try:
         folder = os.path.commonpath(parents) if parents else ""
     except ValueError:  # absolute and relative paths mixed
         folder = ""
     return f"diagnose report {shlex.quote(folder)}" if folder else ""
+
+
+# The checks whose findings a study figure shows: the anchors of the figures that may show one (study anchor, runs).
+_SHOWN_BY_STUDY_FIGURE = {
+    "lr_range": lambda anchor, runs: [f"{anchor}-range-{name}" for name in runs],
+    "short_run_instability": lambda anchor, runs: [f"{anchor}-short-{name}" for name in runs],
+    "best_lr_at_edge": lambda anchor, runs: [f"{anchor}-axis", f"{anchor}-sweep"],
+}
 
 
 def _finding_plots(painter: drawing.Painter, views: list[FindingView], by_name: dict, index: dict[int, int]) -> None:
@@ -518,16 +608,13 @@ def _finding_plots(painter: drawing.Painter, views: list[FindingView], by_name: 
     for view in views:
         finding = view.finding
         study, study_view = by_name[finding.study]
-        by_key = dict(study_view.plots)
-        references = {
-            "lr_range": [f"{study_view.anchor}-range-{name}" for name in finding.runs],
-            "short_run_instability": [f"{study_view.anchor}-short-{name}" for name in finding.runs],
-            "best_lr_at_edge": [f"{study_view.anchor}-axis", f"{study_view.anchor}-sweep"],
-        }
-        shown = next((key for key in references.get(finding.check, []) if key in by_key), None)
-        if shown is not None:
-            view.see = (shown, by_key[shown].title)
-            continue
+        if finding.check in _SHOWN_BY_STUDY_FIGURE:  # a few checks: the others' findings are thousands
+            by_key = dict(study_view.plots)
+            shown = next((key for key in _SHOWN_BY_STUDY_FIGURE[finding.check](study_view.anchor, finding.runs)
+                          if key in by_key), None)
+            if shown is not None:
+                view.see = (shown, by_key[shown].title)
+                continue
         names = tuple(name for name in finding.runs if name in run_names[study.name])
         kind = {"grad_norm_outliers": "grad_norms", "clipping_too_aggressive": "grad_norms",
                 "overfitting": "gap_curve"}.get(finding.check, "finding_zoom")
