@@ -54,7 +54,9 @@ is positive, else on the loss itself):
    reference is at least that of a smaller scale, whose trailing windows
    tile this one's; in runs of 8192 points or more, order statistics of
    blocks of points bound both first (over 135 points or more), and sigma
-   is only computed at the few points a bound leaves in doubt.
+   is only computed at the few points a bound leaves in doubt; in shorter series
+   without a broken point, a lower bound of sigma at those points (their
+   windows' second differences alone) clears most scales without sigma as a whole.
 4. Unstable points of all scales are merged into periods; a period starts
    where the loss began to climb above the reference and ends at its last
    unstable point. Its baseline is the median of the 9 points before it (never
@@ -153,12 +155,16 @@ def find_instability(steps, loss, config: InstabilityConfig = DEFAULT) -> list[I
     loss = np.asarray(loss, dtype=float)
     n = len(loss)
     finite = np.isfinite(loss)
-    if n < config.min_points or finite.sum() < config.min_points:
+    whole = bool(finite.all())
+    if n < config.min_points or (not whole and finite.sum() < config.min_points):
         return []
-    log_space = bool((loss[finite] > 0).all())
+    log_space = bool((loss > 0).all() if whole else (loss[finite] > 0).all())
     # Smoothing skips broken (NaN/inf) points; afterwards they are a huge finite stand-in
     # (the rolling median drops inf, as pandas' does), so they always count as unstable.
-    if log_space and finite.all():  # (every loss positive: no stand-in needed)
+    # ``clean``: x is the log of finite positive losses, no point missing, none huge (|x| < 400):
+    # the helpers then skip their searches for missing and broken points.
+    clean = log_space and whole
+    if clean:  # (no stand-in needed)
         x = np.log10(loss)
     else:
         x = np.where(finite, np.log10(np.where(finite & (loss > 0), loss, 1.0)) if log_space else loss, np.nan)
@@ -174,30 +180,39 @@ def find_instability(steps, loss, config: InstabilityConfig = DEFAULT) -> list[I
     # Bounds of the rises (_ceiling, _floor) spare most scales their medians. They hold on a series
     # without broken points, or before a broken tail (a diverged run: its points are unstable anyway).
     # With z >= 0 the white-noise bar is the lowest one, and a rise under min_rise needs no noise at all.
-    broken_from = int(np.argmin(finite)) if not finite.all() else n
-    bounded = config.z >= 0 and not finite[broken_from:].any()
+    broken_from = n if whole else int(np.argmin(finite))
+    bounded = config.z >= 0 and (whole or not finite[broken_from:].any())
     sigma = None if bounded else _local_noise(x, finite, config)
     parts = None  # what sigma is made of, while only a few of its points are needed
+    padded = None  # the second differences for a lower bound of sigma at a few points (short clean series)
 
     def cleared(rise: np.ndarray, w: int, settle: bool = True) -> bool:
         """No rise passes both bars at scale w (``rise``: the rises or a bound of them); unless ``settle``,
         False rather than sigma as a whole (a tighter bound may clear the scale without it)."""
-        nonlocal sigma, parts
+        nonlocal sigma, parts, padded
         if broken_from < n:
             rise = np.where(finite, rise, -np.inf)
         half = w // 2
-        above = np.flatnonzero(((rise > 0.0) & (rise > min_rise))[half : len(rise) - half]) + half
-        if not above.size:
+        middle = rise[half : len(rise) - half] > max(min_rise, 0.0)  # (NaN: no rise)
+        if not middle.any():
             return True
-        if sigma is None and above.size <= _FEW_POINTS and n >= SHORTCUTS_FROM:
-            parts = parts or _noise_parts(x, finite, config)
-            at = _local_noise_at(parts, above)
+        if sigma is None and (clean or n >= SHORTCUTS_FROM):
+            above = np.flatnonzero(middle) + half
+            if n < SHORTCUTS_FROM:  # (clean) no need of sigma as a whole if a lower bound of it clears them
+                size = _noise_window(n, config)
+                padded = _differences_padded(x, size) if padded is None else padded
+                at = _noise_under(padded, above, size)
+            elif len(above) <= _FEW_POINTS:
+                parts = parts or _noise_parts(x, finite, config, clean)
+                at = _local_noise_at(parts, above)
+            else:
+                at = None
             if at is not None and not (rise[above] > config.z * _white_noise(at, w)).any():
                 return True
         if sigma is None:
             if not settle:
                 return False
-            sigma = _local_noise(x, finite, config, parts)
+            sigma = _local_noise(x, finite, config, parts, clean)
         return not _passes(rise, config.z * _white_noise(sigma, w), min_rise, w)
 
     below, below_window = None, 0  # a lower bound of the best level at larger scales
@@ -233,13 +248,12 @@ def find_instability(steps, loss, config: InstabilityConfig = DEFAULT) -> list[I
                     continue
         if i + 1 < len(scales) and scales[i + 1] == window:
             # that window is the next scale's: one rolling median gives both
-            centered, trailing = _centered_and_trailing(x, window, min_periods=w)
-            levels[window] = _filled(centered, x)
+            levels[window], trailing = _level_and_trailing(x, window, w, clean)
         else:
             trailing = rolling.median(x, window, min_periods=min(w, window))
-        best = _running_min(_trailing_filled(trailing, x, w))
+        best = _running_min(_trailing_filled(trailing, x, w, clean), clean)
         if w == scales[0] and finite[0]:
-            best = np.minimum(best, x[0])  # the loss at initialization: rising above it is instability
+            np.minimum(best, x[0], out=best)  # the loss at initialization: rising above it is instability
         if bounded:
             below, below_window = _floor(best, x, w), window
             if w not in levels and w // 3 in levels:
@@ -247,7 +261,7 @@ def find_instability(steps, loss, config: InstabilityConfig = DEFAULT) -> list[I
                     ceiling = _ceiling(levels[w // 3], w // 3, broken_from) - best
                 if cleared(ceiling, w):
                     continue
-        level = levels[w] = levels[w] if w in levels else _median(x, w)
+        level = levels[w] = levels[w] if w in levels else _median(x, w, clean)
         rise = level - best
         if bounded and cleared(rise, w):
             continue
@@ -265,11 +279,11 @@ def find_instability(steps, loss, config: InstabilityConfig = DEFAULT) -> list[I
     if sigma is None:  # only a broken tail was unstable
         sigma = _local_noise(x, finite, config)
 
-    reference = _running_min(_trailing_median(x, reference_points))
-    fine = _median(x, 3)
+    reference = _running_min(_trailing_median(x, reference_points, clean=clean), clean)
+    fine = _median(x, 3, clean)
     fine_sigma = _level_noise(fine, sigma, 3, config)
     smooth_w = scales[min(1, len(scales) - 1)]
-    smooth = levels[smooth_w] if smooth_w in levels else _median(x, smooth_w)
+    smooth = levels[smooth_w] if smooth_w in levels else _median(x, smooth_w, clean)
     smooth_sigma = noises.get(smooth_w)
 
     def smooth_noise() -> np.ndarray:  # only when some event has points after it to recover on
@@ -394,13 +408,15 @@ def noise_scale(loss) -> float:
     return float(_D2_TO_SIGMA * np.nanmedian(_second_differences(x)))
 
 
-def _second_differences(x: np.ndarray) -> np.ndarray:
-    """|x[t-1] - 2 x[t] + x[t+1]| (NaN where a neighbour is missing): blind to any locally linear trend."""
+def _second_differences(x: np.ndarray, clean: bool = False) -> np.ndarray:
+    """|x[t-1] - 2 x[t] + x[t+1]| (NaN where a neighbour is missing): blind to any locally linear trend.
+    (``clean``: none missing and none that overflows, as in ``find_instability``.)"""
     d2 = np.full(len(x), np.nan)
     if len(x) >= 3:
         with np.errstate(invalid="ignore"):
             d2[1:-1] = np.abs(x[:-2] - 2 * x[1:-1] + x[2:])
-    d2[~np.isfinite(d2)] = np.nan
+    if not clean:
+        d2[~np.isfinite(d2)] = np.nan
     return d2
 
 
@@ -408,15 +424,17 @@ def _second_differences(x: np.ndarray) -> np.ndarray:
 _D2_TO_SIGMA = MAD_TO_SIGMA / math.sqrt(6)
 
 
-def _noise_parts(x: np.ndarray, finite: np.ndarray, config: InstabilityConfig) -> tuple[np.ndarray, int, float]:
+def _noise_parts(
+    x: np.ndarray, finite: np.ndarray, config: InstabilityConfig, clean: bool = False
+) -> tuple[np.ndarray, int, float]:
     """What ``_local_noise`` is made of: the second differences, the window of their median, and the floor."""
     n = len(x)
-    present = x if finite.all() else x[finite]  # (no copies of a series without a broken point)
-    d2 = _second_differences(x if len(present) == n else np.where(finite, x, np.nan))
-    size = max(21, int(n * config.noise_fraction)) | 1
+    present = x if clean or finite.all() else x[finite]  # (no copies of a series without a broken point)
+    d2 = _second_differences(x if len(present) == n else np.where(finite, x, np.nan), clean)
+    size = _noise_window(n, config)
     diffs = np.abs(np.diff(present))
-    changes = diffs[diffs > 0]
-    resolution = float(changes.min()) if changes.size else 0.0
+    resolution = float(np.min(diffs, where=diffs > 0, initial=np.inf))  # the smallest change; inf: none
+    resolution = resolution if resolution < np.inf else 0.0
     values = np.abs(present)
     # the floor's middle term is at most 1e-9 of the largest value: no median needed when that is under the resolution
     if values.size and resolution >= 1e-9 * max(float(values.max()), 1e-12):
@@ -426,14 +444,40 @@ def _noise_parts(x: np.ndarray, finite: np.ndarray, config: InstabilityConfig) -
 
 
 def _local_noise(
-    x: np.ndarray, finite: np.ndarray, config: InstabilityConfig, parts: tuple | None = None
+    x: np.ndarray, finite: np.ndarray, config: InstabilityConfig, parts: tuple | None = None, clean: bool = False
 ) -> np.ndarray:
-    d2, size, floor = parts or _noise_parts(x, finite, config)
+    d2, size, floor = parts or _noise_parts(x, finite, config, clean)
     medians = rolling.median(d2, size, center=True, min_periods=1)
-    if not np.isnan(medians).any():  # (most series: every window holds a second difference)
-        return np.maximum(medians * _D2_TO_SIGMA, floor)
+    # (most series: every window holds a second difference; a clean one of 3 points or more, as size >= 21)
+    if (clean and len(x) >= 3) or not np.isnan(medians).any():
+        medians *= _D2_TO_SIGMA
+        return np.maximum(medians, floor, out=medians)
     local = rolling.bfill(rolling.ffill(medians)) * _D2_TO_SIGMA
     return np.maximum(np.nan_to_num(local, nan=floor), floor)
+
+
+def _noise_window(n: int, config: InstabilityConfig) -> int:
+    """The window of the second differences' median in ``_local_noise``."""
+    return max(21, int(n * config.noise_fraction)) | 1
+
+
+def _differences_padded(x: np.ndarray, size: int) -> np.ndarray:
+    """The second differences of a clean series (``find_instability``; ``_second_differences``' numbers) with
+    size // 2 + 1 zeros before and after them, for ``_noise_under``."""
+    half = size // 2
+    padded = np.zeros(len(x) + 2 * half)
+    padded[half + 1 : half + len(x) - 1] = np.abs(x[:-2] - 2 * x[1:-1] + x[2:])
+    return padded
+
+
+def _noise_under(padded: np.ndarray, points: np.ndarray, size: int) -> np.ndarray:
+    """At most ``_local_noise`` at these points of a clean series (its median before the floor, exactly where the
+    window is full), from ``_differences_padded``: a window reaching an end holds m zeros for its m missing
+    differences, and its middle value is then at most the lower middle one of the c = size - m it holds
+    (rank size // 2 - m <= (c - 1) // 2; a zero is at most any difference), so at most their median."""
+    half = size // 2
+    rows = _windows(padded, size)[points]
+    return np.partition(rows, half, axis=1)[:, half] * _D2_TO_SIGMA
 
 
 # Up to this many points, sigma is worth computing point by point instead of as a whole.
@@ -487,10 +531,12 @@ def _scales(n: int) -> list[int]:
     return scales
 
 
-def _median(x: np.ndarray, w: int) -> np.ndarray:
-    if w in (3, 5) and len(x) >= w and not (x == 0).any() and not np.isinf(x).any():
-        return _filled(_small_median(x, w), x)
-    return _filled(rolling.median(x, w, center=True), x)
+def _median(x: np.ndarray, w: int, clean: bool = False) -> np.ndarray:
+    """The centered median over w (odd) points as a level (``_filled``); ``clean`` as in ``find_instability``."""
+    ends = w // 2 if clean and len(x) >= w else None
+    if w in (3, 5) and len(x) >= w and not (x == 0).any() and (clean or not np.isinf(x).any()):
+        return _filled(_small_median(x, w), x, ends)
+    return _filled(rolling.median(x, w, center=True), x, ends)
 
 
 def _small_median(x: np.ndarray, w: int) -> np.ndarray:
@@ -507,40 +553,55 @@ def _small_median(x: np.ndarray, w: int) -> np.ndarray:
     return medians
 
 
-def _filled(medians: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """Centered medians of ``x`` as a level: the ends filled in, a broken point broken."""
+def _filled(medians: np.ndarray, x: np.ndarray, ends: int | None = None) -> np.ndarray:
+    """Centered medians of ``x`` as a level: the ends filled in, a broken point broken. ``ends``: only the first
+    and the last ``ends`` medians are missing (``x`` clean, more than 2 ``ends`` points): filled in place."""
+    if ends is not None:
+        n = len(medians)
+        medians[:ends], medians[n - ends :] = medians[ends], medians[n - ends - 1]
+        return medians
     level = rolling.bfill(rolling.ffill(medians))
     level[np.isnan(x)] = _BROKEN
     return level
 
 
-def _trailing_median(x: np.ndarray, w: int, min_periods: int = 3) -> np.ndarray:
+def _trailing_median(x: np.ndarray, w: int, min_periods: int = 3, clean: bool = False) -> np.ndarray:
     """Median of the last w points: the level reached so far, without looking ahead (see ``_trailing_filled``)."""
-    return _trailing_filled(rolling.median(x, w, min_periods=min(min_periods, w)), x, min_periods)
+    return _trailing_filled(rolling.median(x, w, min_periods=min(min_periods, w)), x, min_periods, clean)
 
 
-def _trailing_filled(medians: np.ndarray, x: np.ndarray, min_periods: int) -> np.ndarray:
-    """Trailing medians of ``x`` as a reference level.
+def _trailing_filled(medians: np.ndarray, x: np.ndarray, min_periods: int, clean: bool = False) -> np.ndarray:
+    """Trailing medians of ``x`` (over at least ``min_periods`` points) as a reference level.
 
     With the default 3 points the first values are filled back from the first
     median (the run's starting level); with more, there is no reference (inf)
     until ``min_periods`` points exist, so a long-window level is only ever
-    compared with a reference as smooth as itself.
+    compared with a reference as smooth as itself. ``clean`` (as in
+    ``find_instability``): only those first medians are missing, filled in place.
     """
+    if clean and len(x) >= min_periods:
+        medians[: min_periods - 1] = medians[min_periods - 1] if min_periods <= 3 else np.inf
+        return medians
     level = rolling.ffill(medians)
     level = rolling.bfill(level) if min_periods <= 3 else np.where(np.isnan(level), np.inf, level)
     level[np.isnan(x)] = _BROKEN
     return level
 
 
-def _centered_and_trailing(x: np.ndarray, w: int, min_periods: int) -> tuple[np.ndarray, np.ndarray]:
-    """``rolling.median(x, w, center=True)`` and ``rolling.median(x, w, min_periods=min_periods)``, bit for bit,
-    from one ``move_median`` (``x`` has no inf; ``w <= len(x)``).
+def _level_and_trailing(x: np.ndarray, w: int, min_periods: int, clean: bool) -> tuple[np.ndarray, np.ndarray]:
+    """``_filled(rolling.median(x, w, center=True), x)`` and ``rolling.median(x, w, min_periods=min_periods)``,
+    bit for bit, from one ``move_median`` (``x`` has no inf; ``w <= len(x)``; ``clean`` as in ``find_instability``).
 
     The centered window of t is the trailing one of t + (w - 1) // 2 over ``x`` padded with missing
     values; a window's median does not depend on how many values it needs, only whether it is given.
     """
     n, shift = len(x), (w - 1) // 2
+    if clean:  # no missing point: the full windows are those that end at w - 1 or later, no padding needed
+        trailing = bn.move_median(x, w, min_count=min_periods)
+        level = np.empty(n)
+        level[w - 1 - shift : n - shift] = trailing[w - 1 :]
+        level[: w - 1 - shift], level[n - shift :] = trailing[w - 1], trailing[n - 1]
+        return level, trailing
     padded = np.concatenate((x, np.full(shift, np.nan)))
     medians = bn.move_median(padded, w, min_count=min_periods)
     if np.isnan(x).any():
@@ -549,7 +610,7 @@ def _centered_and_trailing(x: np.ndarray, w: int, min_periods: int) -> tuple[np.
     else:  # the windows that start at 0 or later and end before the padding
         full = np.zeros(n, dtype=bool)
         full[w - 1 - shift : n - shift] = True
-    return np.where(full, medians[shift:], np.nan), medians[:n]
+    return _filled(np.where(full, medians[shift:], np.nan), x), medians[:n]
 
 
 def _passes(rise: np.ndarray, bar: np.ndarray | float, min_rise: float, w: int) -> bool:
@@ -674,7 +735,10 @@ def _rise_bound(ceiling: np.ndarray, floor: np.ndarray) -> np.ndarray:
     return rise
 
 
-def _running_min(level: np.ndarray) -> np.ndarray:
+def _running_min(level: np.ndarray, clean: bool = False) -> np.ndarray:
+    """The running minimum of a reference level, a broken point not a level (``clean``: there is none: in place)."""
+    if clean:
+        return np.minimum.accumulate(level, out=level)
     return np.minimum.accumulate(np.where(level >= _BROKEN, np.inf, level))
 
 
@@ -706,11 +770,14 @@ def _recovery(smooth, smooth_noise, baseline: float, fine, start: int, last: int
 
 def _baseline(x: np.ndarray, reference: np.ndarray, start: int, points: int) -> float:
     """The level just before the event: the median of the points before it, never below the best level so far."""
-    before = x[max(0, start - points) : start]
-    before = before[np.isfinite(before)]
-    if before.size < 3:
+    before = sorted(value for value in x[max(0, start - points) : start].tolist() if math.isfinite(value))
+    if len(before) < 3:
         return float(reference[start])
-    return float(max(reference[start], np.median(before)))
+    # np.median's number (as signal.row_medians): its mean's sum starts at 0.0, so a -0.0 median is 0.0
+    middle = before[(len(before) - 1) // 2] + 0.0
+    if len(before) % 2 == 0:
+        middle = (middle + before[len(before) // 2]) / 2
+    return float(max(reference[start], middle))
 
 
 def _event(steps, loss, x, fine, sigma, reference, current, log_space: bool, points: int) -> InstabilityEvent:

@@ -156,14 +156,17 @@ def _series(rng, n):
     return np.round(x, 1) if n % 3 == 0 else x
 
 
-def test_one_rolling_median_gives_the_centered_and_the_trailing_medians_bit_for_bit():
+@pytest.mark.parametrize("clean", [False, True])
+def test_one_rolling_median_gives_the_centered_and_the_trailing_medians_bit_for_bit(clean):
     rng = np.random.default_rng(0)
     for n in (9, 10, 50, 333, 1000, 2401):
         x = _series(rng, n)
+        if clean:  # no missing point
+            x = np.round(rng.normal(size=n).cumsum(), 1 if n % 3 == 0 else 12)
         for w in sorted({1, 2, 3, 15, 45, n // 4 | 1, n - 1, n} & set(range(1, n + 1))):
             for min_periods in sorted({1, min(3, w), max(1, w // 3), w}):
-                centered, trailing = instability._centered_and_trailing(x, w, min_periods)
-                np.testing.assert_array_equal(centered, rolling.median(x, w, center=True))
+                level, trailing = instability._level_and_trailing(x, w, min_periods, clean)
+                np.testing.assert_array_equal(level, instability._filled(rolling.median(x, w, center=True), x))
                 np.testing.assert_array_equal(trailing, rolling.median(x, w, min_periods=min_periods))
 
 

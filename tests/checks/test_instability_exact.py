@@ -17,6 +17,7 @@ def _straightforward(monkeypatch):
     monkeypatch.setattr(instability, "_block_ceiling", lambda highs, n, *rest: np.full(n, np.inf))
     monkeypatch.setattr(instability, "_block_floor", lambda lows, n, *rest: np.full(n, -np.inf))
     monkeypatch.setattr(instability, "_FEW_POINTS", -1)
+    monkeypatch.setattr(instability, "_noise_under", lambda padded, points, size: None)
 
 
 def _series(rng: np.random.Generator, case: int) -> np.ndarray:
@@ -196,3 +197,46 @@ def test_the_shortcuts_change_no_event_on_bumps_near_the_bar(monkeypatch):
     assert sum(map(bool, found)) > 20 and not all(found)
     _straightforward(monkeypatch)
     assert repr(found) == repr([find_instability(np.arange(len(loss)), loss) for loss in cases])
+
+
+def test_sigma_from_a_few_windows_is_at_most_sigma():
+    """``_noise_under`` (short clean series): at most sigma at every point, sigma's median itself where the window is
+    full; with ties, zero differences (a constant or quantized stretch) and points at both ends."""
+    rng = np.random.default_rng(19)
+    for case in range(300):
+        n = int(rng.integers(3, 700))
+        x = np.cumsum(rng.normal(0, 10.0 ** rng.integers(-4, 1), n)) * rng.choice([1.0, 0.0], p=[0.9, 0.1])
+        if case % 3 == 0:
+            x = np.round(x, int(rng.integers(0, 3)))
+        finite = np.ones(n, dtype=bool)
+        config = CONFIGS[case % len(CONFIGS)]
+        size = instability._noise_window(n, config)
+        d2, _, floor = instability._noise_parts(x, finite, config)
+        medians = rolling.median(d2, size, center=True, min_periods=1) * instability._D2_TO_SIGMA
+        points = np.unique(rng.integers(0, n, int(rng.integers(1, 40))))
+        under = instability._noise_under(instability._differences_padded(x, size), points, size)
+        assert (under <= instability._local_noise(x, finite, config, clean=True)[points]).all()
+        assert (under <= medians[points]).all()
+        full = (points > size // 2) & (points < n - 1 - size // 2)
+        np.testing.assert_array_equal(under[full], medians[points[full]])
+
+
+def test_the_clean_helpers_are_the_general_ones():
+    """The helpers' shortcuts for a series without a missing point (``clean``) give the general path's numbers."""
+    rng = np.random.default_rng(23)
+    for case in range(200):
+        n = int(rng.integers(1, 300))
+        x = np.cumsum(rng.normal(0, 0.1, n))
+        if case % 4 == 0:
+            x = np.round(x, 1)  # ties and zeros
+        for w in (3, 5, 15, 45):
+            np.testing.assert_array_equal(instability._median(x, w, clean=True), instability._median(x, w))
+            for min_periods in (3, w):
+                trailing = rolling.median(x, 3 * w, min_periods=min(min_periods, 3 * w))
+                general = instability._running_min(instability._trailing_filled(trailing.copy(), x, min_periods))
+                clean = instability._running_min(instability._trailing_filled(trailing, x, min_periods, True), True)
+                np.testing.assert_array_equal(clean, general)
+        np.testing.assert_array_equal(
+            instability._local_noise(x, np.ones(n, dtype=bool), CONFIGS[case % 4], clean=True),
+            instability._local_noise(x, np.ones(n, dtype=bool), CONFIGS[case % 4]),
+        )
