@@ -1,23 +1,31 @@
 """A cache of parsed runs and their run-level findings, keyed by the run's files.
 
 Re-running a report on a log root where a few runs changed re-reads only
-those. An entry is keyed by the reader, the folder, its study and the size and
-mtime of every file under the folder (subfolders too: a Hugging Face run's new
-``checkpoint-N/trainer_state.json`` is a change), so a changed file is a miss; an entry that cannot be loaded
-(corrupt, truncated, written by another version) is dropped and the run read
-again. Runs still ``running`` are never cached: their status depends on the
-clock. An entry is one file, replaced whole by rename: the run's two tables
-as Arrow IPC streams (never pickles, read only when something asks for them),
-then its JSON: what the run is, and what the checks found in it with the run's
+those. A run's key is its place (the reader, the root, the folder) and its
+version: ``code_version()`` and the size and mtime of every file under the
+folder (subfolders too: a Hugging Face run's new
+``checkpoint-N/trainer_state.json`` is a change). A run has one entry, named
+by its place and holding its version: an entry of another version is a miss,
+and storing the new version replaces it, so the cache grows with the runs, not
+with their re-runs or with edits of the code. An entry that cannot be loaded
+(corrupt, truncated, of another layout) is dropped and the run read again.
+Runs still ``running`` are never cached: their status depends on the clock.
+An entry is one file, replaced whole by rename: the run's two tables as Arrow
+IPC streams (never pickles, read only when something asks for them), then its
+JSON: what the run is, and what the checks found in it with the run's
 instability events (``diagnose.instability``), so the study checks of a warm
-re-run need not find them again. Findings of other check settings go in files
-beside it.
+re-run need not find them again. Findings of other check settings go in a
+folder beside it, emptied when a new version of the run is stored.
 
 The study-level work (``analyze.StudyWork``: the study checks' findings, the
-study summary) is cached too, by a digest of its runs' keys and every check's
-settings: a warm report whose studies did not change reads no run's tables.
-Every key holds ``code_version()``, so an edited checkout never serves what
-older code found.
+study summary) is cached too, one file a study of a root, valid for a digest of
+its runs' keys: a warm report whose studies did not change reads no run's
+tables.
+
+Files are put in place by rename from a staging folder; the first key asked of
+a ``RunCache`` removes staging files a killed process left, and files of older
+layouts once (a marker file names the layout). Two processes may share the
+cache: a file removed or replaced under a reader is a miss, never a wrong run.
 """
 
 from __future__ import annotations
@@ -27,9 +35,12 @@ import functools
 import hashlib
 import importlib
 import json
+import mmap
 import os
+import re
 import secrets
 import struct
+import time
 from pathlib import Path
 
 import numpy as np
@@ -56,11 +67,12 @@ def default_directory() -> Path:
 UNCACHED = ("running", "interrupted")
 
 # An entry's file is the steps table as an Arrow IPC stream (its schema, then one record batch), the evals
-# table's, the JSON, then where each of these three ends and the layout's tag: an entry of another layout is
-# damaged, never misread. One file, not a folder of four: storing a 1,000-step run took 1.3-2.1 CPU ms, then
-# 0.8-0.9 (a 100k-step one 2.6-2.9 -> 1.9-2.1), and a warm run opens one file a run instead of two.
-_TRAILER = struct.Struct("<3Q8s")
-_LAYOUT = b"dgnrun/2"
+# table's, the JSON, then where each of these three ends, the layout's tag and the run's version (its key's):
+# an entry of another layout is damaged, never misread, and one of another version is a miss. One file, not a
+# folder of four: storing a 1,000-step run took 1.3-2.1 CPU ms, then 0.8-0.9 (a 100k-step one 2.6-2.9 ->
+# 1.9-2.1), and a warm run opens one file a run instead of two.
+_TRAILER = struct.Struct("<3Q8s32s")
+_LAYOUT = b"dgnrun/3"
 _TABLES = ("steps", "evals")
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
 _TAIL = 4096
@@ -70,6 +82,18 @@ _COPIED_BELOW = 1 << 20
 # a smaller table is read, not mapped: a map and its unmap cost more than copying ~256 kB (1,000 steps: ~40 us)
 _MAPPED_FROM = 1 << 18
 _IOV_MAX = os.sysconf("SC_IOV_MAX")  # buffers a system call writes at most
+
+# The layout of the cache folder, in its marker file: another (or none) means files of older layouts may be there.
+# A new layout (or new names of entries) takes a new marker, and ``_OLD`` the names this one leaves.
+_MARKER, _FOLDER_LAYOUT = "layout", "diagnose cache 3\n"
+_STAGING = "staging"  # every file is written here first, then renamed into place
+_ABANDONED = 3600  # seconds: a staging file this old was left by a killed process
+# Seconds (wall) a command spends at most removing older layouts' files, the rest left to the next: removing the
+# 722 MB of a 10,000-run root's two code versions took 2.3 s of CPU but 69 s of a busy disk.
+_TIDY_SECONDS = 1.0
+# What older layouts kept in a shard folder (a run's key of 64 hex digits; the study digest's too): never read now.
+_OLD = re.compile(r"[0-9a-f]{64}(\.run(\.checks-[0-9a-f]{16}\.json)?|\.json)?|\.tmp-.*")
+_OLD_IN_ENTRY = re.compile(r"(steps|evals)\.arrow|meta\.json|checks-[0-9a-f]{16}\.json|\.tmp-.*")
 
 
 # the command line parses options into checks' settings and key names, which are keyed themselves
@@ -102,16 +126,26 @@ class RunCache:
     def __init__(self, directory: Path):
         self.directory = Path(directory)
         self._entries = os.path.join(self.directory, "")  # each entry's path: a str join, not os.path.join's
+        self._staging = os.path.join(self.directory, _STAGING)
+        self._roots: dict[str, str] = {}  # a root -> its part of a key
 
     def key(self, folder: Path, reader_name: str, root: str) -> str:
-        """The entry of ``folder`` as ``reader_name`` reads it, now, below log root ``root`` (its real path).
+        """The run in ``folder`` as ``reader_name`` reads it, now, below log root ``root`` (its real path).
 
-        Folder and root are what a run's default study is made of (the root's
-        real name for runs at its top), so the study needs no key of its own.
+        ``PLACE.ROOT.VERSION``: the entry's name (a hash of reader, root and
+        folder), the root's (``StudyCache`` names a study's file by it), and a
+        hash of everything the run depends on. Folder and root are what a run's
+        default study is made of (the root's real name for runs at its top), so
+        the study needs no key of its own.
         """
-        files = sorted(_fingerprints(folder))
-        identity = json.dumps([code_version(), reader_name, root, os.path.abspath(folder), files])
-        return hashlib.sha256(identity.encode()).hexdigest()
+        root_part = self._roots.get(root)
+        if root_part is None:
+            self._tidy()  # once a command (and log root): at its first key
+            root_part = self._roots[root] = hashlib.sha256(root.encode()).hexdigest()[:16]
+        path = os.path.abspath(folder)
+        place = hashlib.sha256(f"{reader_name}\0{root}\0{path}".encode()).hexdigest()[:32]
+        version = json.dumps([code_version(), reader_name, root, path, sorted(_fingerprints(folder))])
+        return f"{place}.{root_part}.{hashlib.sha256(version.encode()).hexdigest()[:32]}"
 
     def load(self, key: str, checks_key: str, source: tuple) -> tuple[Run, list[Finding], list] | None:
         """The run of entry ``key`` (its tables read on first use), with its findings when ``checks_key`` ran on it.
@@ -120,10 +154,11 @@ class RunCache:
         is read again from should its tables turn out damaged when first used.
         """
         entry = self._entry(key)  # a str: ten thousand Path objects a warm run cost more than the JSON
+        version = _version(key)
         try:
-            meta = _read_meta(entry)
+            meta = _read_meta(entry, version)
             run = Run.with_tables_later(
-                functools.partial(_read_table, entry, source),
+                functools.partial(_read_table, (entry, version), source),
                 name=meta["name"],
                 study=meta["study"],
                 # the folder's own Path when it is the source, as it is for every reader (10,000 Paths cost 0.1 s)
@@ -141,15 +176,17 @@ class RunCache:
             checked = meta["checks"].get(checks_key)
             if checked is None:
                 try:
-                    checked = _read_json(f"{entry}.checks-{checks_key}.json")
+                    checked = _read_json(_beside(entry, checks_key))
                 except FileNotFoundError:
+                    return run, None, None
+                if checked["key"] != key:  # left by another version of the run, or written for another
                     return run, None, None
             instability.remember(run, {
                 InstabilityConfig(**config): [InstabilityEvent(**event) for event in events]
                 for config, events in checked["instability"]
             })
             return run, [Finding.from_dict(f) for f in checked["findings"]], [tuple(s) for s in checked["skipped"]]
-        except OSError:  # not cached, or a cache that cannot be read
+        except (OSError, _Stale):  # not cached, another version of the run, or a cache that cannot be read
             return None
         except Exception:  # any damage: forget the entry, read the run again
             _remove(entry)
@@ -161,6 +198,7 @@ class RunCache:
             return False
         entry = self._entry(key)
         checked = {
+            "key": key,
             "findings": [_finding_record(f) for f in findings],
             "skipped": skipped,
             # inf is a real value of an event (a loss gone non-finite): Python's JSON keeps it
@@ -170,10 +208,11 @@ class RunCache:
             ],
         }
         try:
-            if os.path.isfile(entry):
-                _put(f"{entry}.checks-{checks_key}.json", [json.dumps(checked).encode()])
+            if _holds(entry, _version(key)):
+                _put(_beside(entry, checks_key), [json.dumps(checked).encode()], self._staging)
             else:
-                self._write_run(entry, run, {checks_key: checked})
+                self._write_run(entry, key, run, {checks_key: checked})
+                _clear(_beside(entry))  # the findings of other settings on the version replaced
         except OSError:
             return False  # a cache that cannot be written costs speed, never the report
         return True
@@ -188,9 +227,9 @@ class RunCache:
         run.facts, run.lr, run.momentum  # noqa: B018 - what the document says of the tables, found while they are here
         run.__dict__.pop("steps", None)
         run.__dict__.pop("evals", None)
-        run.__dict__["_load_table"] = functools.partial(_read_table, self._entry(key), source)
+        run.__dict__["_load_table"] = functools.partial(_read_table, (self._entry(key), _version(key)), source)
 
-    def _write_run(self, entry: str, run: Run, checks: dict[str, dict]) -> None:
+    def _write_run(self, entry: str, key: str, run: Run, checks: dict[str, dict]) -> None:
         """The entry of ``run``, with what ``checks`` (checks key -> record) found in it, put in place at once."""
         meta = {
             "name": run.name,
@@ -216,10 +255,47 @@ class RunCache:
                         [json.dumps(meta).encode()]):
             parts += section
             ends.append(sum(memoryview(part).nbytes for part in parts))
-        _put(entry, [*parts, _TRAILER.pack(*ends, _LAYOUT)])
+        _put(entry, [*parts, _TRAILER.pack(*ends, _LAYOUT, _version(key).encode())], self._staging)
 
     def _entry(self, key: str) -> str:
-        return f"{self._entries}{key[:2]}{os.sep}{key}.run"
+        place = key.partition(".")[0]  # a key of another making (a scratch entry's) is all place
+        return f"{self._entries}{place[:2]}{os.sep}{place}.run"
+
+    def _tidy(self) -> None:
+        """Remove what this code never reads: staging files a killed process left, and (once) older layouts.
+
+        Cheap enough for every command: the staging folder holds only files being written, and the marker
+        is one small read; the walk of older layouts' shard folders happens when the marker is not ours, for
+        ``_TIDY_SECONDS`` at most, and the marker is written once a walk removed all.
+        """
+        now, deadline = time.time(), time.monotonic() + _TIDY_SECONDS
+        try:
+            with os.scandir(self._staging) as found:
+                for entry in found:
+                    if entry.stat(follow_symlinks=False).st_mtime < now - _ABANDONED:
+                        _remove(entry.path)
+        except OSError:
+            pass
+        marker = os.path.join(self.directory, _MARKER)
+        try:
+            if read_bytes(marker).decode() == _FOLDER_LAYOUT:
+                return
+        except (OSError, UnicodeDecodeError):
+            pass
+        for shards in (self.directory, self.directory / "studies"):
+            try:
+                folders = [entry.path for entry in os.scandir(shards)
+                           if len(entry.name) == 2 and entry.is_dir(follow_symlinks=False)]
+            except OSError:
+                continue
+            for folder in folders:
+                if time.monotonic() > deadline:
+                    return  # the rest at the next command
+                _clear(folder, _OLD, now)
+        try:
+            _put(marker, [_FOLDER_LAYOUT.encode()], self._staging)
+        except OSError:
+            pass
 
 
 def _record_batch(frame):
@@ -292,28 +368,34 @@ def _write_all(handle: int, views: list[memoryview]) -> None:
             views[first] = views[first][written:]
 
 
-def _read_table(entry: str, source: tuple, name: str):
-    """A cached run's ``steps`` or ``evals``; damaged since the entry was loaded: from the run's own files again."""
+def _read_table(entry: tuple[str, str], source: tuple, name: str):
+    """A cached run's ``steps`` or ``evals`` from ``entry`` (its path, the run's version).
+
+    Damaged, gone or of another version of the run since the entry was loaded: from the run's own files again.
+    """
     import pyarrow as pa  # only a run whose tables are used pays for it
 
     from .frames import from_arrow  # pandas too
 
+    entry, version = entry
     try:
         handle = os.open(entry, os.O_RDONLY | os.O_CLOEXEC)
         try:
             size = os.fstat(handle).st_size
-            ends = _ends(entry, size, os.pread(handle, _TRAILER.size, max(0, size - _TRAILER.size)))
+            ends = _ends(entry, size, os.pread(handle, _TRAILER.size, max(0, size - _TRAILER.size)), version)
             start, end = [0, *ends][_TABLES.index(name):][:2]
             if end - start < _MAPPED_FROM:
                 data = pa.py_buffer(os.pread(handle, end - start, start))
             else:
                 # Mapped, one block per column as the readers build tables: the columns are the file's pages, not
-                # copies into fresh memory (~6 ms a 100k-step table, mostly page faults). Entries are replaced by
-                # rename, never rewritten in place, so a mapped file does not shrink under its reader.
-                data = pa.memory_map(entry).read_buffer().slice(start, end - start)
+                # copies into fresh memory (~6 ms a 100k-step table, mostly page faults). The file checked above:
+                # an entry is replaced by rename, never rewritten in place, so it does not change under its reader.
+                data = pa.py_buffer(mmap.mmap(handle, 0, access=mmap.ACCESS_READ)).slice(start, end - start)
         finally:
             os.close(handle)
         return from_arrow(pa.ipc.open_stream(data).read_next_batch())
+    except (OSError, _Stale):  # gone, or replaced by another version: that entry is not ours to drop
+        pass
     except Exception:
         _remove(entry)
     root, folder, reader_name, keys = source
@@ -323,8 +405,8 @@ def _read_table(entry: str, source: tuple, name: str):
     return getattr(run, name)
 
 
-def _read_meta(entry: str) -> dict:
-    """The JSON of an entry: what its run is, and what the checks found in it.
+def _read_meta(entry: str, version: str | None = None) -> dict:
+    """The JSON of an entry (of the run's ``version``, when given): what its run is, and what the checks found in it.
 
     Descriptor calls, and the file's last 4 kB in one read, which mostly holds the JSON: a warm run reads
     ten thousand of them (36 -> 25 us CPU an entry, a file object and its seeks cost more than the JSON).
@@ -334,7 +416,7 @@ def _read_meta(entry: str) -> dict:
         size = os.fstat(handle).st_size
         tail_start = max(0, size - _TAIL)
         tail = os.pread(handle, size - tail_start, tail_start)
-        ends = _ends(entry, size, tail[-_TRAILER.size:])
+        ends = _ends(entry, size, tail[-_TRAILER.size:], version)
         if ends[-2] >= tail_start:
             text = tail[ends[-2] - tail_start:ends[-1] - tail_start]
         else:
@@ -344,14 +426,78 @@ def _read_meta(entry: str) -> dict:
     return json.loads(text.decode())  # bytes would be sniffed for their encoding first
 
 
-def _ends(entry: str, size: int, trailer: bytes) -> list[int]:
-    """Where the steps stream, the evals stream and the JSON of an entry of ``size`` bytes end, from its trailer."""
+class _Stale(Exception):
+    """An entry of another version of its run: a miss, left for the store that replaces it."""
+
+
+def _ends(entry: str, size: int, trailer: bytes, version: str | None = None) -> list[int]:
+    """Where the steps stream, the evals stream and the JSON of an entry of ``size`` bytes end, from its trailer.
+
+    ``_Stale`` when the entry is not of the run's ``version`` (None: any).
+    """
     if len(trailer) != _TRAILER.size:
         raise ValueError(f"{entry}: damaged")  # not OSError, which says the cache cannot be read
-    *ends, tag = _TRAILER.unpack(trailer)
+    *ends, tag, held = _TRAILER.unpack(trailer)
     if tag != _LAYOUT or ends != sorted(ends) or ends[-1] != size - _TRAILER.size:
         raise ValueError(f"{entry}: damaged")
+    if version is not None and held.rstrip(b"\0") != version.encode():
+        raise _Stale(entry)
     return ends
+
+
+def _holds(entry: str, version: str) -> bool:
+    """Whether ``entry`` is an undamaged entry of the run's ``version``."""
+    try:
+        handle = os.open(entry, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        size = os.fstat(handle).st_size
+        _ends(entry, size, os.pread(handle, _TRAILER.size, max(0, size - _TRAILER.size)), version)
+        return True
+    except (ValueError, _Stale):
+        return False
+    finally:
+        os.close(handle)
+
+
+def _version(key: str) -> str:
+    """The version part of a run's key (none in a key of another making)."""
+    return key.rpartition(".")[2] if "." in key else ""
+
+
+def _beside(entry: str, checks_key: str = "") -> str:
+    """The folder of other check settings' findings on an entry's run, or the file of ``checks_key``'s."""
+    return f"{entry}.checks{os.sep}{checks_key}.json" if checks_key else f"{entry}.checks"
+
+
+def _clear(folder: str, names: re.Pattern | None = None, now: float | None = None) -> None:
+    """Remove the files of ``folder`` (those ``names`` matches, or its old layout's folders' files), then it if empty.
+
+    With ``now``, a staging file (``.tmp-*``) younger than ``_ABANDONED`` may be another process's: kept.
+    """
+    try:
+        with os.scandir(folder) as found:
+            entries = list(found)
+    except OSError:
+        return
+    for entry in entries:
+        if names is not None and not names.fullmatch(entry.name):
+            continue
+        try:
+            if entry.name.startswith(".tmp-") and now is not None and \
+                    entry.stat(follow_symlinks=False).st_mtime >= now - _ABANDONED:
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                _clear(entry.path, _OLD_IN_ENTRY)  # an older layout's entry folder, or its staging folder
+            else:
+                os.unlink(entry.path)
+        except OSError:
+            continue
+    try:
+        os.rmdir(folder)
+    except OSError:  # not empty: files of another's, or written meanwhile
+        pass
 
 
 def _remove(path: str) -> None:
@@ -362,12 +508,19 @@ def _remove(path: str) -> None:
 
 
 class StudyCache:
-    """``analyze.StudyWork`` of each study, by a digest of its runs' cache keys and every check's settings."""
+    """``analyze.StudyWork`` of each study, by a digest of its runs' cache keys and every check's settings.
+
+    One file a study of a root (named by the root's part of its runs' keys and the study's name) holds the
+    study's work for its runs' current keys (under each check settings' key): another version of a run, or of
+    the code, is a miss, and the store that follows replaces the file.
+    """
 
     def __init__(self, directory: Path, run_keys: dict[int, str], checks):
         self.directory = Path(directory) / "studies"
+        self._staging = os.path.join(directory, _STAGING)
         self.run_keys = run_keys  # id(run) -> its RunCache key
         self.checks_key = checks_key(checks)
+        self._files: dict[str, tuple[str, str]] = {}  # digest -> the study's file, and its runs' keys' digest
 
     def digest(self, study: Study) -> str | None:
         """None when a run of the study is not cached (still running, say): its work is done again each time."""
@@ -375,13 +528,22 @@ class StudyCache:
         if None in keys or any(run.status in UNCACHED for run in study.runs):
             return None
         runs = sorted([run.name, key] for run, key in zip(study.runs, keys))
-        identity = json.dumps([self.checks_key, study.name, runs])
-        return hashlib.sha256(identity.encode()).hexdigest()
+        digest = hashlib.sha256(json.dumps([self.checks_key, study.name, runs]).encode()).hexdigest()
+        roots = sorted({key.split(".")[1] if key.count(".") == 2 else "" for key in keys})
+        place = hashlib.sha256(json.dumps([roots, study.name]).encode()).hexdigest()[:32]
+        version = hashlib.sha256(json.dumps([code_version(), study.name, runs]).encode()).hexdigest()
+        self._files[digest] = (os.path.join(self.directory, place[:2], f"{place}.json"), version)
+        return digest
 
     def load(self, digest: str) -> StudyWork | None:
-        path = self._path(digest)
+        path, version = self._files.get(digest, (None, None))
+        if path is None:
+            return None
         try:
-            record = _read_json(path)
+            held = _read_json(path)
+            if held["runs"] != version or self.checks_key not in held["work"]:
+                return None  # another version of the study (the store that follows replaces it), or settings
+            record = held["work"][self.checks_key]
             return StudyWork(
                 findings=[Finding.from_dict(f) for f in record["findings"]],
                 skipped=[tuple(s) for s in record["skipped"]],
@@ -396,6 +558,9 @@ class StudyCache:
             return None
 
     def store(self, digest: str, work: StudyWork) -> None:
+        path, version = self._files.get(digest, (None, None))
+        if path is None:
+            return
         record = {
             "findings": [_finding_record(f) for f in work.findings],
             "skipped": work.skipped,
@@ -404,12 +569,15 @@ class StudyCache:
             "cells": work.cells,
         }
         try:
-            _put(self._path(digest), [json.dumps(record).encode()])
+            held = _read_json(path)
+            works = {**held["work"]} if held["runs"] == version else {}  # other settings' work on the same runs
+        except Exception:  # none, or damaged: replaced
+            works = {}
+        try:
+            _put(path, [json.dumps({"runs": version, "work": {**works, self.checks_key: record}}).encode()],
+                 self._staging)
         except OSError:
             return  # a cache that cannot be written costs speed, never the report
-
-    def _path(self, digest: str) -> str:
-        return os.path.join(self.directory, digest[:2], f"{digest}.json")
 
 
 def _finding_record(finding: Finding) -> dict:
@@ -449,20 +617,28 @@ def _read_json(path: str):
     return json.loads(read_bytes(path).decode())  # bytes would be sniffed for their encoding first
 
 
-def _put(path: str, parts: list) -> None:
-    """The file ``path`` made of ``parts`` (bytes-like), put in place whole by rename; its folder made if missing."""
-    staging = os.path.join(os.path.dirname(path), f".tmp-{secrets.token_hex(8)}")
+def _put(path: str, parts: list, staging: str | None = None) -> None:
+    """The file ``path`` made of ``parts`` (bytes-like), put in place whole by rename; its folder made if missing.
+
+    Written in folder ``staging`` (by default ``path``'s own) first: one folder to look in for what a killed
+    process left there.
+    """
+    staging = os.path.join(staging or os.path.dirname(path), f".tmp-{secrets.token_hex(8)}")
     try:
         handle = os.open(staging, _CREATE, 0o666)
     except FileNotFoundError:  # a folder is made once, not asked for at each file
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+        os.makedirs(os.path.dirname(staging), exist_ok=True)
         handle = os.open(staging, _CREATE, 0o666)
     try:
         try:
             _write_all(handle, [memoryview(part).cast("B") for part in parts])
         finally:
             os.close(handle)
-        os.replace(staging, path)
+        try:
+            os.replace(staging, path)
+        except FileNotFoundError:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            os.replace(staging, path)
     except BaseException:
         _remove(staging)
         raise

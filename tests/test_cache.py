@@ -128,12 +128,12 @@ def test_an_entry_without_the_new_fields_is_read_again(tmp_path, make_run):
     first = analyze_root(tmp_path / "logs", jobs=1, cache=cache).document.to_dict()["runs"]
     [entry] = (tmp_path / "cache").glob("*/*.run")
     data = entry.read_bytes()
-    *tables, _, tag = cache_module._TRAILER.unpack(data[-cache_module._TRAILER.size:])
+    *tables, _, tag, version = cache_module._TRAILER.unpack(data[-cache_module._TRAILER.size:])
     stale = json.loads(data[tables[-1]:-cache_module._TRAILER.size])
     for checked in stale["checks"].values():
         del checked["instability"]
     text = json.dumps(stale).encode()
-    entry.write_bytes(data[:tables[-1]] + text + cache_module._TRAILER.pack(*tables, tables[-1] + len(text), tag))
+    entry.write_bytes(data[:tables[-1]] + text + cache_module._TRAILER.pack(*tables, tables[-1] + len(text), tag, version))
     assert analyze_root(tmp_path / "logs", jobs=1, cache=cache).document.to_dict()["runs"] == first
     [entry] = (tmp_path / "cache").glob("*/*.run")
     assert all("instability" in checked for checked in cache_module._read_meta(str(entry))["checks"].values())
@@ -203,7 +203,7 @@ def test_a_corrupt_study_entry_is_dropped_and_the_study_checked_again(sweeps, tm
     entries[0].write_text("{not json")
     entries[1].write_text(json.dumps({"findings": [{"check": "divergence"}]}))  # valid JSON, wrong shape
     assert document(analyze_root(sweeps, jobs=1, cache=cache)) == document(cold)
-    assert all("summary" in json.loads(entry.read_text()) for entry in entries)
+    assert all("summary" in work for entry in entries for work in json.loads(entry.read_text())["work"].values())
 
 
 def test_other_settings_or_other_code_never_reuse_a_study(sweeps, tmp_path, monkeypatch):
@@ -225,7 +225,7 @@ def test_other_run_check_settings_reuse_the_parsed_run_and_keep_their_findings_b
     monkeypatch.setattr(rundir, "read", lambda folder, *args, **kwargs: parsed.append(folder) or original(
         folder, *args, **kwargs))
     again = analyze_root(sweeps, tuned, jobs=1, cache=cache)
-    assert parsed == [] and len(list((tmp_path / "cache").glob("*/*.run.checks-*.json"))) == 8
+    assert parsed == [] and len(list((tmp_path / "cache").glob("*/*.run.checks/*.json"))) == 8
     table_reads.clear()
     assert document(analyze_root(sweeps, tuned, jobs=1, cache=cache)) == document(again)
     assert table_reads == [] and parsed == []

@@ -137,14 +137,14 @@ def test_an_entry_of_the_previous_layout_is_a_miss_not_misread(tmp_path):
 def test_an_entry_whose_trailer_does_not_fit_it_is_a_miss(tmp_path, damage):
     cache, entry = stored(tmp_path, sample_run(tmp_path))
     data = entry.read_bytes()
-    *ends, tag = cache_module._TRAILER.unpack(data[-cache_module._TRAILER.size:])
+    *ends, tag, version = cache_module._TRAILER.unpack(data[-cache_module._TRAILER.size:])
     if damage == "tag":
         tag = b"dgnrun/1"
     elif damage == "order":
         ends[0], ends[1] = ends[1], ends[0]
     else:
         ends[-1] -= 8
-    entry.write_bytes(data[:-cache_module._TRAILER.size] + cache_module._TRAILER.pack(*ends, tag))
+    entry.write_bytes(data[:-cache_module._TRAILER.size] + cache_module._TRAILER.pack(*ends, tag, version))
     assert cache.load(KEY, "checks", source(tmp_path)) is None
     assert not entry.exists()
 
@@ -222,8 +222,8 @@ def test_a_table_reads_back_as_arrows_to_pandas_gives_it(tmp_path, monkeypatch, 
     entry = str(tmp_path / "entry")
     stream = cache_module._ipc_stream(cache_module._record_batch(table))
     end = sum(memoryview(part).nbytes for part in stream)
-    cache_module._put(entry, [*stream, cache_module._TRAILER.pack(end, end, end, cache_module._LAYOUT)])
-    got = cache_module._read_table(entry, source(tmp_path), "steps")
+    cache_module._put(entry, [*stream, cache_module._TRAILER.pack(end, end, end, cache_module._LAYOUT, b"")])
+    got = cache_module._read_table((entry, ""), source(tmp_path), "steps")
     batch = pa.ipc.open_stream(pa.memory_map(entry).read_buffer().slice(0, end)).read_next_batch()
     expected = batch.to_pandas(use_threads=False, split_blocks=True)
     pd.testing.assert_frame_equal(got, expected, check_exact=True)
