@@ -31,14 +31,15 @@ def files_in(folder: Path, wanted: Callable[[str], bool]) -> list[Path]:
 
     Every folder of a log root is listed so on every run: a Path is made only for a wanted file.
     """
-    if _listed is not None and _listed[0] is folder:
-        names = [entry.name for entry in _listed[1] if wanted(entry.name) and entry.is_file()]
-    else:
-        try:
+    # is_file first: the folder's own type field answers it, and a folder of runs holds no file to ask ``wanted`` about
+    try:
+        if _listed is not None and _listed[0] is folder:
+            names = [entry.name for entry in _listed[1] if entry.is_file() and wanted(entry.name)]
+        else:
             with os.scandir(folder) as entries:
-                names = [entry.name for entry in entries if wanted(entry.name) and entry.is_file()]
-        except OSError:
-            return []
+                names = [entry.name for entry in entries if entry.is_file() and wanted(entry.name)]
+    except OSError:
+        return []
     return [folder / name for name in sorted(names)]
 
 
