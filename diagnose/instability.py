@@ -198,7 +198,7 @@ def find_instability(steps, loss, config: InstabilityConfig = DEFAULT) -> list[I
             return True
         if sigma is None and (clean or n >= SHORTCUTS_FROM):
             above = np.flatnonzero(middle) + half
-            if n < SHORTCUTS_FROM:  # (clean) no need of sigma as a whole if a lower bound of it clears them
+            if n < SHORTCUTS_FROM:  # (clean) a lower bound of sigma there may clear them (z >= 0: a lower bar)
                 size = _noise_window(n, config)
                 padded = _differences_padded(x, size) if padded is None else padded
                 at = _noise_under(padded, above, size)
@@ -462,22 +462,24 @@ def _noise_window(n: int, config: InstabilityConfig) -> int:
 
 
 def _differences_padded(x: np.ndarray, size: int) -> np.ndarray:
-    """The second differences of a clean series (``find_instability``; ``_second_differences``' numbers) with
-    size // 2 + 1 zeros before and after them, for ``_noise_under``."""
+    """The second differences of a clean series (``find_instability``; ``_second_differences``' numbers), and
+    size // 2 + 1 missing ones before and after them as zeros and +inf in turn, zeros nearest: a window of
+    ``size`` reaching an end holds as many zeros as +inf, or one more (see ``_noise_under``)."""
     half = size // 2
     padded = np.zeros(len(x) + 2 * half)
     padded[half + 1 : half + len(x) - 1] = np.abs(x[:-2] - 2 * x[1:-1] + x[2:])
+    padded[half - 1 :: -2] = padded[half + len(x) :: 2] = np.inf
     return padded
 
 
 def _noise_under(padded: np.ndarray, points: np.ndarray, size: int) -> np.ndarray:
-    """At most ``_local_noise`` at these points of a clean series (its median before the floor, exactly where the
-    window is full), from ``_differences_padded``: a window reaching an end holds m zeros for its m missing
-    differences, and its middle value is then at most the lower middle one of the c = size - m it holds
-    (rank size // 2 - m <= (c - 1) // 2; a zero is at most any difference), so at most their median."""
+    """At most ``_local_noise`` at these points of a clean series: its median before the floor, from
+    ``_differences_padded``. A window missing m differences at one end holds ceil(m / 2) zeros (at most any
+    difference) and floor(m / 2) +inf: its middle value is that of the c = size - m differences it holds when c
+    is odd, the lower of their two middle ones when c is even (at most their mean); a window reaching both ends
+    (a short series) may hold one zero more, and its middle value is then lower still."""
     half = size // 2
-    rows = _windows(padded, size)[points]
-    return np.partition(rows, half, axis=1)[:, half] * _D2_TO_SIGMA
+    return np.partition(_windows(padded, size)[points], half, axis=1)[:, half] * _D2_TO_SIGMA
 
 
 # Up to this many points, sigma is worth computing point by point instead of as a whole.
