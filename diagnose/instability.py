@@ -534,9 +534,10 @@ def _scales(n: int) -> list[int]:
 
 
 def _median(x: np.ndarray, w: int, clean: bool = False) -> np.ndarray:
-    """The centered median over w (odd) points as a level (``_filled``); ``clean`` as in ``find_instability``."""
+    """The centered median over w (odd) points as a level (``_filled``); ``clean`` as in ``find_instability``
+    (a log10: no inf, and no -0.0 to tie with 0.0)."""
     ends = w // 2 if clean and len(x) >= w else None
-    if w in (3, 5) and len(x) >= w and not (x == 0).any() and (clean or not np.isinf(x).any()):
+    if w in (3, 5) and len(x) >= w and (clean or not ((x == 0).any() or np.isinf(x).any())):
         return _filled(_small_median(x, w), x, ends)
     return _filled(rolling.median(x, w, center=True), x, ends)
 
