@@ -1,10 +1,8 @@
-"""discover lists a folder that no run.json claims once, for its subfolders and every reader's sniff."""
+"""discover finds each reader's runs, in os.walk's order, hidden folders left out."""
 
 import json
-import os
 
 from diagnose.readers import csvlog, discover, rundir, tensorboard, textlog
-from diagnose.readers.folders import files_in, listed
 
 
 def _run(folder):
@@ -27,16 +25,3 @@ def test_every_reader_finds_its_runs_as_before(tmp_path):
     found = [(folder.relative_to(tmp_path).as_posix(), reader) for folder, reader in discover(tmp_path)]
     assert found == [("csv", csvlog), ("sweep/a", rundir), ("sweep/b", rundir), ("tb", tensorboard), ("text", textlog)]
 
-
-def test_files_in_answers_from_the_listing_only_for_its_folder(tmp_path):
-    (tmp_path / "log.csv").write_text("step,loss\n")
-    other = tmp_path / "other"
-    other.mkdir()
-    (other / "log.csv").write_text("step,loss\n")
-    wanted = lambda name: name.endswith(".csv")  # noqa: E731
-    with listed(tmp_path, []):  # a listing made before log.csv was written, say
-        assert files_in(tmp_path, wanted) == []
-        assert files_in(other, wanted) == [other / "log.csv"]
-    assert files_in(tmp_path, wanted) == [tmp_path / "log.csv"]
-    with listed(tmp_path, list(os.scandir(tmp_path))):
-        assert files_in(tmp_path, wanted) == [tmp_path / "log.csv"]
