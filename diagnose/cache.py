@@ -258,7 +258,7 @@ class RunCache:
         _put(entry, [*parts, _TRAILER.pack(*ends, _LAYOUT, _version(key).encode())], self._staging)
 
     def _entry(self, key: str) -> str:
-        place = key.partition(".")[0]  # a key of another making (a scratch entry's) is all place
+        place = _key_parts(key)[0]
         return f"{self._entries}{place[:2]}{os.sep}{place}.run"
 
     def _tidy(self) -> None:
@@ -462,8 +462,15 @@ def _holds(entry: str, version: str) -> bool:
 
 
 def _version(key: str) -> str:
-    """The version part of a run's key (none in a key of another making)."""
-    return key.rpartition(".")[2] if "." in key else ""
+    return _key_parts(key)[2]
+
+
+def _key_parts(key: str) -> tuple[str, str, str]:
+    """A run's key (``RunCache.key``) as its place, its root's part and its version; a key of another making
+    (a scratch entry's) is all place."""
+    place, _, rest = key.partition(".")
+    root, _, version = rest.partition(".")
+    return place, root, version
 
 
 def _beside(entry: str, checks_key: str = "") -> str:
@@ -529,7 +536,7 @@ class StudyCache:
             return None
         runs = sorted([run.name, key] for run, key in zip(study.runs, keys))
         digest = hashlib.sha256(json.dumps([self.checks_key, study.name, runs]).encode()).hexdigest()
-        roots = sorted({key.split(".")[1] if key.count(".") == 2 else "" for key in keys})
+        roots = sorted({_key_parts(key)[1] for key in keys})
         place = hashlib.sha256(json.dumps([roots, study.name]).encode()).hexdigest()[:32]
         version = hashlib.sha256(json.dumps([code_version(), study.name, runs]).encode()).hexdigest()
         self._files[digest] = (os.path.join(self.directory, place[:2], f"{place}.json"), version)
@@ -617,13 +624,12 @@ def _read_json(path: str):
     return json.loads(read_bytes(path).decode())  # bytes would be sniffed for their encoding first
 
 
-def _put(path: str, parts: list, staging: str | None = None) -> None:
+def _put(path: str, parts: list, staging: str) -> None:
     """The file ``path`` made of ``parts`` (bytes-like), put in place whole by rename; its folder made if missing.
 
-    Written in folder ``staging`` (by default ``path``'s own) first: one folder to look in for what a killed
-    process left there.
+    Written in folder ``staging`` first: one folder to look in for what a killed process left there.
     """
-    staging = os.path.join(staging or os.path.dirname(path), f".tmp-{secrets.token_hex(8)}")
+    staging = os.path.join(staging, f".tmp-{secrets.token_hex(8)}")
     try:
         handle = os.open(staging, _CREATE, 0o666)
     except FileNotFoundError:  # a folder is made once, not asked for at each file

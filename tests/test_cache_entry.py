@@ -222,7 +222,7 @@ def test_a_table_reads_back_as_arrows_to_pandas_gives_it(tmp_path, monkeypatch, 
     entry = str(tmp_path / "entry")
     stream = cache_module._ipc_stream(cache_module._record_batch(table))
     end = sum(memoryview(part).nbytes for part in stream)
-    cache_module._put(entry, [*stream, cache_module._TRAILER.pack(end, end, end, cache_module._LAYOUT, b"")])
+    cache_module._put(entry, [*stream, cache_module._TRAILER.pack(end, end, end, cache_module._LAYOUT, b"")], str(tmp_path))
     got = cache_module._read_table((entry, ""), source(tmp_path), "steps")
     batch = pa.ipc.open_stream(pa.memory_map(entry).read_buffer().slice(0, end)).read_next_batch()
     expected = batch.to_pandas(use_threads=False, split_blocks=True)
