@@ -8,7 +8,6 @@ import gc
 import os
 import signal
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -78,6 +77,8 @@ def _scratch(no_cache: bool):
     if not no_cache:
         yield None
         return
+    import tempfile  # here: ~5 ms of imports (shutil, random) that a run with the cache does without
+
     with tempfile.TemporaryDirectory(prefix="diagnose-", ignore_cleanup_errors=True) as directory:
         # SIGTERM (a CI job cancelled) would end the process without unwinding: it exits as Ctrl-C does
         handled = threading.current_thread() is threading.main_thread()
@@ -96,29 +97,39 @@ def _terminated(owner: int, signum: int, frame) -> None:
     raise SystemExit(128 + signum)
 
 
-def _analyze(logroot: Path, settings: tuple[str, ...], use_cache: bool = True, keys: KeyMap = KeyMap(),
-             scratch: Path | None = None) -> Analysis:
-    checks = _checks(settings)
-    # What the analysis builds lives until the command ends (10,000 cached runs: ~250k objects), and reading
-    # and checking make next to no cyclic garbage (a few hundred objects, from the worker pools): the collector's
-    # full passes over it freed nothing and took 0.4-0.6 s of a ~2 s re-run. Frozen afterwards, the next
-    # collections (figures, forked workers) skip it, as the gc docs advise before a fork.
+@contextlib.contextmanager
+def _uncollected():
+    """The cyclic collector off while the command builds what lives to its end, then those objects frozen.
+
+    An analysis (10,000 cached runs: ~250k objects) and its page make next to no cyclic garbage (a few
+    hundred objects, from the worker pools): the collector's passes freed nothing and took 0.4-0.6 s of
+    a ~2 s re-run in the analysis, 15 ms in the page. Frozen, the later collections skip them, as the gc
+    docs advise before a fork.
+    """
     gc.disable()
     try:
-        analysis = analyze_root(
-            logroot,
-            checks,
-            cache=RunCache(default_directory()) if use_cache else None,
-            on_progress=_Progress(),
-            keys=keys,
-            scratch=scratch,
-        )
-    except LogError as error:
-        click.echo(f"error: {error}", err=True)
-        sys.exit(EXIT_UNREADABLE)
+        yield
     finally:
         gc.freeze()
         gc.enable()
+
+
+def _analyze(logroot: Path, settings: tuple[str, ...], use_cache: bool = True, keys: KeyMap = KeyMap(),
+             scratch: Path | None = None) -> Analysis:
+    checks = _checks(settings)
+    try:
+        with _uncollected():
+            analysis = analyze_root(
+                logroot,
+                checks,
+                cache=RunCache(default_directory()) if use_cache else None,
+                on_progress=_Progress(),
+                keys=keys,
+                scratch=scratch,
+            )
+    except LogError as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(EXIT_UNREADABLE)
     for unreadable in analysis.document.unreadable:
         click.echo(f"unreadable: {unreadable['error']}", err=True)
     return analysis
@@ -209,7 +220,8 @@ def report(logroot: Path, output: Path | None, json_path: Path | None, markdown_
             sys.exit(EXIT_UNREADABLE)
         output = output or Path("reports") / f"{logroot.resolve().name}.html"
         # figures of unchanged studies come back from the last report (keyed by Analysis.study_digests)
-        html.write(analysis, output, cache_dir=None if no_cache else default_directory() / "figures")
+        with _uncollected():
+            html.write(analysis, output, cache_dir=None if no_cache else default_directory() / "figures")
     click.echo(f"wrote {output}")
     if json_path:
         analysis.document.write_json(json_path)

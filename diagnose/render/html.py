@@ -24,7 +24,7 @@ import math
 import os
 import re
 import shlex
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -83,8 +83,13 @@ document.querySelectorAll("pre.snippet").forEach(function (pre) {
 # cards are built here rather than in the template: jinja2 took ~0.5 s a 10,000-run page for the tables, its macros
 # ~0.1 s for the cards. Their text is escaped as jinja2's autoescape does, and they are plain str that the template
 # puts in with autoescape off: as Markup, each was copied twice more (made, then escaped: 13 MB of sections ~40 ms).
+_NUMBERS = frozenset({int, float, bool})  # the types whose text never holds one of the five characters
+
+
 def _e(value) -> str:
     """``value`` as autoescape prints it (markupsafe.escape of its str); five replaces beat str.translate."""
+    if type(value) in _NUMBERS:  # ~1/3 of a 10,000-run page's ~100k cells: steps, config values
+        return str(value)
     return (str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&#34;")
             .replace("'", "&#39;"))
 
@@ -112,9 +117,14 @@ class FindingView:
     see: tuple[str, str] | None = None  # (anchor, title) of a study figure that shows this finding
     note: str | None = None
     sev: markupsafe.Markup = field(init=False)  # its severity label, shown with it wherever it is
+    # its title and where, escaped once for its row in the findings table and its card
+    title_html: str = field(init=False)
+    where_html: str = field(init=False)
 
     def __post_init__(self) -> None:
         self.sev = _SEVERITY_LABELS[self.finding.severity]
+        self.title_html = _e(self.finding.title)
+        self.where_html = _e(self.where)
 
 
 @dataclass
@@ -177,7 +187,8 @@ def _parts(analysis: Analysis, cache_dir: Path | None = None, jobs: int | None =
                          best_lr=_lr_list([summary.get("best_lr")]), unstable=_lr_list(summary.get("unstable_lrs")),
                          tally=_tally(findings), command=_command(study))
         view.findings = [views[id(f)] for f in findings]
-        wanted.append((view, _study_figures(study, summary, findings, index)))
+        # which figures, found for the studies that get them (~100 of a 10,000-run root's 1,000) when drawn
+        wanted.append((view, functools.partial(_study_figures, study, summary, findings, index)))
         studies.append(view)
         by_name[study.name] = (study, view)
     # The study of the highest-ranked finding first: errors, then warnings, then notes, then no finding.
@@ -369,7 +380,7 @@ def _finding_rows(views: list[FindingView]) -> str:
         f = v.finding
         steps = _e(steps_text(f.steps, "")) if f.steps else ""
         rows.append(f'<tr><td>{v.sev}</td><td><a href="#{_e(v.anchor)}">'
-                    f'{_e(f.title)}</a></td><td><code>{_e(f.check)}</code></td><td>{_e(v.where)}</td>'
+                    f'{v.title_html}</a></td><td><code>{_e(f.check)}</code></td><td>{v.where_html}</td>'
                     f'<td class="num">{steps}</td></tr>\n')
     return "".join(rows)
 
@@ -392,8 +403,8 @@ def _run_rows(runs: list[dict]) -> str:
         columns = tuple(r.get("columns") or ())
         if columns not in logged:
             logged[columns] = ", ".join(map(_e, columns))
-        config = ", ".join(f"{same(key)}: {_e(value)}" for key, value in (r.get("config") or {}).items()
-                           if key not in ("lr", "momentum"))
+        config = ", ".join([f"{same(key)}: {_e(value)}" for key, value in (r.get("config") or {}).items()
+                            if key not in ("lr", "momentum")])
         rows.append(f'<tr><td>{same(r["study"])}</td><td>{_e(r["name"])}</td><td>{same(r["role"])}</td>'
                     f'<td>{same(r["status"] or "")}</td><td class="num">{_e(r["steps"])}</td>'
                     f'<td class="num">{"" if lr is None else "%g" % lr}</td>'
@@ -415,15 +426,19 @@ def _study_rows(studies: list[StudyView]) -> str:
 
 
 def _fix(v: FindingView) -> markupsafe.Markup:
+    """``_fix_html`` for the template."""
+    return markupsafe.Markup(_fix_html(v))
+
+
+def _fix_html(v: FindingView) -> str:
     """The finding's recommendation: what to change, why, and its config snippet."""
     r = v.finding.recommendation
     if not r:
-        return markupsafe.Markup("")
+        return ""
     why = f" &mdash; {_e(r.why)}" if r.why else ""
     snippet = f'<div class="snippet-row"><pre class="snippet">{_e(v.snippet)}</pre></div>' if v.snippet else ""
     action = _e(r.action.replace("_", " "))
-    return markupsafe.Markup(f'<div class="fix">\n<div class="fix-head">Change: <strong>{action}</strong>{why}</div>\n'
-                             f'{snippet}</div>\n')
+    return f'<div class="fix">\n<div class="fix-head">Change: <strong>{action}</strong>{why}</div>\n{snippet}</div>\n'
 
 
 def _figure(anchor: str, plot: Plot) -> str:
@@ -441,13 +456,18 @@ def _card(v: FindingView) -> str:
     see = f'<p class="note">Evidence: <a href="#{_e(v.see[0])}">{_e(v.see[1])}</a> above.</p>' if v.see else ""
     note = f'<p class="note">{_e(v.note)}</p>' if v.note else ""
     return (f'<article class="finding {_e(f.severity.value)}" id="{_e(v.anchor)}">\n'
-            f'<h4>{v.sev} {_e(f.title)}</h4>\n'
-            f'<p class="where"><code>{_e(f.check)}</code> &middot; {_e(v.where)}{steps}</p>\n<p>{_e(f.detail)}</p>\n'
-            f'{_fix(v)}\n{plot}{see}{note}</article>\n')
+            f'<h4>{v.sev} {v.title_html}</h4>\n'
+            f'<p class="where"><code>{_e(f.check)}</code> &middot; {v.where_html}{steps}</p>\n<p>{_e(f.detail)}</p>\n'
+            f'{_fix_html(v)}\n{plot}{see}{note}</article>\n')
 
 
-def _study_sections(studies: list[StudyView], figure_mb: str) -> str:
-    """Each study's section: its facts, figures, notes and findings' cards."""
+def _study_sections(studies: list[StudyView], figure_mb: str) -> list[str]:
+    """Each study's section: its facts, figures, notes and findings' cards, in pieces.
+
+    Not joined: the pieces are written as they are (13M characters on a 10,000-run page, of which the
+    figures' 10M are ASCII; joined with the cards' en dashes, all were copied at two bytes each and
+    encoded back: ~18 ms).
+    """
     parts = []
     for s in studies:
         parts.append(f'<h2 id="{_e(s.anchor)}">Study {_e(s.name)}</h2>\n'
@@ -465,7 +485,7 @@ def _study_sections(studies: list[StudyView], figure_mb: str) -> str:
             parts.extend(map(_card, s.findings))
         else:
             parts.append('<p class="note">No finding in this study.</p>\n')
-    return "".join(parts)
+    return parts
 
 
 def _top(views: dict[int, FindingView], findings: list[Finding]) -> list[FindingView]:
@@ -505,11 +525,15 @@ def _lr_list(values) -> str:
     return ", ".join(f"{v:g}" for v in numbers)
 
 
+_BY_RANK = (Severity.ERROR, Severity.WARNING, Severity.INFO)
+
+
 def _tally(findings: list[Finding]) -> list[tuple[str, int]]:
     """``[("error", 2), ("warning", 5)]``: the study's findings by severity, most severe first."""
-    counts = [(s.value, sum(f.severity is s for f in findings)) for s in (Severity.ERROR, Severity.WARNING,
-                                                                          Severity.INFO)]
-    return [(name, n) for name, n in counts if n]
+    counts = dict.fromkeys(_BY_RANK, 0)
+    for finding in findings:
+        counts[finding.severity] += 1
+    return [(severity.value, n) for severity, n in counts.items() if n]
 
 
 def _first(findings: list[Finding], check: str, run: str | None = None) -> Finding | None:
@@ -557,8 +581,10 @@ def _study_figures(study: Study, summary: dict, findings: list[Finding], index: 
     return wanted
 
 
-def _study_plots(painter: drawing.Painter, wanted: list[tuple[StudyView, list]], budget: int) -> None:
+def _study_plots(painter: drawing.Painter, wanted: list[tuple[StudyView, Callable[[], list]]], budget: int) -> None:
     """Draw each study's figures, in the order given, while they fit in ``budget`` bytes; the rest are left out.
+
+    ``wanted``: each study's view, and what gives its figures (``_study_figures``).
 
     A study shows all its figures or none, and the first that does not fit ends the drawing (a later,
     smaller one does not jump the order). The first study always shows them: a page has the figures of its
@@ -570,7 +596,7 @@ def _study_plots(painter: drawing.Painter, wanted: list[tuple[StudyView, list]],
     while done < len(wanted):
         mean = spent / done if done else 0
         count = max(1, int((budget - spent) / mean)) if mean else 8
-        batch = wanted[done:done + count]
+        batch = [(view, figures()) for view, figures in wanted[done:done + count]]
         specs = [spec for _, figures in batch for _, spec, _ in figures]
         results = iter(painter.draw(specs))
         for view, figures in batch:
@@ -616,11 +642,10 @@ def _finding_plots(painter: drawing.Painter, views: list[FindingView], by_name: 
     Only the first MAX_FINDING_PLOTS plots are drawn; a finding whose plot comes out empty leaves its
     place to the next, so plots are drawn in batches of the places left.
     """
-    pending = []  # (view, spec or None when it has no run to show)
-    run_names = {name: {run.name for run in study.runs} for name, (study, _) in by_name.items()}
+    pending = []  # the views that no study figure shows
     for view in views:
         finding = view.finding
-        study, study_view = by_name[finding.study]
+        study_view = by_name[finding.study][1]
         if finding.check in _SHOWN_BY_STUDY_FIGURE:  # a few checks: the others' findings are thousands
             by_key = dict(study_view.plots)
             shown = next((key for key in _SHOWN_BY_STUDY_FIGURE[finding.check](study_view.anchor, finding.runs)
@@ -628,17 +653,14 @@ def _finding_plots(painter: drawing.Painter, views: list[FindingView], by_name: 
             if shown is not None:
                 view.see = (shown, by_key[shown].title)
                 continue
-        names = tuple(name for name in finding.runs if name in run_names[study.name])
-        kind = {"grad_norm_outliers": "grad_norms", "clipping_too_aggressive": "grad_norms",
-                "overfitting": "gap_curve"}.get(finding.check, "finding_zoom")
-        if kind != "finding_zoom":
-            names = names[:1]
-        pending.append((view, drawing.Spec(kind, study.name, names, index[id(finding)]) if names else None))
-    budget = MAX_FINDING_PLOTS
-    while pending and budget > 0:
-        batch = []
-        while pending and sum(spec is not None for _, spec in batch) < budget:
-            batch.append(pending.pop(0))
+        pending.append(view)
+    budget, done = MAX_FINDING_PLOTS, 0
+    while done < len(pending) and budget > 0:
+        batch = []  # (view, spec or None when it has no run to show)
+        while done < len(pending) and sum(spec is not None for _, spec in batch) < budget:
+            view = pending[done]
+            batch.append((view, _finding_spec(view.finding, by_name[view.finding.study][0], index)))
+            done += 1
         specs = [spec for _, spec in batch if spec is not None]
         results = iter(painter.draw(specs))
         for view, spec in batch:
@@ -649,9 +671,24 @@ def _finding_plots(painter: drawing.Painter, views: list[FindingView], by_name: 
             if drawn.error is not None:
                 view.note = f"The plot of this finding could not be drawn ({drawn.error}); please report this."
             budget -= drawn.plot is not None
-    for view, _ in pending:  # a study without figures says so once, above its findings
+    for view in pending[done:]:  # a study without figures says so once, above its findings
         if not by_name[view.finding.study][1].left_out:
             view.note = f"No plot: only the first {MAX_FINDING_PLOTS} findings get one; the study's figures show the rest."
+
+
+# The figure of a finding's own plot, by check: the others get a zoom on their runs at their steps.
+_FINDING_FIGURES = {"grad_norm_outliers": "grad_norms", "clipping_too_aggressive": "grad_norms",
+                    "overfitting": "gap_curve"}
+
+
+def _finding_spec(finding: Finding, study: Study, index: dict[int, int]) -> drawing.Spec | None:
+    """The plot of ``finding`` (of ``study``), or None when it names none of the study's runs."""
+    in_study = {run.name for run in study.runs}
+    names = tuple(name for name in finding.runs if name in in_study)
+    kind = _FINDING_FIGURES.get(finding.check, "finding_zoom")
+    if kind != "finding_zoom":
+        names = names[:1]
+    return drawing.Spec(kind, study.name, names, index[id(finding)]) if names else None
 
 
 def _csp(script: str) -> str:
