@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -203,19 +204,23 @@ def in_ringing_cells(findings: list[Finding], cell_of: dict[tuple[str, str], tup
     ringing.discard(None)
     kept = []
     for finding in findings:
-        ratios = [e.get("ratio") for e in finding.evidence.get("events", []) if isinstance(e, dict)]
-        small = ratios and all(r is not None and r < RINGING_BUMP for r in ratios)
         if (
             finding.check in ("early_instability", "loss_spike")
             and finding.severity is not Severity.INFO
             and len(finding.runs) == 1
-            and small
             and cell_of.get((finding.study, finding.runs[0])) in ringing
+            and _small_rises(finding)
         ):
             note = "Other seeds of this config ring (momentum_oscillation): rises this small are that ringing."
             finding = _as_evidence(finding, note)
         kept.append(finding)
     return kept
+
+
+def _small_rises(finding: Finding) -> bool:
+    """Every loss rise of ``finding`` (its evidence's events) is below ``RINGING_BUMP``, and it has one."""
+    ratios = [e.get("ratio") for e in finding.evidence.get("events", []) if isinstance(e, dict)]
+    return bool(ratios) and all(r is not None and r < RINGING_BUMP for r in ratios)
 
 
 def _as_evidence(finding: Finding, note: str, **evidence) -> Finding:
@@ -230,6 +235,7 @@ def _as_evidence(finding: Finding, note: str, **evidence) -> Finding:
 
 
 def run_summary(run: Run) -> dict:
+    facts = run.facts
     return {
         "study": run.study,
         "name": run.name,
@@ -237,10 +243,10 @@ def run_summary(run: Run) -> dict:
         "status": run.status,
         "format": run.format,
         "source": str(run.source),
-        "steps": run.facts["steps"],
-        "last_step": run.facts["last_step"],
-        "evals": run.facts["evals"],
-        "columns": run.facts["columns"],
+        "steps": facts["steps"],
+        "last_step": facts["last_step"],
+        "evals": facts["evals"],
+        "columns": facts["columns"],
         "lr": run.lr,
         "momentum": run.momentum,
         "config": run.config,
@@ -258,4 +264,5 @@ def _study_summary(study: Study) -> dict:
 
 
 def _run_order(run: Run):
-    return (run.role, run.lr if run.lr is not None else float("inf"), str(run.seed), run.name)
+    lr = run.lr
+    return (run.role, math.inf if lr is None else lr, str(run.seed), run.name)
