@@ -9,6 +9,7 @@ importing pandas (0.3 s) would be most of its time.
 
 from __future__ import annotations
 
+import functools
 import weakref
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -112,7 +113,7 @@ class Run:
             return column in self.facts["columns"]  # a cached run whose tables were not needed yet
         steps = self.steps
         return self._once_per_table(
-            steps, ("has", column), lambda: column in self._positions(steps) and self._holds_values(steps, column)
+            steps, ("has", column), lambda: column in _positions(steps) and self._holds_values(steps, column)
         )
 
     def has_valid_evals(self) -> bool:
@@ -158,7 +159,7 @@ class Run:
     def evals_for(self, splits: frozenset[str]) -> pd.DataFrame:
         """Eval rows whose split is one of ``splits`` (case-insensitive), by step. Shared: do not modify it."""
         evals = self.evals
-        if evals.empty:
+        if not len(evals) or not len(evals.columns):  # evals.empty, without its generator (~2 us a call)
             return evals
         rows = self._once_per_table(evals, splits, lambda: self._rows_of_splits(evals, splits))
         return evals if rows is None else rows
@@ -172,7 +173,7 @@ class Run:
     def updates(self) -> pd.DataFrame:
         """Steps whose update was applied (AMP-skipped steps left out). Shared: do not modify it."""
         steps = self.steps
-        if "skipped" in self._positions(steps):
+        if "skipped" in _positions(steps):
             return self._once_per_table(steps, "updates", lambda: steps[steps["skipped"].fillna(0) == 0])
         return steps
 
@@ -192,22 +193,15 @@ class Run:
         """``table[name].to_numpy()`` of one of this run's tables (``steps``, ``updates()``, ``valid_evals()``,
         ...) as ``dtype``, found once: the checks read the same few columns many times, ~20 us of pandas a
         time. Shared: do not modify it."""
-        values = self._once_per_column(table, name, lambda: self._values_of(table, name))
+        values = self._once_per_table(table, (id(table), name), lambda: self._values_of(table, name))
         return values if dtype is None else values.astype(dtype, copy=False)  # a float column is not copied
-
-    def _positions(self, table) -> dict:
-        """``table``'s column names and positions, found once: ``name in table.columns`` builds a hash table
-        of the names on its first call per table (~70 us on pandas' string columns, two tables a run)."""
-        return self._once_per_table(table, "positions", lambda: {name: i for i, name in enumerate(table.columns)})
 
     def _values_of(self, table, name: str) -> np.ndarray:
         """``table[name].to_numpy()``, from the column's own array: the Series pandas builds around it costs
         ~20 us, the largest fixed cost of the checks on a short run. Read-only, as pandas gives it."""
-        positions = self._positions(table)
-        if name in positions and len(positions) == len(table.columns):  # (duplicate names: pandas' answer)
-            from .frames import column  # pandas is imported where a table was built: see the module docstring
-
-            values = column(table, positions[name])
+        position = _positions(table).get(name)
+        if position is not None:  # (a missing or repeated name: pandas' answer)
+            values = _frames().column(table, position)
             if isinstance(values, np.ndarray):
                 values = values.view()
                 values.flags.writeable = False
@@ -216,27 +210,15 @@ class Run:
                 return values.to_numpy()
         return table[name].to_numpy()
 
-    def _once_per_column(self, table, name: str, answer):
-        """``column``'s memo of ``table[name]``, which ``answer()`` gives when it is not held yet."""
-        return self._once_per_table(table, ("column", id(table), name), answer)
-
     def _once_per_table(self, table, question, answer):
         """``answer()`` found once per table object: the checks ask a run the same ``question`` many times
         (``has``, ``valid_evals``, ``updates``: up to ~1 ms of pandas a time). Weakly held, and forgotten when
         the table goes, so that a run letting its tables go (``RunCache.tables_later``) frees them (a column's
         array would keep the table's data)."""
-        memo = self.__dict__.setdefault("_memo", {})
-        held = memo.get(question)
-        if held is not None and held[0]() is table:
-            return held[1]
-        value = answer()
-
-        def forget(gone):
-            if memo.get(question, (None,))[0] is gone:
-                del memo[question]
-
-        memo[question] = (weakref.ref(table, forget), value)
-        return value
+        memo = self.__dict__.get("_memo")
+        if memo is None:
+            memo = self.__dict__["_memo"] = {}
+        return _once(memo, table, question, answer)
 
     def __getstate__(self) -> dict:
         """What a worker process sends: everything but the memo (weak references do not pickle)."""
@@ -251,26 +233,29 @@ class Run:
         of any size (most tables are all one split, or hold none of ``splits``).
         """
         split, steps = self.column(evals, "split"), self.column(evals, "step")
-        wanted = np.array([str(name).lower() in splits for name in split.tolist()], dtype=bool)
-        if wanted.all():
+        wanted = [str(name).lower() in splits for name in split.tolist()]
+        if all(wanted):
             rows = evals
-        elif not wanted.any():
+        elif not any(wanted):
             rows, split, steps = evals.iloc[:0], split[:0], steps[:0]
         else:
+            wanted = np.array(wanted)
             rows, split, steps = evals[wanted], split[wanted], steps[wanted]
         if (steps[1:] < steps[:-1]).any():
             return rows.sort_values("step", kind="stable")
         if rows is evals:
             return None
-        positions = self._positions(evals)  # the checks ask for these: not through pandas again
-        self._once_per_table(rows, "positions", lambda: positions)
+        positions = _positions(evals)  # the checks ask for these: not through pandas again (rows have their own Index)
+        _once(_POSITIONS, rows.columns, id(rows.columns), lambda: positions)
         for name, values in (("split", split), ("step", steps)):
-            self._once_per_column(rows, name, lambda values=values: values)
+            self._once_per_table(rows, (id(rows), name), lambda values=values: values)
         return rows
 
     def _holds_values(self, table: pd.DataFrame, name: str) -> bool:
         values = self.column(table, name)
         if values.dtype.kind == "f":  # numpy's isnan: pandas' notna costs ~20x more on a long run
+            if values.ndim == 1 and len(values) and values[0] == values[0]:
+                return True  # a first value that is not NaN tells, without a pass over the column (most columns)
             return not np.isnan(values).all()
         return bool(table[name].notna().any())
 
@@ -281,6 +266,48 @@ class Run:
         if self.has(key):
             return float(reduce(self.column(self.steps, key)))
         return None
+
+
+@functools.cache  # (an import statement in _values_of costs a call into importlib each time)
+def _frames():
+    from . import frames  # pandas is imported where a table was built: see the module docstring
+
+    return frames
+
+
+# Column positions by the columns Index they are of (``_positions``), weakly held as a run's memo is.
+_POSITIONS: dict = {}
+
+
+def _positions(table) -> dict:
+    """``table``'s column names and their positions (None for a repeated name), found once per columns Index:
+    iterating an Index of strings costs ~30 us of pandas on a short run, and the readers give the tables of one
+    header the same Index (``frames.frame``), so a worker pays it once per header, not twice per run."""
+    columns = table.columns
+    return _once(_POSITIONS, columns, id(columns), lambda: _positions_of(columns))
+
+
+def _positions_of(columns) -> dict:
+    positions = {}
+    for i, name in enumerate(columns):
+        positions[name] = None if name in positions else i
+    return positions
+
+
+def _once(memo: dict, holder, question, answer):
+    """``answer()`` found once per ``holder`` object and kept in ``memo`` under ``question``; weakly held, and
+    forgotten when the holder goes."""
+    held = memo.get(question)
+    if held is not None and held[0]() is holder:
+        return held[1]
+    value = answer()
+
+    def forget(gone):
+        if memo.get(question, (None,))[0] is gone:
+            del memo[question]
+
+    memo[question] = (weakref.ref(holder, forget), value)
+    return value
 
 
 @dataclass(eq=False)

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from diagnose import model
 from diagnose.model import Run
 
 
@@ -107,3 +108,21 @@ def test_columns_are_pandas_own_arrays_read_only():
         run.column(table, "lr")
     twice = pd.DataFrame([[1.0, 2.0]], columns=["loss", "loss"])  # duplicate names: what pandas gives
     assert run.column(twice, "loss").tolist() == [[1.0, 2.0]]
+
+
+def test_tables_of_one_header_share_its_positions_which_go_with_it():
+    columns = pd.Index(["step", "loss", "lr"])
+    tables = [pd.DataFrame(np.ones((3, 3)), columns=columns) for _ in range(2)]
+    assert tables[0].columns is tables[1].columns  # as the readers build them (frames.frame)
+    assert model._positions(tables[0]) is model._positions(tables[1]) == {"step": 0, "loss": 1, "lr": 2}
+    key = id(columns)
+    del tables, columns
+    gc.collect()
+    assert key not in model._POSITIONS
+
+
+def test_a_column_holds_values_when_any_is_not_nan():
+    run = a_run()
+    run.steps = run.steps.assign(grad_norm=[float("nan"), 2.0, float("nan")], lr=[0.1, 0.1, 0.1])
+    assert run.has("grad_norm") is True and run.has("lr") is True
+    assert Run(name="r", study="s", source=None).has("loss") is False  # no rows
