@@ -69,10 +69,12 @@ def median(values: np.ndarray, to_x=None) -> np.ndarray:
     """
     to_x = to_x or (lambda middle: middle)
     middle = values.shape[-1] // 2
-    part = np.partition(values, middle, axis=-1)
+    # the array's own partition and numpy's maximum: np.partition and .max() are Python wrappers (~5 us a call)
+    part = values.copy()
+    part.partition(middle, axis=-1)
     if values.shape[-1] % 2:
         return to_x(part[..., middle])
-    return (to_x(part[..., :middle].max(axis=-1)) + to_x(part[..., middle])) / 2
+    return (to_x(np.maximum.reduce(part[..., :middle], axis=-1)) + to_x(part[..., middle])) / 2
 
 
 def percentile(values: np.ndarray, q: float) -> float:

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from diagnose.checks.grad_norm_outliers import _all_below_floor, _block_floors, _median_floor, _rolling_medians
+from diagnose.checks.underfitting import _mean, _width
 from diagnose.signal import median
 
 
@@ -48,3 +49,14 @@ def test_median_from_one_partition_is_numpys(shape, values):
     if values != "signed_zeros":  # of the logs, taken of the middle values only
         positive = np.abs(x) + 0.5
         assert np.array_equal(median(positive, np.log10), np.median(np.log10(positive), axis=-1))
+
+
+@pytest.mark.parametrize("shape", [(1,), (7,), (30,), (0, 7), (20, 7), (10, 6)])
+def test_underfittings_mean_and_width_are_numpys(shape):
+    rng = np.random.default_rng(sum(shape))
+    steps = np.sort(rng.integers(0, 10**12, size=shape), axis=-1)
+    assert np.array_equal(_mean(steps, dtype=float), steps.mean(axis=-1))
+    x = rng.normal(size=shape) * 10.0 ** rng.integers(-5, 5, size=shape)
+    assert np.array_equal(_mean(x), x.mean(axis=-1))
+    if x.ndim == 1:
+        assert _width(x) == float(np.ptp(x)) and _width(steps) == float(np.ptp(steps))

@@ -75,7 +75,7 @@ def detect(run: Run, config: Config) -> list[Finding]:
 
 def _detect(run: Run, config: Config) -> list[Finding]:
     updates = run.updates()
-    if updates.empty:
+    if not len(updates) or not len(updates.columns):  # updates.empty, without its generator (~2 us a call)
         return _from_status(run) if run.status == "diverged" else []
     steps = run.column(updates, "step")
     loss = run.column(updates, "loss", float)
@@ -83,7 +83,7 @@ def _detect(run: Run, config: Config) -> list[Finding]:
     bad = bad_loss = run.nonfinite("loss", steps, loss)
     if run.has("grad_norm"):
         bad = bad | run.nonfinite("grad_norm", steps, run.column(updates, "grad_norm", float))
-    if np.any(bad):
+    if bad is not False and bad.any():  # (False: nothing non-finite, most runs; np.any's wrapper costs ~5 us)
         return [_nonfinite_finding(run, steps, loss, bad, config)]
 
     exploded = _explosion(run, steps, loss, config, finite=bad_loss is False)

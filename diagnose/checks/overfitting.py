@@ -51,6 +51,7 @@ import math
 import sys
 from dataclasses import dataclass
 
+import bottleneck as bn  # bn.median: np.median's numbers without its per-call overhead
 import numpy as np
 
 from .. import rolling
@@ -69,7 +70,7 @@ class Config:
 
 def applies(run: Run) -> str | None:
     valid = run.valid_evals()
-    if not len(valid) or np.isfinite(run.column(valid, "loss", float)).sum() < Config.min_evals:
+    if not len(valid) or np.count_nonzero(np.isfinite(run.column(valid, "loss", float))) < Config.min_evals:
         return f"fewer than {Config.min_evals} validation evals"
     return None
 
@@ -90,16 +91,16 @@ def detect(run: Run, config: Config) -> list[Finding]:
         split = str(valid["split"][rows].value_counts().index[0])
         rows &= splits == split
     steps, loss = run.column(valid, "step")[rows], loss[rows]
-    if not (np.diff(steps) > 0).all():  # else one eval per step (evals come sorted by step): its own mean
+    if not (steps[1:] > steps[:-1]).all():  # else one eval per step (evals come sorted by step): its own mean
         valid = valid[rows].groupby("step", as_index=False)["loss"].mean()
         steps, loss = valid["step"].to_numpy(), valid["loss"].to_numpy(dtype=float)
     if len(loss) < config.min_evals:
         return []
     smooth = rolling.median(loss, 3, center=True, min_periods=1)
-    best = int(np.argmin(smooth))
+    best = int(smooth.argmin())
     if len(steps) - 1 - best < 2:
         return []
-    noise = MAD_TO_SIGMA * float(np.median(np.abs(np.diff(loss)))) / math.sqrt(2)
+    noise = MAD_TO_SIGMA * float(bn.median(np.abs(np.diff(loss)))) / math.sqrt(2)
     rise = smooth[-1] - smooth[best]
     if rise <= config.min_rise * abs(smooth[best]) or rise <= config.z * noise:
         return []
