@@ -8,7 +8,8 @@ folder (subfolders too: a Hugging Face run's new
 by its place and holding its version: an entry of another version is a miss,
 and storing the new version replaces it, so the cache grows with the runs, not
 with their re-runs or with edits of the code. An entry that cannot be loaded
-(corrupt, truncated, of another layout) is dropped and the run read again.
+(corrupt, truncated, of another layout) is dropped, with its folder of other
+settings' findings, and the run read again.
 Runs still ``running`` are never cached: their status depends on the clock.
 An entry is one file, replaced whole by rename: the run's two tables as Arrow
 IPC streams (never pickles, read only when something asks for them), then its
@@ -72,7 +73,7 @@ UNCACHED = ("running", "interrupted")
 # folder of four: storing a 1,000-step run took 1.3-2.1 CPU ms, then 0.8-0.9 (a 100k-step one 2.6-2.9 ->
 # 1.9-2.1), and a warm run opens one file a run instead of two.
 _TRAILER = struct.Struct("<3Q8s32s")
-_LAYOUT = b"dgnrun/3"
+_LAYOUT = b"dgnrun/4"
 _TABLES = ("steps", "evals")
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
 _TAIL = 4096
@@ -82,6 +83,9 @@ _COPIED_BELOW = 1 << 20
 # a smaller table is read, not mapped: a map and its unmap cost more than copying ~256 kB (1,000 steps: ~40 us)
 _MAPPED_FROM = 1 << 18
 _IOV_MAX = os.sysconf("SC_IOV_MAX")  # buffers a system call writes at most
+# The cache's JSON: what it writes is made here, trees without cycles, so the check for them is skipped, and no
+# spaces (a run's JSON: 28 -> 15 us CPU to write).
+_dumps = json.JSONEncoder(check_circular=False, separators=(",", ":")).encode
 
 # The layout of the cache folder, in its marker file: another (or none) means files of older layouts may be there.
 # A new layout (or new names of entries) takes a new marker, and ``_OLD`` the names this one leaves.
@@ -94,6 +98,22 @@ _TIDY_SECONDS = 1.0
 # What older layouts kept in a shard folder (a run's key of 64 hex digits; the study digest's too): never read now.
 _OLD = re.compile(r"[0-9a-f]{64}(\.run(\.checks-[0-9a-f]{16}\.json)?|\.json)?|\.tmp-.*")
 _OLD_IN_ENTRY = re.compile(r"(steps|evals)\.arrow|meta\.json|checks-[0-9a-f]{16}\.json|\.tmp-.*")
+
+
+# The defaults of a run's fields that an entry leaves out when the run has them (``RunCache._write_run``)
+_RUN_DEFAULTS = {"role": Run.role, "notes": [], "nan_steps": {}, "sources": {}}
+# An instability detector's settings are kept as their values in this order: a list costs less to write and read
+# than a dict (dataclasses.asdict alone ~10 us), and a change of the fields is a change of the code's version.
+_CONFIG_FIELDS = tuple(field.name for field in dataclasses.fields(InstabilityConfig))
+_CONFIGS: dict[tuple, InstabilityConfig] = {}  # settings' values -> their one object: runs share a few
+
+
+def _config(values: list) -> InstabilityConfig:
+    values = tuple(values)
+    config = _CONFIGS.get(values)
+    if config is None:
+        config = _CONFIGS[values] = InstabilityConfig(*values)
+    return config
 
 
 # the command line parses options into checks' settings and key names, which are keyed themselves
@@ -144,7 +164,7 @@ class RunCache:
             root_part = self._roots[root] = hashlib.sha256(root.encode()).hexdigest()[:16]
         path = os.path.abspath(folder)
         place = hashlib.sha256(f"{reader_name}\0{root}\0{path}".encode()).hexdigest()[:32]
-        version = json.dumps([code_version(), reader_name, root, path, sorted(_fingerprints(folder))])
+        version = _dumps([code_version(), reader_name, root, path, sorted(_fingerprints(folder))])
         return f"{place}.{root_part}.{hashlib.sha256(version.encode()).hexdigest()[:32]}"
 
     def load(self, key: str, checks_key: str, source: tuple) -> tuple[Run, list[Finding], list] | None:
@@ -163,13 +183,13 @@ class RunCache:
                 study=meta["study"],
                 # the folder's own Path when it is the source, as it is for every reader (10,000 Paths cost 0.1 s)
                 source=source[1] if meta["source"] == str(source[1]) else Path(meta["source"]),
-                role=meta["role"],
+                role=meta.get("role", _RUN_DEFAULTS["role"]),
                 config=meta["config"],
                 status=meta["status"],
                 format=meta["format"],
-                notes=meta["notes"],
-                nan_steps={k: np.asarray(v, dtype=np.int64) for k, v in meta["nan_steps"].items()},
-                sources=meta["sources"],
+                notes=meta.get("notes", []),
+                nan_steps={k: np.asarray(v, dtype=np.int64) for k, v in meta.get("nan_steps", {}).items()},
+                sources=meta.get("sources", {}),
             )
             # what the findings document says of the tables, and the cached properties it reads
             run.__dict__.update(facts=meta["facts"], lr=meta["lr"], momentum=meta["momentum"])
@@ -182,14 +202,14 @@ class RunCache:
                 if checked["key"] != key:  # left by another version of the run, or written for another
                     return run, None, None
             instability.remember(run, {
-                InstabilityConfig(**config): [InstabilityEvent(**event) for event in events]
+                _config(config): [InstabilityEvent(**event) for event in events]
                 for config, events in checked["instability"]
             })
             return run, [Finding.from_dict(f) for f in checked["findings"]], [tuple(s) for s in checked["skipped"]]
         except (OSError, _Stale):  # not cached, another version of the run, or a cache that cannot be read
             return None
         except Exception:  # any damage: forget the entry, read the run again
-            _remove(entry)
+            _drop(entry)
             return None
 
     def store(self, key: str, run: Run, checks_key: str, findings: list[Finding], skipped: list) -> bool:
@@ -198,21 +218,23 @@ class RunCache:
             return False
         entry = self._entry(key)
         checked = {
-            "key": key,
             "findings": [_finding_record(f) for f in findings],
             "skipped": skipped,
             # inf is a real value of an event (a loss gone non-finite): Python's JSON keeps it
             "instability": [
-                [dataclasses.asdict(config), [event.to_dict() for event in events]]
+                [[getattr(config, name) for name in _CONFIG_FIELDS], [event.to_dict() for event in events]]
                 for config, events in instability.memoised(run).items()
             ],
         }
         try:
-            if _holds(entry, _version(key)):
-                _put(_beside(entry, checks_key), [json.dumps(checked).encode()], self._staging)
+            held = _held(entry, _version(key))
+            if held:
+                # the key says which version of the run it is of: the entry's own findings need none
+                _put(_beside(entry, checks_key), [_dumps({"key": key, **checked}).encode()], self._staging)
             else:
                 self._write_run(entry, key, run, {checks_key: checked})
-                _clear(_beside(entry))  # the findings of other settings on the version replaced
+                if held is not None:  # none where no entry is (``_drop``): a new run's store costs no look
+                    _clear(_beside(entry))  # the findings of other settings on the version replaced
         except OSError:
             return False  # a cache that cannot be written costs speed, never the report
         return True
@@ -235,24 +257,26 @@ class RunCache:
             "name": run.name,
             "study": run.study,
             "source": str(run.source),
-            "role": run.role,
             "config": to_jsonable(run.config),
             "status": run.status,
             "format": run.format,
-            "notes": run.notes,
-            "nan_steps": {k: v.tolist() for k, v in run.nan_steps.items()},
-            "sources": run.sources,
             "facts": run.facts,
             "lr": run.lr,
             "momentum": run.momentum,
             "checks": checks,
         }
+        # fields most runs leave at their default are kept only when not: ~2 us less JSON to read a run
+        for name, value in (("role", run.role), ("notes", run.notes),
+                            ("nan_steps", {k: v.tolist() for k, v in run.nan_steps.items()}),
+                            ("sources", run.sources)):
+            if value != _RUN_DEFAULTS[name]:
+                meta[name] = value
         # IPC streams, not IPC files, put in place by one system call: a file writer cost ~0.1 ms a small table,
         # and it wrote into the file one system call a buffer. Uncompressed (IPC's default): 1.8x the bytes of
         # lz4, but a 100k-step table writes in 0.9 ms instead of 12.6 and reads in 0.6 ms instead of 1.9 (CPU).
         parts, ends = [], []
         for section in (_ipc_stream(_record_batch(run.steps)), _ipc_stream(_record_batch(run.evals)),
-                        [json.dumps(meta).encode()]):
+                        [_dumps(meta).encode()]):
             parts += section
             ends.append(sum(memoryview(part).nbytes for part in parts))
         _put(entry, [*parts, _TRAILER.pack(*ends, _LAYOUT, _version(key).encode())], self._staging)
@@ -308,11 +332,8 @@ def _record_batch(frame):
     table's conversion. A table with other columns (object ones) keeps pandas' conversion, whose
     metadata gives back their dtype.
     """
-    import pyarrow as pa
-
-    from .frames import column  # pandas: a frame is here already
-
-    names = frame.columns.tolist()
+    pa, column = _arrow()
+    names = _names(frame.columns)
     arrays = []
     for i, name in enumerate(names):
         values = column(frame, i)
@@ -330,11 +351,35 @@ def _record_batch(frame):
     return pa.RecordBatch.from_pandas(frame, preserve_index=False, nthreads=1)
 
 
-def _ipc_stream(batch) -> list:
-    """``batch`` as an Arrow IPC stream, its schema then it: bytes-like parts to write one after the other."""
+@functools.cache
+def _arrow() -> tuple:
+    """pyarrow and ``frames.column``, imported on the first table written: an import statement a table cost ~3 us."""
     import pyarrow as pa
 
-    if batch.nbytes < _COPIED_BELOW:
+    from .frames import column  # pandas: a frame is here already
+
+    return pa, column
+
+
+# A frame's column labels (an Index) -> (it, its names): ``tolist`` of pandas' str labels costs ~6 us, and the
+# readers share one Index a header (``frames._labels``). Holding the Index keeps its id from being reused.
+_NAMES: dict[int, tuple] = {}
+
+
+def _names(columns) -> list[str]:
+    held = _NAMES.get(id(columns))
+    if held is None or held[0] is not columns:
+        if len(_NAMES) >= 1000:
+            _NAMES.clear()
+        held = _NAMES[id(columns)] = (columns, columns.tolist())
+    return held[1]
+
+
+def _ipc_stream(batch) -> list:
+    """``batch`` as an Arrow IPC stream, its schema then it: bytes-like parts to write one after the other."""
+    pa, _ = _arrow()
+    # its buffers' size, not ``nbytes`` (~8 us): never less, so a few rows of large buffers are written uncopied
+    if batch.get_total_buffer_size() < _COPIED_BELOW:
         return [batch.schema.serialize(), batch.serialize()]
     parts = _Parts()
     with pa.ipc.new_stream(pa.PythonFile(parts, mode="w"), batch.schema) as writer:
@@ -381,7 +426,7 @@ def _read_table(entry: tuple[str, str], source: tuple, name: str):
     try:
         handle = os.open(entry, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            size = os.fstat(handle).st_size
+            size = _size(handle)
             ends = _ends(entry, size, os.pread(handle, _TRAILER.size, max(0, size - _TRAILER.size)), version)
             start, end = [0, *ends][_TABLES.index(name):][:2]
             if end - start < _MAPPED_FROM:
@@ -397,7 +442,7 @@ def _read_table(entry: tuple[str, str], source: tuple, name: str):
     except (OSError, _Stale):  # gone, or replaced by another version: that entry is not ours to drop
         pass
     except Exception:
-        _remove(entry)
+        _drop(entry)
     root, folder, reader_name, keys = source
     run = read_run(root, folder, importlib.import_module(reader_name), keys)
     if isinstance(run, Unreadable):
@@ -413,7 +458,7 @@ def _read_meta(entry: str, version: str | None = None) -> dict:
     """
     handle = os.open(entry, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        size = os.fstat(handle).st_size
+        size = _size(handle)
         tail_start = max(0, size - _TAIL)
         tail = os.pread(handle, size - tail_start, tail_start)
         ends = _ends(entry, size, tail[-_TRAILER.size:], version)
@@ -428,6 +473,11 @@ def _read_meta(entry: str, version: str | None = None) -> dict:
 
 class _Stale(Exception):
     """An entry of another version of its run: a miss, left for the store that replaces it."""
+
+
+def _size(handle: int) -> int:
+    """The size of an open file: its end's offset, not ``os.fstat``, whose result costs ~1.5 us more to make."""
+    return os.lseek(handle, 0, os.SEEK_END)
 
 
 def _ends(entry: str, size: int, trailer: bytes, version: str | None = None) -> list[int]:
@@ -445,14 +495,14 @@ def _ends(entry: str, size: int, trailer: bytes, version: str | None = None) -> 
     return ends
 
 
-def _holds(entry: str, version: str) -> bool:
-    """Whether ``entry`` is an undamaged entry of the run's ``version``."""
+def _held(entry: str, version: str) -> bool | None:
+    """Whether ``entry`` is an undamaged entry of the run's ``version``; None when there is none."""
     try:
         handle = os.open(entry, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
-        return False
+        return None
     try:
-        size = os.fstat(handle).st_size
+        size = _size(handle)
         _ends(entry, size, os.pread(handle, _TRAILER.size, max(0, size - _TRAILER.size)), version)
         return True
     except (ValueError, _Stale):
@@ -505,6 +555,13 @@ def _clear(folder: str, names: re.Pattern | None = None, now: float | None = Non
         os.rmdir(folder)
     except OSError:  # not empty: files of another's, or written meanwhile
         pass
+
+
+def _drop(entry: str) -> None:
+    """Remove a damaged entry and what other settings found in its run, which a store where no entry is does not
+    look for (``RunCache.store``)."""
+    _remove(entry)
+    _clear(_beside(entry))
 
 
 def _remove(path: str) -> None:
@@ -581,7 +638,7 @@ class StudyCache:
         except Exception:  # none, or damaged: replaced
             works = {}
         try:
-            _put(path, [json.dumps({"runs": version, "work": {**works, self.checks_key: record}}).encode()],
+            _put(path, [_dumps({"runs": version, "work": {**works, self.checks_key: record}}).encode()],
                  self._staging)
         except OSError:
             return  # a cache that cannot be written costs speed, never the report
