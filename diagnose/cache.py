@@ -11,6 +11,8 @@ with their re-runs or with edits of the code. An entry that cannot be loaded
 (corrupt, truncated, of another layout) is dropped, with its folder of other
 settings' findings, and the run read again.
 Runs still ``running`` are never cached: their status depends on the clock.
+Entries of runs deleted from a log root are removed by the next command on
+it that gives its runs' keys to ``forget_absent``.
 An entry is one file, replaced whole by rename: the run's two tables as Arrow
 IPC streams (never pickles, read only when something asks for them), then its
 JSON: what the run is, and what the checks found in it with the run's
@@ -91,6 +93,8 @@ _dumps = json.JSONEncoder(check_circular=False, separators=(",", ":")).encode
 # A new layout (or new names of entries) takes a new marker, and ``_OLD`` the names this one leaves.
 _MARKER, _FOLDER_LAYOUT = "layout", "diagnose cache 3\n"
 _STAGING = "staging"  # every file is written here first, then renamed into place
+_ROOTS = "roots"  # a record a log root of the places a command saw there (``RunCache.forget_absent``)
+_PLACE = re.compile(r"[0-9a-f]{32}")
 _ABANDONED = 3600  # seconds: a staging file this old was left by a killed process
 # Seconds (wall) a command spends at most removing older layouts' files, the rest left to the next: removing the
 # 722 MB of a 10,000-run root's two code versions took 2.3 s of CPU but 69 s of a busy disk.
@@ -238,6 +242,32 @@ class RunCache:
         except OSError:
             return False  # a cache that cannot be written costs speed, never the report
         return True
+
+    def forget_absent(self, root: str, keys: list[str], variant: str = "") -> None:
+        """Remove the entries of runs gone from log root ``root`` (its real path), whose runs now have ``keys``.
+
+        A record per root names the places (``key``) that the last command on it saw: an entry of a place in
+        it that ``keys`` lack is removed, so the cache holds the runs present, not every run ever seen.
+        ``variant`` names the key names the runs were read with (``""``: the default), whose entries are
+        others and kept apart. Two commands on one root at once: the record is the last one's, so an entry
+        only the other saw may stay; a present run's entry removed meanwhile is stored again, never misread.
+        """
+        places = sorted({_key_parts(key)[0] for key in keys})
+        name = hashlib.sha256(f"{root}\0{variant}".encode()).hexdigest()[:32]
+        record = os.path.join(self.directory, _ROOTS, f"{name}.json")
+        try:
+            seen = _read_json(record)
+        except Exception:  # none yet, or damaged: replaced
+            seen = []
+        if seen == places:
+            return
+        for place in set(seen if isinstance(seen, list) else ()).difference(places):
+            if isinstance(place, str) and _PLACE.fullmatch(place):  # a damaged record names no other file
+                _drop(self._entry(place))
+        try:
+            _put(record, [_dumps(places).encode()], self._staging)
+        except OSError:
+            pass
 
     def tables_later(self, key: str, run: Run, source: tuple) -> None:
         """Drop ``run``'s tables (stored under ``key``): read from the entry again when next used.

@@ -1,0 +1,67 @@
+"""The run cache forgets the entries of runs gone from a log root (``RunCache.forget_absent``), and only those."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from diagnose.cache import RunCache
+from diagnose.model import Run
+
+ROOT = "/logs"
+
+
+def key(place: str) -> str:
+    return f"{place * 32}.{'0' * 16}.{'1' * 32}"
+
+
+def a_run(tmp_path: Path) -> Run:
+    steps = pd.DataFrame({"step": np.arange(3, dtype=np.int64), "loss": [3.0, 2.0, 1.0]})
+    return Run(name="r", study="s", source=tmp_path / "r", steps=steps, status="finished")
+
+
+def stored(tmp_path: Path, *places: str) -> RunCache:
+    cache = RunCache(tmp_path / "cache")
+    for place in places:
+        assert cache.store(key(place), a_run(tmp_path), "checks", [], [])
+        assert cache.store(key(place), a_run(tmp_path), "other", [], [])  # findings beside the entry
+    return cache
+
+
+def held(cache: RunCache, *places: str) -> list[bool]:
+    return [Path(cache._entry(key(place))).exists() for place in places]
+
+
+def test_the_entry_of_a_run_gone_since_the_last_command_is_removed_with_its_findings(tmp_path):
+    cache = stored(tmp_path, "a", "b", "c")
+    cache.forget_absent(ROOT, [key("a"), key("b"), key("c")])
+    assert held(cache, "a", "b", "c") == [True, True, True]
+    cache.forget_absent(ROOT, [key("a"), key("c")])  # b deleted from the root
+    assert held(cache, "a", "b", "c") == [True, False, True]
+    assert not Path(f"{cache._entry(key('b'))}.checks").exists()
+    assert cache.load(key("a"), "other", (Path(ROOT), tmp_path / "r", "diagnose.readers.rundir", None))[1] == []
+
+
+def test_a_first_command_another_root_or_other_key_names_remove_nothing(tmp_path):
+    cache = stored(tmp_path, "a", "b")
+    cache.forget_absent(ROOT, [key("a")])  # no record yet: nothing known to be gone
+    cache.forget_absent("/other", [key("b")])
+    cache.forget_absent(ROOT, [key("b")], variant="{'loss': 'train/loss'}")
+    assert held(cache, "a", "b") == [True, True]
+    cache.forget_absent(ROOT, [])
+    assert held(cache, "a", "b") == [False, True]
+
+
+def test_a_damaged_record_removes_no_file_but_entries_and_is_replaced(tmp_path):
+    cache = stored(tmp_path, "a")
+    outside = tmp_path / "precious"
+    outside.write_text("keep")
+    cache.forget_absent(ROOT, [key("a")])
+    (record,) = (tmp_path / "cache" / "roots").iterdir()
+    for text in ('["../../precious", "' + "a" * 32 + '"]', "{not json", '{"a": 1}', "[1, null]"):
+        record.write_text(text)
+        cache.forget_absent(ROOT, [key("a")])
+        assert outside.read_text() == "keep" and held(cache, "a") == [True]
+        assert record.read_text() == '["' + "a" * 32 + '"]'
