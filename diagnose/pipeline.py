@@ -85,6 +85,8 @@ def analyze_root(
 
     # Each folder's cache key (a scan of its files) is found once, here: a worker reading the folder is given it.
     run_keys = _run_keys(root, folders, cache, scratch, keys)
+    if cache:  # the entries of runs deleted since the last command on this root go
+        cache.forget_absent(os.path.realpath(root), run_keys, "" if keys == DEFAULT_KEYS else repr(keys))
     # What the cache has is taken here: a worker would cost more in sending the run back than the lookup.
     done: dict[int, Checked] = _cached(root, folders, run_keys, checks_key(run_checks), cache, keys) if cache else {}
     todo = [index for index in range(len(folders)) if index not in done]

@@ -19,6 +19,7 @@ from diagnose.cache import RunCache
 from diagnose.checks import CHECKS
 from diagnose.checks.registry import Scope
 from diagnose.pipeline import analyze_root
+from diagnose.readers.keys import KeyMap
 
 REPO = Path(__file__).resolve().parent.parent
 TUNED = tuple(c.configured({"start_factor": "100"}) if c.id == "divergence" else c for c in CHECKS)
@@ -87,6 +88,21 @@ def test_the_cache_holds_what_a_fresh_one_would_whatever_its_history(logs, tmp_p
     held = files(tmp_path / "cache")
     assert len(entries(tmp_path / "cache")) == len(runs_of(logs))
     assert len([name for name in held if name.startswith("studies/")]) == len(studied)
+
+
+def test_the_entries_of_runs_deleted_from_the_root_go_at_the_next_command(logs, tmp_path):
+    cache = RunCache(tmp_path / "cache")
+    analyze_root(logs, jobs=1, cache=cache)
+    deleted = runs_of(logs)[:2]
+    for run in deleted:
+        shutil.rmtree(run)
+    again = analyze_root(logs, jobs=1, cache=cache)
+    assert len(entries(tmp_path / "cache")) == len(runs_of(logs))
+    assert document(again) == document(analyze_root(logs, jobs=1))
+    # another command's key names read other entries: neither removes the other's
+    analyze_root(logs, jobs=1, cache=cache, keys=KeyMap(loss="loss"))
+    analyze_root(logs, jobs=1, cache=cache)
+    assert len(entries(tmp_path / "cache")) == 2 * len(runs_of(logs))
 
 
 def test_a_code_edit_replaces_every_entry_in_place(logs, tmp_path, monkeypatch):
