@@ -72,6 +72,38 @@ def test_a_column_with_empty_cells_and_nans_lists_only_the_nans(tmp_path, make_r
     assert np.isnan(run.steps["grad_norm"].iloc[[0, 1, 2, 3]]).all()
 
 
+def test_a_large_file_lists_its_nans_however_spelled_and_none_where_it_spells_none(tmp_path, make_run):
+    # past the small-file parse: pyarrow reads these, and a file without an "n" after its header is not searched
+    rows = [f"{i},{1 / (i + 1):.6f},{i % 3}" for i in range(400)]
+    rows[10], rows[20], rows[30] = "10,nan,1", "20,NaN,", "30,,NAN"
+    run = read_one(make_run(tmp_path / "a", steps="step,loss,grad_norm\n" + "\n".join(rows) + "\n"))
+    assert run.nan_steps["loss"].tolist() == [10, 20] and run.nan_steps["grad_norm"].tolist() == [30]
+    assert math.isnan(run.steps["grad_norm"].iloc[20]) and math.isnan(run.steps["loss"].iloc[30])
+    plain = "step,loss,grad_norm\n" + "".join(f"{i},{1 / (i + 1):.6f},\n" for i in range(400))
+    run = read_one(make_run(tmp_path / "b", steps=plain))
+    assert run.nan_steps == {} and run.steps["grad_norm"].isna().all() and run.steps["loss"].iloc[3] == 0.25
+
+
+def test_a_steps_csv_that_is_no_file_is_missing(tmp_path, make_run):
+    folder = make_run(tmp_path / "r", steps=None, status="running")
+    (folder / "steps.csv").mkdir()
+    os.mkfifo(folder / "evals.csv")  # read as no file, without waiting for a writer
+    run = read_one(folder)
+    assert run.n_steps == 0 and run.evals.empty and run.notes == ["steps.csv: not written yet"]
+    (folder / "run.json").write_text('{"format": "diagnose.run/1", "status": "finished"}')
+    with pytest.raises(LogError, match="steps.csv: missing: every run needs one"):
+        read_one(folder)
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"])
+def test_a_json_error_is_placed_whatever_the_newlines(tmp_path, make_run, newline):
+    folder = make_run(tmp_path / "r")
+    (folder / "run.json").write_bytes(f'{{"format": "diagnose.run/1",{newline}  "name": }}'.encode())
+    with pytest.raises(LogError) as caught:
+        read_one(folder)
+    assert str(caught.value) == f"{folder}/run.json:2: invalid JSON: Expecting value (column 11)"
+
+
 def test_the_tables_can_be_edited_in_place(tmp_path, make_run):
     # pyarrow hands out read-only memory for a column in one chunk without empty cells
     run = read_one(make_run(tmp_path / "r", steps="step,loss,lr\n0,1,0.1\n1,0.9,0.1\n", evals="step,split,loss\n1,valid,2\n"))

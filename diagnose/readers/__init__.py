@@ -17,6 +17,7 @@ top, so that a re-run the cache serves imports none of them
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,12 +52,31 @@ def read_bytes(path) -> bytes:
     by the thousand."""
     handle = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        size = max(os.fstat(handle).st_size, 1 << 16)  # all at once, unless the file grows meanwhile
-        parts = []
-        while part := os.read(handle, size):
-            parts.append(part)
+        return _read_all(handle, os.fstat(handle).st_size)
     finally:
         os.close(handle)
+
+
+def read_if_file(path: Path) -> bytes | None:
+    """``read_bytes(path)`` where ``path.is_file()``, else None, without asking first (a stat call a file)."""
+    try:
+        handle = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)  # a FIFO is not waited for
+    except OSError:
+        if path.is_file():  # there, but not to be read: why
+            raise
+        return None
+    try:
+        status = os.fstat(handle)
+        return _read_all(handle, status.st_size) if stat.S_ISREG(status.st_mode) else None  # a folder, a FIFO...
+    finally:
+        os.close(handle)
+
+
+def _read_all(handle: int, size: int) -> bytes:
+    size = max(size, 1 << 16)  # all at once, unless the file grows meanwhile
+    parts = []
+    while part := os.read(handle, size):
+        parts.append(part)
     return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
@@ -98,10 +118,12 @@ def _sniff(reader, folder: Path, keys: KeyMap) -> bool:
 
 def default_study(root: Path, folder: Path) -> str:
     """The parent folder's path relative to the root; the root's own name at the top."""
-    parent = folder.parent.relative_to(root) if folder != root else Path(".")
-    if parent == Path(".") or folder == root:
-        return root.resolve().name
-    return parent.as_posix()
+    top, parts = root.parts, folder.parts  # compared as relative_to compares them, without its new paths (~5 us)
+    if len(parts) > len(top) + 1 and parts[:len(top)] == top:
+        return "/".join(parts[len(top):-1])
+    if folder != root:
+        folder.parent.relative_to(root)  # ValueError where the folder is not below the root
+    return root.resolve().name
 
 
 def read_run(root: Path, folder: Path, reader, keys: KeyMap = DEFAULT_KEYS) -> Run | Unreadable:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import functools
 import io
+import math
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -24,13 +25,15 @@ import pyarrow.csv as pacsv
 
 from ..errors import LogError
 from ..frames import frame
-from . import read_bytes
+from . import read_bytes, read_if_file
 
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*([eE][+-]?\d+)?|\.\d+([eE][+-]?\d+)?|nan|inf|infinity)", re.I)
 
 
 # Steps above this are not exact in float64 (and no run takes that many): an error, not a wrapped int64.
 MAX_STEP = 2**53
+
+_FLOAT64 = pa.float64()
 
 
 @dataclass
@@ -62,7 +65,8 @@ def read_columns(
     text: tuple[str, ...] = (),
     index_column: str | None = None,
     step: str | None = None,
-) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], list[str]]:
+    if_file: bool = False,
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], list[str]] | None:
     """Read a CSV whose header names ``required`` columns: its columns by name, the rows of literal NaNs, notes.
 
     ``required`` and ``numeric`` columns must hold numbers (or be empty);
@@ -70,11 +74,14 @@ def read_columns(
     numeric and left out, with a note, when it holds text. ``index_column``
     names an unnamed first column (the index that pandas' ``to_csv`` writes).
     ``step`` names the column that numbers the steps: whole numbers >= 0, given as int64.
+    ``if_file``: None where ``path`` is no file (``Path.is_file``), found as the file is opened.
     """
     # One read serves the header, the last-line check and the parse (tiny runs pay per system call).
-    data = read_bytes(path)
+    data = read_if_file(path) if if_file else read_bytes(path)
+    if data is None:
+        return None
     header = _parse_header(path, data, required, index_column)
-    forced_numeric = [c for c in header if c in required or c in numeric]
+    forced_numeric, options = _plan(tuple(header), tuple(required), tuple(numeric), tuple(text))
     limit, notes = _complete_lines_end(path, data, header, forced_numeric, text)
 
     plain = _plain_columns(data, limit, header, forced_numeric, text, step)
@@ -84,12 +91,13 @@ def read_columns(
             columns[step] = _check_steps(path, columns[step], step)
         return columns, nan_rows, notes
 
-    column_types = {c: pa.float64() for c in forced_numeric}
-    column_types.update({c: pa.string() for c in header if c in text})
     try:
-        table = _arrow_read(data, limit, column_types, header)
+        table = _arrow_read(data, limit, options)
     except pa.ArrowInvalid as error:
         raise _locate_error(path, data, header, forced_numeric, text, limit, error) from None
+    # A literal NaN is spelled with an n: where none follows the header, no column has NaN rows to look for.
+    start = data.find(b"\n") + 1
+    spelled_nan = data.find(b"n", start, limit) >= 0 or data.find(b"N", start, limit) >= 0
     del data
 
     # Column by column, each freed once converted: the peak holds one copy of the table, not two.
@@ -102,11 +110,12 @@ def read_columns(
         if name in text:
             columns[name] = _strings(column.to_numpy(), column.null_count)  # object: str, None where empty
             continue
-        if not (pa.types.is_floating(column.type) or pa.types.is_integer(column.type)
-                or pa.types.is_boolean(column.type) or pa.types.is_null(column.type)):
+        kind = column.type
+        if not (pa.types.is_floating(kind) or pa.types.is_integer(kind)
+                or pa.types.is_boolean(kind) or pa.types.is_null(kind)):
             notes.append(_text_column_note(path, column, name))
             continue
-        values, rows = _numbers(column)
+        values, rows = _numbers(column, spelled_nan)
         if rows is not None:
             nan_rows[name] = rows
         columns[name] = _check_steps(path, values, name) if name == step else values
@@ -195,18 +204,23 @@ def _held_strings(cells: tuple[str, ...]):
     return _strings(np.array(cells, dtype=object), False)
 
 
-def _numbers(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray | None]:
-    """A column as writable float64 (empty cells NaN), and the rows that wrote a literal NaN (None: none)."""
-    if column.type != pa.float64():
-        column = column.cast(pa.float64())
+def _numbers(column: pa.ChunkedArray, spelled_nan: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """A column as writable float64 (empty cells NaN), and the rows that wrote a literal NaN (None: none).
+
+    ``spelled_nan`` False: the file holds no literal NaN at all, so none is looked for.
+    """
+    if column.type != _FLOAT64:
+        column = column.cast(_FLOAT64)
     # The chunks (one per parsed block) joined by numpy: ChunkedArray.to_numpy took 0.13 ms a 100k-row column,
-    # this 0.04. A chunk without empty cells is a read-only view of arrow's memory; joined, always a fresh copy.
-    parts = [chunk.to_numpy(zero_copy_only=False) for chunk in column.chunks]
-    if len(parts) == 1 and parts[0].flags.writeable:  # one chunk with empty cells: a copy already
-        values = parts[0]
+    # this 0.04. A chunk without empty cells is a read-only view of arrow's memory, copied; with, a copy already.
+    chunks = column.chunks
+    if len(chunks) == 1:
+        values = chunks[0].to_numpy(zero_copy_only=False)
+        if not values.flags.writeable:
+            values = values.copy()
     else:
-        values = np.concatenate(parts) if parts else np.empty(0)
-    if not len(values) or not np.isnan(values.min()):  # the min is NaN when any value is: no mask to build
+        values = np.concatenate([chunk.to_numpy(zero_copy_only=False) for chunk in chunks]) if chunks else np.empty(0)
+    if not spelled_nan or not len(values) or not math.isnan(values.min()):  # the min is NaN when any value is
         return values, None
     is_nan = np.isnan(values)
     if column.null_count:  # an empty cell is NaN in ``values`` too: only the valid ones wrote nan
@@ -278,18 +292,25 @@ def _complete_lines_end(path: Path, data: bytes, header, numeric, text) -> tuple
     return last_newline, [f"{path.name}:{number}: last line cut short ({last_line[:40]!r}), ignored"]
 
 
-def _arrow_read(data: bytes, limit: int, column_types: dict, header: list[str]) -> pa.Table:
-    # The names as _parse_header cleaned them (stripped, BOM removed, index named), not as pyarrow would.
-    read = pacsv.ReadOptions(column_names=header, skip_rows=1)
-    convert = pacsv.ConvertOptions(
-        null_values=[""],
-        strings_can_be_null=True,
-        column_types=column_types,
-    )
+def _arrow_read(data: bytes, limit: int, options: tuple) -> pa.Table:
+    read, convert = options
     buffer = pa.py_buffer(data)
     if limit < len(data):
         buffer = buffer.slice(0, limit)
     return pacsv.read_csv(pa.BufferReader(buffer), read_options=read, convert_options=convert)
+
+
+@functools.lru_cache(maxsize=1000)  # made once for the few headers that a root's runs share (~5 us a file)
+def _plan(header: tuple[str, ...], required: tuple[str, ...], numeric: tuple[str, ...],
+          text: tuple[str, ...]) -> tuple[tuple[str, ...], tuple]:
+    """The columns of ``header`` that must hold numbers, and pyarrow's options to read them (float64; ``text``
+    columns as strings)."""
+    forced_numeric = tuple(c for c in header if c in required or c in numeric)
+    # The names as _parse_header cleaned them (stripped, BOM removed, index named), not as pyarrow would.
+    read = pacsv.ReadOptions(column_names=list(header), skip_rows=1)
+    column_types = {c: _FLOAT64 for c in forced_numeric} | {c: pa.string() for c in header if c in text}
+    convert = pacsv.ConvertOptions(null_values=[""], strings_can_be_null=True, column_types=column_types)
+    return forced_numeric, (read, convert)
 
 
 def _locate_error(path, data, header, numeric, text, limit, error) -> LogError:
@@ -332,10 +353,12 @@ def _text_column_note(path: Path, column: pa.ChunkedArray, name: str) -> str:
 
 def _check_steps(path: Path, values: np.ndarray, column: str) -> np.ndarray:
     """The step column as int64; a missing, negative, fractional or absurdly large step is an error."""
-    with np.errstate(invalid="ignore"):  # nan and inf have no int64: they fail the comparison below
+    if not len(values):
+        return values.astype(np.int64)
+    if values.min() >= 0 and values.max() <= MAX_STEP:  # no NaN either (its min is NaN): each has an int64
         steps = values.astype(np.int64)
-    if (steps == values).all() and (not len(steps) or (steps.min() >= 0 and steps.max() <= MAX_STEP)):
-        return steps
+        if (steps == values).all():
+            return steps
     bad = ~np.isfinite(values) | (values < 0) | (values != np.floor(values)) | (values > MAX_STEP)
     row = int(np.flatnonzero(bad)[0])
     shown = "empty" if np.isnan(values[row]) else repr(float(values[row]))
