@@ -154,11 +154,15 @@ def find_instability(steps, loss, config: InstabilityConfig = DEFAULT) -> list[I
     steps = np.asarray(steps, dtype=np.int64)
     loss = np.asarray(loss, dtype=float)
     n = len(loss)
-    finite = np.isfinite(loss)
-    whole = bool(finite.all())
-    if n < config.min_points or (not whole and finite.sum() < config.min_points):
+    if n < config.min_points:
         return []
-    log_space = bool((loss > 0).all() if whole else (loss[finite] > 0).all())
+    finite = np.isfinite(loss)
+    # every loss finite and positive (the usual case) by two reductions: a NaN fails the first test, inf the second
+    positive = bool(np.minimum.reduce(loss) > 0 and np.maximum.reduce(loss) < np.inf)
+    whole = positive or bool(finite.all())
+    if not whole and finite.sum() < config.min_points:
+        return []
+    log_space = positive or bool((loss > 0).all() if whole else (loss[finite] > 0).all())
     # Smoothing skips broken (NaN/inf) points; afterwards they are a huge finite stand-in
     # (the rolling median drops inf, as pandas' does), so they always count as unstable.
     # ``clean``: x is the log of finite positive losses, no point missing, none huge (|x| < 400):
@@ -193,11 +197,12 @@ def find_instability(steps, loss, config: InstabilityConfig = DEFAULT) -> list[I
         if broken_from < n:
             rise = np.where(finite, rise, -np.inf)
         half = w // 2
-        middle = rise[half : len(rise) - half] > max(min_rise, 0.0)  # (NaN: no rise)
-        if not middle.any():
+        middle = rise[half : len(rise) - half]
+        # (NaN: no rise; the largest by a reduction, cheaper than a mask on most scales, which it clears)
+        if not np.fmax.reduce(middle, initial=-np.inf) > max(min_rise, 0.0):
             return True
         if sigma is None and (clean or n >= SHORTCUTS_FROM):
-            above = np.flatnonzero(middle) + half
+            above = (middle > max(min_rise, 0.0)).nonzero()[0] + half
             if n < SHORTCUTS_FROM:  # (clean) a lower bound of sigma there may clear them (z >= 0: a lower bar)
                 size = _noise_window(n, config)
                 padded = _differences_padded(x, size) if padded is None else padded
@@ -432,8 +437,8 @@ def _noise_parts(
     present = x if clean or finite.all() else x[finite]  # (no copies of a series without a broken point)
     d2 = _second_differences(x if len(present) == n else np.where(finite, x, np.nan), clean)
     size = _noise_window(n, config)
-    diffs = np.abs(np.diff(present))
-    resolution = float(np.min(diffs, where=diffs > 0, initial=np.inf))  # the smallest change; inf: none
+    diffs = np.abs(present[1:] - present[:-1])
+    resolution = float(np.minimum.reduce(diffs, where=diffs > 0, initial=np.inf))  # the smallest change; inf: none
     resolution = resolution if resolution < np.inf else 0.0
     values = np.abs(present)
     # the floor's middle term is at most 1e-9 of the largest value: no median needed when that is under the resolution
@@ -453,7 +458,7 @@ def _local_noise(
         medians *= _D2_TO_SIGMA
         return np.maximum(medians, floor, out=medians)
     local = rolling.bfill(rolling.ffill(medians)) * _D2_TO_SIGMA
-    return np.maximum(np.nan_to_num(local, nan=floor), floor)
+    return np.fmax(local, floor)  # NaN (no window held a difference): the floor; no inf (finite differences only)
 
 
 def _noise_window(n: int, config: InstabilityConfig) -> int:
@@ -479,7 +484,9 @@ def _noise_under(padded: np.ndarray, points: np.ndarray, size: int) -> np.ndarra
     is odd, the lower of their two middle ones when c is even (at most their mean); a window reaching both ends
     (a short series) may hold one zero more, and its middle value is then lower still."""
     half = size // 2
-    return np.partition(_windows(padded, size)[points], half, axis=1)[:, half] * _D2_TO_SIGMA
+    rows = _windows(padded, size)[points]  # (a copy: partitioned in place)
+    rows.partition(half, axis=1)
+    return rows[:, half] * _D2_TO_SIGMA
 
 
 # Up to this many points, sigma is worth computing point by point instead of as a whole.
@@ -549,8 +556,9 @@ def _small_median(x: np.ndarray, w: int) -> np.ndarray:
     n, half = len(x), w // 2
     a, b, c = x[: n - w + 1], x[1 : n - w + 2], x[2 : n - w + 3]
     if w == 5:  # the median of a, b, d, e and c is the median of c and the middle two of a, b, d, e
-        d, e = x[3 : n - 1], x[4:]
-        a, b = np.maximum(np.minimum(a, b), np.minimum(d, e)), np.minimum(np.maximum(a, b), np.maximum(d, e))
+        # (a, b) and (d, e) = x[3:], x[4:] are pairs of neighbours: their minima and maxima in one pass each
+        low, high = np.minimum(x[:-1], x[1:]), np.maximum(x[:-1], x[1:])
+        a, b = np.maximum(low[: n - 4], low[3:]), np.minimum(high[: n - 4], high[3:])
     medians = np.full(n, np.nan)
     medians[half : n - half] = np.maximum(np.minimum(a, b), np.minimum(np.maximum(a, b), c))
     return medians
@@ -746,11 +754,10 @@ def _running_min(level: np.ndarray, clean: bool = False) -> np.ndarray:
 
 
 def _segments(mask: np.ndarray) -> list[tuple[int, int]]:
-    indices = np.flatnonzero(mask)
-    breaks = np.flatnonzero(np.diff(indices) > 1)
-    starts = np.concatenate(([indices[0]], indices[breaks + 1]))
-    ends = np.concatenate((indices[breaks], [indices[-1]]))
-    return list(zip(starts.tolist(), ends.tolist()))
+    """The first and last index of each run of True in ``mask``."""
+    edged = np.concatenate(([False], mask, [False]))
+    changes = (edged[1:] != edged[:-1]).nonzero()[0]  # where each run starts, and one past where it ends
+    return list(zip(changes[::2].tolist(), (changes[1::2] - 1).tolist()))
 
 
 def _recovery(smooth, smooth_noise, baseline: float, fine, start: int, last: int, config) -> int:
@@ -761,13 +768,13 @@ def _recovery(smooth, smooth_noise, baseline: float, fine, start: int, last: int
     after = smooth[last + 1 :]
     if after.size < hold:
         return -1
-    peak = start + int(np.argmax(fine[start : last + 1]))
+    peak = start + int(fine[start : last + 1].argmax())
     margin = config.recover_noise * smooth_noise()[last + 1 :]
     if fine[peak] < _BROKEN:
         margin = np.maximum(margin, config.recover_fraction * (fine[peak] - baseline))
     back = (after < _BROKEN) & (after <= baseline + margin)
     held = np.convolve(back, np.ones(hold), mode="valid") >= hold
-    first = np.flatnonzero(held)
+    first = held.nonzero()[0]
     return last + 1 + int(first[0]) if first.size else -1
 
 
@@ -785,23 +792,23 @@ def _baseline(x: np.ndarray, reference: np.ndarray, start: int, points: int) -> 
 
 def _event(steps, loss, x, fine, sigma, reference, current, log_space: bool, points: int) -> InstabilityEvent:
     start, end, recovery = current
-    peak = start + int(np.argmax(fine[start : end + 1]))
+    peak = start + int(fine[start : end + 1].argmax())
     baseline = _baseline(x, reference, start, points)
     peak_level = float(fine[peak]) if fine[peak] < _BROKEN else float("inf")
     period = loss[start : end + 1]
-    nonfinite = not np.isfinite(period).all() or not np.isfinite(peak_level)
-    rise = peak_level - baseline if np.isfinite(baseline) else float("inf")
-    to_loss = (lambda v: float(10**v) if np.isfinite(v) else float("nan")) if log_space else float
+    nonfinite = not np.isfinite(period).all() or not math.isfinite(peak_level)
+    rise = peak_level - baseline if math.isfinite(baseline) else float("inf")
+    to_loss = (lambda v: float(10**v) if math.isfinite(v) else float("nan")) if log_space else float
     finite_period = period[np.isfinite(period)]
     return InstabilityEvent(
         start_step=int(steps[start]),
         end_step=int(steps[end]),
         peak_step=int(steps[peak]),
         baseline_loss=to_loss(baseline),
-        peak_loss=to_loss(peak_level) if np.isfinite(peak_level) else float("inf"),
+        peak_loss=to_loss(peak_level) if math.isfinite(peak_level) else float("inf"),
         max_loss=float("inf") if nonfinite else float(finite_period.max()),
-        size_noise=float(rise / sigma[peak]) if np.isfinite(rise) else float("inf"),
-        ratio=(float(10**rise) if np.isfinite(rise) else float("inf")) if log_space else None,
+        size_noise=float(rise / sigma[peak]) if math.isfinite(rise) else float("inf"),
+        ratio=(float(10**rise) if math.isfinite(rise) else float("inf")) if log_space else None,
         recovered=recovery >= 0,
         recovery_step=int(steps[recovery]) if recovery >= 0 else None,
         nonfinite=bool(nonfinite),
