@@ -615,12 +615,15 @@ def _level_and_trailing(x: np.ndarray, w: int, min_periods: int, clean: bool) ->
         return level, trailing
     padded = np.concatenate((x, np.full(shift, np.nan)))
     medians = bn.move_median(padded, w, min_count=min_periods)
-    if np.isnan(x).any():
+    missing = np.isnan(x)
+    end = int(missing.argmax()) if missing.any() else n  # the first missing point
+    if missing[end:].all():  # none missing before the padding or a broken tail (a diverged run)
+        # the windows that start at 0 or later and end before ``end``
+        full = np.zeros(n, dtype=bool)
+        full[w - 1 - shift : max(end - shift, 0)] = True
+    else:
         present = np.concatenate(([0], np.cumsum(~np.isnan(padded))))
         full = present[shift + 1 :] - present[np.maximum(np.arange(shift + 1 - w, n + shift + 1 - w), 0)] >= w
-    else:  # the windows that start at 0 or later and end before the padding
-        full = np.zeros(n, dtype=bool)
-        full[w - 1 - shift : n - shift] = True
     return _filled(np.where(full, medians[shift:], np.nan), x), medians[:n]
 
 
