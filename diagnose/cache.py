@@ -53,7 +53,7 @@ from .analyze import StudyWork
 from .errors import LogError
 from .findings import Finding, to_jsonable
 from .instability import InstabilityConfig, InstabilityEvent
-from .model import Run, Study
+from .model import Run, Study, once_per_object
 from .readers import Unreadable, read_bytes, read_run
 
 CACHE_ENV = "DIAGNOSE_CACHE_DIR"
@@ -391,18 +391,13 @@ def _arrow() -> tuple:
     return pa, column
 
 
-# A frame's column labels (an Index) -> (it, its names): ``tolist`` of pandas' str labels costs ~6 us, and the
-# readers share one Index a header (``frames._labels``). Holding the Index keeps its id from being reused.
-_NAMES: dict[int, tuple] = {}
+# A frame's column labels (an Index) -> its names, weakly held: ``tolist`` of pandas' str labels costs ~6 us, and the
+# readers share one Index a header (``frames._labels``).
+_NAMES: dict = {}
 
 
 def _names(columns) -> list[str]:
-    held = _NAMES.get(id(columns))
-    if held is None or held[0] is not columns:
-        if len(_NAMES) >= 1000:
-            _NAMES.clear()
-        held = _NAMES[id(columns)] = (columns, columns.tolist())
-    return held[1]
+    return once_per_object(_NAMES, columns, id(columns), columns.tolist)
 
 
 def _ipc_stream(batch) -> list:

@@ -218,7 +218,7 @@ class Run:
         memo = self.__dict__.get("_memo")
         if memo is None:
             memo = self.__dict__["_memo"] = {}
-        return _once(memo, table, question, answer)
+        return once_per_object(memo, table, question, answer)
 
     def __getstate__(self) -> dict:
         """What a worker process sends: everything but the memo (weak references do not pickle)."""
@@ -246,7 +246,7 @@ class Run:
         if rows is evals:
             return None
         positions = _positions(evals)  # the checks ask for these: not through pandas again (rows have their own Index)
-        _once(_POSITIONS, rows.columns, id(rows.columns), lambda: positions)
+        once_per_object(_POSITIONS, rows.columns, id(rows.columns), lambda: positions)
         for name, values in (("split", split), ("step", steps)):
             self._once_per_table(rows, (id(rows), name), lambda values=values: values)
         return rows
@@ -284,7 +284,7 @@ def _positions(table) -> dict:
     iterating an Index of strings costs ~30 us of pandas on a short run, and the readers give the tables of one
     header the same Index (``frames.frame``), so a worker pays it once per header, not twice per run."""
     columns = table.columns
-    return _once(_POSITIONS, columns, id(columns), lambda: _positions_of(columns))
+    return once_per_object(_POSITIONS, columns, id(columns), lambda: _positions_of(columns))
 
 
 def _positions_of(columns) -> dict:
@@ -294,7 +294,7 @@ def _positions_of(columns) -> dict:
     return positions
 
 
-def _once(memo: dict, holder, question, answer):
+def once_per_object(memo: dict, holder, question, answer):
     """``answer()`` found once per ``holder`` object and kept in ``memo`` under ``question``; weakly held, and
     forgotten when the holder goes."""
     held = memo.get(question)
