@@ -6,7 +6,9 @@ MLP (a cheap step, where a fixed cost shows most). For each:
 - step time with and without the probe: two copies of the model train side
   by side, one with the probe, alternating step by step (interleaved); per
   block of STEPS steps the ratio of total times (flushes included); the
-  median over REPEATS blocks.
+  median over REPEATS blocks, with a distribution-free 95% interval for it
+  (order statistics of the blocks' ratios): whether a goal is met is read
+  from the interval, not from one median on a shared machine.
 - the probe's own cost divided by one norm pass: what ``clip_grad_norm_``
   computes (``torch.nn.utils.get_total_norm``, which on CPU loops over the
   tensors in Python), and one fused pass (``_foreach_norm``, then the norm of
@@ -27,6 +29,7 @@ MLP (a cheap step, where a fixed cost shows most). For each:
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import tempfile
 import time
@@ -87,6 +90,18 @@ class Trainer:
         self.optimizer.zero_grad()
 
 
+def median_interval(values: list[float], confidence: float = 0.95) -> tuple[float, float]:
+    """An interval holding the true median with at least ``confidence``, whatever the distribution: the k-th
+    smallest and k-th largest value, k the largest rank whose binomial(n, 1/2) tail stays within the error."""
+    ordered, n = sorted(values), len(values)
+    tail, k = 0.0, 0
+    while k < n // 2 and tail + math.comb(n, k) / 2**n <= (1 - confidence) / 2:
+        tail += math.comb(n, k) / 2**n
+        k += 1
+    k = max(k, 1)  # too few blocks for the confidence: the whole range
+    return ordered[k - 1], ordered[n - k]
+
+
 def timed(step) -> float:
     began = time.perf_counter()
     step()
@@ -137,6 +152,7 @@ def measure(name, build, steps, repeats, logdir, null: bool = False) -> dict:
         "step_ms": statistics.median(step_times) * 1e3,
         "step_with_probe_ms": statistics.median(probe_times) * 1e3,
         "overhead_pct": (statistics.median(ratios) - 1) * 100,
+        "overhead_interval_pct": tuple((bound - 1) * 100 for bound in median_interval(ratios)),
         "probe_us": min(probe_means) * 1e6,
         "norm_pass_us": min(norm_means) * 1e6,
         "probe_over_norm": min(probe_means) / min(norm_means),
@@ -159,9 +175,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as logdir:
         for name, build in (("transformer", transformer), ("mlp", mlp)):
             result = measure(name, build, options.steps, options.repeats, logdir, options.null)
+            low, high = result["overhead_interval_pct"]
             print(
                 f"{result['model']:12s} step {result['step_ms']:.2f} ms, with probe {result['step_with_probe_ms']:.2f} ms "
-                f"({result['overhead_pct']:+.2f}%); probe.step {result['probe_us']:.0f} us = "
+                f"({result['overhead_pct']:+.2f}%, 95% interval {low:+.2f}% to {high:+.2f}%); probe.step {result['probe_us']:.0f} us = "
                 f"{result['probe_over_norm']:.2f}x clip_grad_norm_'s norm pass ({result['norm_pass_us']:.0f} us), "
                 f"{result['probe_over_fused']:.2f}x one fused _foreach_norm pass ({result['fused_pass_us']:.0f} us); "
                 f"writer thread {result['writer_us_per_window']:.0f} us CPU per window "
