@@ -13,6 +13,14 @@ entries share one file, written once when the report ends: creating a file
 costs ~0.2-0.4 ms of CPU here, as much as a tenth of a figure's drawing. An
 entry that cannot be read is drawn again (all of a file that cannot be read);
 a cache that cannot be written is skipped.
+
+The cache stays the size of the figures the last reports showed, as the run
+cache does (``diagnose.cache``): a study's file is named by its log root (real
+path) and the study, and rewritten with the entries that report asked for; a
+record a root of the studies its last report had removes the files of those
+gone since. Files are written in a staging folder and renamed into place: the
+end of a report removes staging files a killed process left (an hour old),
+and files of older layouts once (a marker file names the layout).
 """
 
 from __future__ import annotations
@@ -24,7 +32,10 @@ import hashlib
 import json
 import multiprocessing
 import os
+import re
+import secrets
 import sys
+import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -47,6 +58,17 @@ PARALLEL_MIN_WORK = 10_000_000
 FIGURE_STEPS = 170_000  # a figure's own cost (layout, SVG), in steps read
 
 _SVG_URI = "data:image/svg+xml;base64,"
+
+# The layout of the figures folder, in its marker file: another (or none) means files of older layouts, which
+# ``_OLD`` names, may be there. A new layout (or new names of files) takes a new marker.
+_MARKER, _FOLDER_LAYOUT = "layout", b"diagnose figures 2\n"
+_STAGING = "staging"  # every file is written here first, then renamed into place
+_ROOTS = "roots"  # a record a log root of the studies its last report had (``Painter._forget_absent``)
+_ABANDONED = 3600  # seconds: a staging file this old was left by a killed process
+_TIDY_SECONDS = 1.0  # seconds (wall) a report spends at most removing older layouts' files, the rest left to the next
+# Older layouts: a file a figure (by its slot), then a file a study named by the study alone; and their
+# ``<name>.<pid>.tmp``.
+_OLD = re.compile(r"[0-9a-f]{40}(\.[0-9]+\.tmp|\.json)")
 
 
 @dataclass(frozen=True)
@@ -124,10 +146,13 @@ class Painter:
         self.inputs = Inputs(analysis)
         self.digests = analysis.study_digests if cache_dir is not None else {}
         self.cache_dir = cache_dir
+        # a study's file is its root's: the digests of two roots' same-named studies differ (their runs' keys)
+        self.root = os.path.realpath(analysis.document.root) if self.digests else ""
         self.jobs = jobs or min(os.cpu_count() or 1, 8)
         self._pool: ProcessPoolExecutor | None = None
         self._homes: dict[str, int] = {}  # study -> the share that drew its first figure (it read its runs)
-        self._files: dict[str, dict] = {}  # study -> the entries of its file (slot -> entry), as read and drawn
+        self._files: dict[str, dict] = {}  # study -> the entries of its file (slot -> entry), as read
+        self._kept: dict[str, dict] = {}  # study -> the entries this report read or drew, its file's next content
         self._drawn: set[str] = set()  # studies whose file has new entries, written on exit
 
     def __enter__(self) -> Painter:
@@ -138,6 +163,9 @@ class Painter:
             self._pool.shutdown()
         for study in sorted(self._drawn):
             self._store(study)
+        if self.digests and self.cache_dir is not None:
+            self._forget_absent()
+            self._tidy()
 
     def draw(self, specs: list[Spec]) -> list[Drawn]:
         """Each spec's figure, in order: read from the cache when it holds it, else drawn (and stored)."""
@@ -202,7 +230,7 @@ class Painter:
         return spec.study, _hash(slot), _hash(content)
 
     def _path(self, study: str) -> Path:
-        return self.cache_dir / f"{_hash(['figures of', study])}.json"
+        return self.cache_dir / f"{_hash(['figures of', self.root, study])}.study.json"
 
     def _entries(self, study: str) -> dict:
         """The entries of the study's file, read once; none when it is absent or cannot be read."""
@@ -224,6 +252,7 @@ class Painter:
             if entry["key"] != wanted:
                 return None
             if entry["plot"] is None:
+                self._kept.setdefault(study, {})[slot] = entry
                 return Drawn(None)
             plot = Plot(**entry["plot"])
             svg = base64.b64decode(plot.uri.removeprefix(_SVG_URI), validate=True)
@@ -232,6 +261,7 @@ class Painter:
             whole = svg.startswith(b"<svg ") and svg.endswith(b"</svg>")  # a cut entry loses its end
             if not (plot.uri.startswith(_SVG_URI) and whole and shape_ok):
                 return None
+            self._kept.setdefault(study, {})[slot] = entry
             return Drawn(plot)
         except (OSError, ValueError, TypeError, KeyError, AttributeError):  # absent or damaged: draw it again
             return None
@@ -242,21 +272,97 @@ class Painter:
             return
         study, slot, wanted = key
         plot = drawn.plot
-        self._entries(study)[slot] = {"key": wanted, "plot": None if plot is None else {
+        self._kept.setdefault(study, {})[slot] = {"key": wanted, "plot": None if plot is None else {
             "title": plot.title, "caption": plot.caption, "uri": plot.uri, "width": plot.width, "height": plot.height}}
         self._drawn.add(study)
 
     def _store(self, study: str) -> None:
-        """Write the study's file: the entries it held and those drawn since."""
-        path = self._path(study)
-        temporary = path.with_name(f"{path.stem}.{os.getpid()}.tmp")
+        """Write the study's file: the entries this report read from it or drew, not those of figures it no
+        longer shows (a finding at other steps), which would pile up in it."""
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            temporary.write_text(json.dumps(self._files[study]), encoding="utf-8")
-            os.replace(temporary, path)  # a reader sees the old file or the new one, never half of one
+            self._put(self._path(study), json.dumps(self._kept[study]).encode("utf-8"))
         except OSError:  # a cache that cannot be written costs the next report the drawing, not this one
-            with contextlib.suppress(OSError):
-                temporary.unlink(missing_ok=True)
+            pass
+
+    def _forget_absent(self) -> None:
+        """Remove the files of studies gone from the root since its last report, by that report's record."""
+        names = sorted(self.inputs.studies)
+        record = self.cache_dir / _ROOTS / f"{_hash(['studies of', self.root])}.json"
+        try:
+            seen = json.loads(record.read_bytes())
+        except (OSError, ValueError):  # none yet, or damaged: replaced
+            seen = []
+        if seen == names:
+            return
+        present = set(names)
+        for name in seen if isinstance(seen, list) else ():
+            if isinstance(name, str) and name not in present:  # a damaged record names only this root's files
+                _remove(self._path(name))
+        try:
+            self._put(record, json.dumps(names).encode("utf-8"))
+        except OSError:
+            pass
+
+    def _tidy(self) -> None:
+        """Remove what this code never reads: staging files a killed process left, and (once) older layouts.
+
+        A warm report pays a look at the staging folder and one small read, the marker; the folder is walked
+        when the marker is not ours, for ``_TIDY_SECONDS`` at most, and the marker written once all is removed.
+        """
+        now, deadline = time.time(), time.monotonic() + _TIDY_SECONDS
+        try:
+            with os.scandir(self.cache_dir / _STAGING) as found:
+                for entry in found:
+                    if entry.stat(follow_symlinks=False).st_mtime < now - _ABANDONED:
+                        _remove(entry.path)
+        except OSError:
+            pass
+        marker = self.cache_dir / _MARKER
+        try:
+            if marker.read_bytes() == _FOLDER_LAYOUT:
+                return
+        except OSError:
+            pass
+        try:
+            with os.scandir(self.cache_dir) as found:
+                old = [entry.path for entry in found if _OLD.fullmatch(entry.name)]
+        except FileNotFoundError:
+            old = []
+        except OSError:
+            return
+        for path in old:
+            if time.monotonic() > deadline:
+                return  # the rest at the next report
+            _remove(path)
+        try:
+            self._put(marker, _FOLDER_LAYOUT)
+        except OSError:
+            pass
+
+    def _put(self, path: Path, data: bytes) -> None:
+        """The file ``path`` holding ``data``, put in place whole by rename: a reader sees the old file or the new
+        one, never half of one. Written in the staging folder first, where ``_tidy`` finds what a killed process
+        left."""
+        staging = self.cache_dir / _STAGING / f".tmp-{secrets.token_hex(8)}"
+        try:
+            try:
+                staging.write_bytes(data)
+            except FileNotFoundError:  # a folder is made once, not asked for at each file
+                staging.parent.mkdir(parents=True, exist_ok=True)
+                staging.write_bytes(data)
+            try:
+                os.replace(staging, path)
+            except FileNotFoundError:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(staging, path)
+        except BaseException:
+            _remove(staging)
+            raise
+
+
+def _remove(path) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
 
 
 def _where(finding: Finding | None) -> list | None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import subprocess
 import sys
+import time
 import types
 
 import jinja2
@@ -160,3 +162,82 @@ def test_laying_out_a_page_imports_no_drawing_library():
               " if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]", result.stdout
+
+
+def test_a_staging_file_a_killed_report_left_goes_once_an_hour_old(analysis, page, tmp_path):
+    cached = with_digests(analysis)
+    html.render(cached, cache_dir=tmp_path, jobs=1)
+    staging = tmp_path / "staging"
+    staging.mkdir(exist_ok=True)
+    left, writing = staging / ".tmp-left", staging / ".tmp-being-written"
+    for path in (left, writing):
+        path.write_text('{"cut sh')
+    hours_ago = time.time() - 2 * 3600
+    os.utime(left, (hours_ago, hours_ago))
+    assert html.render(cached, cache_dir=tmp_path, jobs=1) == page
+    assert not left.exists() and writing.exists()  # the other may be another report's, still writing
+
+
+def test_files_of_older_layouts_go_once(analysis, page, draws, tmp_path, monkeypatch):
+    figure = {"key": "0" * 40, "plot": None}
+    old = {"a" * 40 + ".json": figure, "b" * 40 + ".json": {"c" * 40: figure}, "d" * 40 + ".4242.tmp": figure}
+    others = {"notes.txt": "not ours", "e" * 40 + ".json.bak": "not ours either"}
+    for name, content in {**old, **others}.items():
+        (tmp_path / name).write_text(json.dumps(content))
+    cached = with_digests(analysis)
+    with monkeypatch.context() as patched:
+        patched.setattr(drawing, "_TIDY_SECONDS", -1, raising=False)  # out of time: left to the next report
+        assert html.render(cached, cache_dir=tmp_path, jobs=1) == page
+    assert all((tmp_path / name).exists() for name in old)
+    count = len(draws)
+    assert html.render(cached, cache_dir=tmp_path, jobs=1) == page
+    assert len(draws) == count
+    assert not any((tmp_path / name).exists() for name in old)
+    assert all((tmp_path / name).exists() for name in others) and (tmp_path / "templates").is_dir()
+    # once: the marker says the folder is of this layout, and a report does not look for them again
+    (tmp_path / ("f" * 40 + ".json")).write_text("{}")
+    html.render(cached, cache_dir=tmp_path, jobs=1)
+    assert (tmp_path / ("f" * 40 + ".json")).exists()
+
+
+def test_same_named_studies_of_two_roots_keep_their_own_figures(analysis, page, draws, tmp_path):
+    """Their digests differ (their runs' keys do): in one file each would replace the other's figures."""
+    here = with_digests(analysis)
+    elsewhere = dataclasses.replace(
+        analysis, document=dataclasses.replace(analysis.document, root=str(tmp_path / "another root")),
+        study_digests={name: f"elsewhere-{digest}" for name, digest in here.study_digests.items()})
+    assert html.render(here, cache_dir=tmp_path, jobs=1) == page
+    html.render(elsewhere, cache_dir=tmp_path, jobs=1)
+    count = len(draws)
+    for _ in range(2):
+        assert html.render(here, cache_dir=tmp_path, jobs=1) == page
+        html.render(elsewhere, cache_dir=tmp_path, jobs=1)
+    assert len(draws) == count, draws[count:]
+
+
+def test_the_figures_of_a_study_gone_from_its_root_go(analysis, page, tmp_path):
+    cached = with_digests(analysis)
+    html.render(cached, cache_dir=tmp_path, jobs=1)
+    files = set(tmp_path.glob("*.json"))
+    gone = drawing.Painter(cached, tmp_path)._path("sweep")
+    assert gone in files and len(files) == 3
+    without = dataclasses.replace(cached, studies=[study for study in analysis.studies if study.name != "sweep"])
+    html.render(without, cache_dir=tmp_path, jobs=1)
+    assert set(tmp_path.glob("*.json")) == files - {gone}
+    # a damaged record of the root's studies: replaced, and no file is removed for it
+    [record] = (tmp_path / "roots").iterdir()
+    for damage in ('["overfit", ["not a name"], 7, "../../elsewhere"]', "\x00\xff not a record"):
+        record.write_text(damage)
+        html.render(without, cache_dir=tmp_path, jobs=1)
+        assert set(tmp_path.glob("*.json")) == files - {gone}
+    assert html.render(cached, cache_dir=tmp_path, jobs=1) == page
+
+
+def test_a_studys_file_keeps_only_the_figures_its_last_report_asked_for(analysis, tmp_path):
+    """A figure no longer shown (a finding's plot at steps since changed) does not stay in the file forever."""
+    html.render(with_digests(analysis), cache_dir=tmp_path, jobs=1)
+    path = drawing.Painter(with_digests(analysis), tmp_path)._path("sweep")
+    held = json.loads(path.read_text())
+    path.write_text(json.dumps({**held, "0" * 40: next(iter(held.values()))}))
+    html.render(with_digests(analysis, sweep="changed"), cache_dir=tmp_path, jobs=1)
+    assert json.loads(path.read_text()).keys() == held.keys()
