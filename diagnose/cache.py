@@ -12,7 +12,9 @@ with their re-runs or with edits of the code. An entry that cannot be loaded
 settings' findings, and the run read again.
 Runs still ``running`` are never cached: their status depends on the clock.
 Entries of runs deleted from a log root are removed by the next command on
-it that gives its runs' keys to ``forget_absent``.
+it that gives its runs' keys to ``forget_absent``. The same record of the root
+keeps each run's key with its entry's JSON, so that a re-run takes the runs
+whose key is unchanged from one file instead of opening every entry.
 An entry is one file, replaced whole by rename: the run's two tables as Arrow
 IPC streams (never pickles, read only when something asks for them), then its
 JSON: what the run is, and what the checks found in it with the run's
@@ -93,7 +95,10 @@ _dumps = json.JSONEncoder(check_circular=False, separators=(",", ":")).encode
 # A new layout (or new names of entries) takes a new marker, and ``_OLD`` the names this one leaves.
 _MARKER, _FOLDER_LAYOUT = "layout", "diagnose cache 3\n"
 _STAGING = "staging"  # every file is written here first, then renamed into place
-_ROOTS = "roots"  # a record a log root of the places a command saw there (``RunCache.forget_absent``)
+_ROOTS = "roots"  # a record a log root of the runs a command saw there (``RunCache.forget_absent``)
+# A root's record: this tag and a SHA-256 of the rest, then a line a run: its key, and the JSON of its entry if known.
+# The hash: a damaged record, or a part of one, is never read as runs.
+_RECORD = "dgnroot/1"
 _PLACE = re.compile(r"[0-9a-f]{32}")
 _ABANDONED = 3600  # seconds: a staging file this old was left by a killed process
 # Seconds (wall) a command spends at most removing older layouts' files, the rest left to the next: removing the
@@ -136,9 +141,9 @@ def analysis_fingerprint(package: Path) -> str:
     Renderers, the probe and the command line find none (figures carry a version of their own),
     so editing them keeps the cache.
     """
-    files = sorted(f for f in _fingerprints(package)
-                   if "__pycache__/" not in f[0] and not f[0].startswith(_NOT_ANALYSIS))
-    return hashlib.sha256(json.dumps([__version__, files]).encode()).hexdigest()[:16]
+    files = sorted(f for f in _fingerprints(package, "", [])
+                   if "__pycache__/" not in f and not f.startswith(_NOT_ANALYSIS))
+    return hashlib.sha256("\0".join([__version__, *files]).encode()).hexdigest()[:16]
 
 
 def checks_key(checks) -> str:
@@ -152,6 +157,12 @@ class RunCache:
         self._entries = os.path.join(self.directory, "")  # each entry's path: a str join, not os.path.join's
         self._staging = os.path.join(self.directory, _STAGING)
         self._roots: dict[str, str] = {}  # a root -> its part of a key
+        # key -> the JSON of that version of the run: from the root's record (``forget_absent``), and as found in
+        # or written to entries by this command (``record``)
+        self._recorded: dict[str, str | None] = {}
+        self._texts: dict[str, str] = {}
+        self._record: tuple[str, bytes] | None = None  # the root's record: its path, and its body as read
+        self._fresh = False  # whether ``_texts`` may differ from the record's JSON
 
     def key(self, folder: Path, reader_name: str, root: str) -> str:
         """The run in ``folder`` as ``reader_name`` reads it, now, below log root ``root`` (its real path).
@@ -168,7 +179,9 @@ class RunCache:
             root_part = self._roots[root] = hashlib.sha256(root.encode()).hexdigest()[:16]
         path = os.path.abspath(folder)
         place = hashlib.sha256(f"{reader_name}\0{root}\0{path}".encode()).hexdigest()[:32]
-        version = _dumps([code_version(), reader_name, root, path, sorted(_fingerprints(folder))])
+        files = _fingerprints(folder, "", [])
+        files.sort()
+        version = "\0".join([code_version(), reader_name, root, path, *files])
         return f"{place}.{root_part}.{hashlib.sha256(version.encode()).hexdigest()[:32]}"
 
     def load(self, key: str, checks_key: str, source: tuple) -> tuple[Run, list[Finding], list] | None:
@@ -176,45 +189,64 @@ class RunCache:
 
         ``source`` is ``(root, folder, reader module name, keys)``: where the run
         is read again from should its tables turn out damaged when first used.
+        The root's record (``forget_absent``) gives the JSON of this version of
+        the run, when it holds ``checks_key``'s findings, without opening the entry.
         """
         entry = self._entry(key)  # a str: ten thousand Path objects a warm run cost more than the JSON
         version = _version(key)
+        text = self._recorded.get(key)
+        if text is not None:
+            try:
+                meta = json.loads(text)
+                if checks_key in meta["checks"]:
+                    found = self._from_meta(meta, key, checks_key, (entry, version), source)
+                    self._texts[key] = text
+                    return found
+            except Exception:  # a record's line not as written: the entry is asked, the line not kept
+                self._fresh = True
         try:
-            meta = _read_meta(entry, version)
-            run = Run.with_tables_later(
-                functools.partial(_read_table, (entry, version), source),
-                name=meta["name"],
-                study=meta["study"],
-                # the folder's own Path when it is the source, as it is for every reader (10,000 Paths cost 0.1 s)
-                source=source[1] if meta["source"] == str(source[1]) else Path(meta["source"]),
-                role=meta.get("role", _RUN_DEFAULTS["role"]),
-                config=meta["config"],
-                status=meta["status"],
-                format=meta["format"],
-                notes=meta.get("notes", []),
-                nan_steps={k: np.asarray(v, dtype=np.int64) for k, v in meta.get("nan_steps", {}).items()},
-                sources=meta.get("sources", {}),
-            )
-            # what the findings document says of the tables, and the cached properties it reads
-            run.__dict__.update(facts=meta["facts"], lr=meta["lr"], momentum=meta["momentum"])
-            checked = meta["checks"].get(checks_key)
-            if checked is None:
-                try:
-                    checked = _read_json(_beside(entry, checks_key))
-                except FileNotFoundError:
-                    return run, None, None
-                if checked["key"] != key:  # left by another version of the run, or written for another
-                    return run, None, None
-            instability.remember(run, {
-                _config(config): [InstabilityEvent(**event) for event in events]
-                for config, events in checked["instability"]
-            })
-            return run, [Finding.from_dict(f) for f in checked["findings"]], [tuple(s) for s in checked["skipped"]]
+            text = _meta_text(entry, version)
+            found = self._from_meta(json.loads(text), key, checks_key, (entry, version), source)
+            self._texts[key] = text
+            self._fresh = True
+            return found
         except (OSError, _Stale):  # not cached, another version of the run, or a cache that cannot be read
             return None
         except Exception:  # any damage: forget the entry, read the run again
             _drop(entry)
             return None
+
+    def _from_meta(self, meta: dict, key: str, checks_key: str, entry: tuple[str, str], source: tuple):
+        """``load``'s run made from an entry's JSON ``meta``; OSError, ``_Stale`` or any other on damage."""
+        run = Run.with_tables_later(
+            functools.partial(_read_table, entry, source),
+            name=meta["name"],
+            study=meta["study"],
+            # the folder's own Path when it is the source, as it is for every reader (10,000 Paths cost 0.1 s)
+            source=source[1] if meta["source"] == str(source[1]) else Path(meta["source"]),
+            role=meta.get("role", _RUN_DEFAULTS["role"]),
+            config=meta["config"],
+            status=meta["status"],
+            format=meta["format"],
+            notes=meta.get("notes", []),
+            nan_steps={k: np.asarray(v, dtype=np.int64) for k, v in meta.get("nan_steps", {}).items()},
+            sources=meta.get("sources", {}),
+        )
+        # what the findings document says of the tables, and the cached properties it reads
+        run.__dict__.update(facts=meta["facts"], lr=meta["lr"], momentum=meta["momentum"])
+        checked = meta["checks"].get(checks_key)
+        if checked is None:
+            try:
+                checked = _read_json(_beside(entry[0], checks_key))
+            except FileNotFoundError:
+                return run, None, None
+            if checked["key"] != key:  # left by another version of the run, or written for another
+                return run, None, None
+        instability.remember(run, {
+            _config(config): [InstabilityEvent(**event) for event in events]
+            for config, events in checked["instability"]
+        })
+        return run, [Finding.from_dict(f) for f in checked["findings"]], [tuple(s) for s in checked["skipped"]]
 
     def store(self, key: str, run: Run, checks_key: str, findings: list[Finding], skipped: list) -> bool:
         """Keep ``run`` and what ``checks_key`` found in it; False when it is not kept (its tables are nowhere else)."""
@@ -246,26 +278,42 @@ class RunCache:
     def forget_absent(self, root: str, keys: list[str], variant: str = "") -> None:
         """Remove the entries of runs gone from log root ``root`` (its real path), whose runs now have ``keys``.
 
-        A record per root names the places (``key``) that the last command on it saw: an entry of a place in
+        A record per root names the runs (``key``) that the last command on it saw: an entry of a place in
         it that ``keys`` lack is removed, so the cache holds the runs present, not every run ever seen.
         ``variant`` names the key names the runs were read with (``""``: the default), whose entries are
         others and kept apart. Two commands on one root at once: the record is the last one's, so an entry
         only the other saw may stay; a present run's entry removed meanwhile is stored again, never misread.
+
+        The record also holds the JSON of the entries that command found or wrote, by their full key: ``load``
+        takes a run's from it when its key is the run's now (10,000 runs: one file read, not 10,000 entries).
+        ``record`` writes the record anew once the runs are loaded or stored.
         """
-        places = sorted({_key_parts(key)[0] for key in keys})
         name = hashlib.sha256(f"{root}\0{variant}".encode()).hexdigest()[:32]
-        record = os.path.join(self.directory, _ROOTS, f"{name}.json")
-        try:
-            seen = _read_json(record)
-        except Exception:  # none yet, or damaged: replaced
-            seen = []
-        if seen == places:
-            return
-        for place in set(seen if isinstance(seen, list) else ()).difference(places):
-            if isinstance(place, str) and _PLACE.fullmatch(place):  # a damaged record names no other file
+        path = os.path.join(self.directory, _ROOTS, f"{name}.json")
+        self._recorded, body = _read_record(path)
+        self._record = path, body
+        places = {_key_parts(key)[0] for key in keys}
+        for place in {_key_parts(key)[0] for key in self._recorded}.difference(places):
+            if _PLACE.fullmatch(place):  # a damaged record names no other file
                 _drop(self._entry(place))
+
+    def record(self, keys: list[str]) -> None:
+        """Write the record of the root ``forget_absent`` was last given: ``keys``, with the JSON of each run whose
+        entry this command loaded or stored (one stored by a worker process is not known here: the next command
+        reads its entry). Unchanged, it is not written."""
+        if self._record is None:
+            return
+        path, held = self._record
+        if not (self._fresh or _UNKEPT) and keys == list(self._recorded):
+            return  # each run's line as read: not even built (10,000 runs: ~40 ms)
+        texts = self._texts
+        if _UNKEPT:
+            texts = {key: text for key, text in texts.items() if self._entry(key) not in _UNKEPT}
+        body = "".join(f"{key} {texts[key]}\n" if key in texts else f"{key}\n" for key in keys).encode()
+        if body == held:
+            return
         try:
-            _put(record, [_dumps(places).encode()], self._staging)
+            _put(path, [f"{_RECORD} {hashlib.sha256(body).hexdigest()}\n".encode(), body], self._staging)
         except OSError:
             pass
 
@@ -304,12 +352,14 @@ class RunCache:
         # IPC streams, not IPC files, put in place by one system call: a file writer cost ~0.1 ms a small table,
         # and it wrote into the file one system call a buffer. Uncompressed (IPC's default): 1.8x the bytes of
         # lz4, but a 100k-step table writes in 0.9 ms instead of 12.6 and reads in 0.6 ms instead of 1.9 (CPU).
+        text = _dumps(meta)
         parts, ends = [], []
-        for section in (_ipc_stream(_record_batch(run.steps)), _ipc_stream(_record_batch(run.evals)),
-                        [_dumps(meta).encode()]):
+        for section in (_ipc_stream(_record_batch(run.steps)), _ipc_stream(_record_batch(run.evals)), [text.encode()]):
             parts += section
             ends.append(sum(memoryview(part).nbytes for part in parts))
         _put(entry, [*parts, _TRAILER.pack(*ends, _LAYOUT, _version(key).encode())], self._staging)
+        self._texts[key] = text
+        self._fresh = True
 
     def _entry(self, key: str) -> str:
         place = _key_parts(key)[0]
@@ -468,6 +518,7 @@ def _read_table(entry: tuple[str, str], source: tuple, name: str):
         pass
     except Exception:
         _drop(entry)
+    _UNKEPT.add(entry)
     root, folder, reader_name, keys = source
     run = read_run(root, folder, importlib.import_module(reader_name), keys)
     if isinstance(run, Unreadable):
@@ -475,8 +526,18 @@ def _read_table(entry: tuple[str, str], source: tuple, name: str):
     return getattr(run, name)
 
 
+# The entries whose tables were not there when read (a root's record served their run): the record this process
+# writes then leaves their JSON out, so that the next command asks the entry, and stores the run again.
+_UNKEPT: set[str] = set()
+
+
 def _read_meta(entry: str, version: str | None = None) -> dict:
-    """The JSON of an entry (of the run's ``version``, when given): what its run is, and what the checks found in it.
+    """The JSON of an entry (of the run's ``version``, when given): what its run is, and what the checks found in it."""
+    return json.loads(_meta_text(entry, version))
+
+
+def _meta_text(entry: str, version: str | None = None) -> str:
+    """``_read_meta``'s JSON as text.
 
     Descriptor calls, and the file's last 4 kB in one read, which mostly holds the JSON: a warm run reads
     ten thousand of them (36 -> 25 us CPU an entry, a file object and its seeks cost more than the JSON).
@@ -493,7 +554,23 @@ def _read_meta(entry: str, version: str | None = None) -> dict:
             text = os.pread(handle, ends[-1] - ends[-2], ends[-2])
     finally:
         os.close(handle)
-    return json.loads(text.decode())  # bytes would be sniffed for their encoding first
+    return text.decode()  # a str to json.loads: bytes would be sniffed for their encoding first
+
+
+def _read_record(path: str) -> tuple[dict[str, str | None], bytes | None]:
+    """A root's record (``RunCache.forget_absent``): key -> that version's JSON (None: a run seen, not kept), and
+    its body; none when there is no record, or it is damaged or of another layout."""
+    try:
+        header, _, body = read_bytes(path).partition(b"\n")
+        if header.decode() != f"{_RECORD} {hashlib.sha256(body).hexdigest()}":
+            return {}, None
+        recorded = {}
+        for line in body.decode().split("\n")[:-1]:
+            key, _, text = line.partition(" ")
+            recorded[key] = text or None
+        return recorded, body
+    except (OSError, UnicodeDecodeError):
+        return {}, None
 
 
 class _Stale(Exception):
@@ -685,21 +762,26 @@ def _plain(value):
     return to_jsonable(value)
 
 
-def _fingerprints(folder, prefix: str = ""):
-    """(relative path, size, mtime) of every file under ``folder``: whatever a reader may read."""
+def _fingerprints(folder, prefix: str, found: list[str]) -> list[str]:
+    """``found`` with ``path\0size\0mtime`` of every file under ``folder`` (path relative to it, after ``prefix``):
+    whatever a reader may read. Strings, not tuples to encode as JSON: 10,000 runs' keys cost ~0.05 s less CPU.
+    No name holds a NUL, and size and mtime are digits: the joined strings of two folders are equal only when
+    their files are."""
     try:
-        entries = list(os.scandir(folder))
+        with os.scandir(folder) as listed:
+            entries = list(listed)
     except OSError:  # vanished while we walked: the next key sees the change
-        return
+        return found
     for entry in entries:
         try:
             if entry.is_dir(follow_symlinks=False):
-                yield from _fingerprints(entry.path, f"{prefix}{entry.name}/")
+                _fingerprints(entry.path, f"{prefix}{entry.name}/", found)
             elif not entry.is_symlink() or os.path.isfile(entry.path):
                 stat = entry.stat()
-                yield f"{prefix}{entry.name}", stat.st_size, stat.st_mtime_ns
+                found.append(f"{prefix}{entry.name}\0{stat.st_size}\0{stat.st_mtime_ns}")
         except OSError:
             continue
+    return found
 
 
 def _read_json(path: str):

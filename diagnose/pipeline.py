@@ -126,8 +126,11 @@ def analyze_root(
     unreadable = sorted((run.to_dict() for run, _, _, _ in outcomes if isinstance(run, Unreadable)),
                         key=lambda u: u["path"])
     studies = StudyCache(cache.directory, {id(run): key for run, _, _, key in outcomes}, checks) if cache else None
-    return assemble(root, checked, unreadable, checks, studies,
-                    functools.partial(_work_on_studies, jobs=jobs, studied=studied) if jobs > 1 else None)
+    analysis = assemble(root, checked, unreadable, checks, studies,
+                        functools.partial(_work_on_studies, jobs=jobs, studied=studied) if jobs > 1 else None)
+    if cache:  # after the study work, which may have found an entry of the record gone (``cache._UNKEPT``)
+        cache.record(run_keys)
+    return analysis
 
 
 # The studies a forked worker works on and the checks, inherited from the main process (runs' tables included).

@@ -199,15 +199,15 @@ def test_an_entry_removed_or_replaced_mid_load_is_a_miss_never_an_error(logs, tm
     analyze_root(logs, jobs=1, cache=cache)
     cold = analyze_root(logs, TUNED, jobs=1, cache=cache)  # the tuned findings beside each entry
     assert len(list((tmp_path / "cache").glob("*/*.run.checks/*.json"))) == len(runs_of(logs))
-    read_meta = cache_module._read_meta
+    meta_text = cache_module._meta_text
 
     def removed_meanwhile(entry, *args):
-        meta = read_meta(entry, *args)
+        meta = meta_text(entry, *args)
         cache_module._clear(f"{entry}.checks")
         os.unlink(entry)
         return meta
 
-    monkeypatch.setattr(cache_module, "_read_meta", removed_meanwhile)
+    monkeypatch.setattr(cache_module, "_meta_text", removed_meanwhile)
     warm = analyze_root(logs, TUNED, jobs=1, cache=cache)
     assert document(warm) == document(cold)
     for name in ("steps", "evals"):  # its tables read from the run's files again

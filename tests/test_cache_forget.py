@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -30,15 +31,21 @@ def stored(tmp_path: Path, *places: str) -> RunCache:
     return cache
 
 
+def command(cache: RunCache, root: str, keys: list[str], variant: str = "") -> None:
+    """What a command on ``root`` does with its runs' ``keys``: forget the absent ones, then record the present."""
+    cache.forget_absent(root, keys, variant)
+    cache.record(keys)
+
+
 def held(cache: RunCache, *places: str) -> list[bool]:
     return [Path(cache._entry(key(place))).exists() for place in places]
 
 
 def test_the_entry_of_a_run_gone_since_the_last_command_is_removed_with_its_findings(tmp_path):
     cache = stored(tmp_path, "a", "b", "c")
-    cache.forget_absent(ROOT, [key("a"), key("b"), key("c")])
+    command(cache, ROOT, [key("a"), key("b"), key("c")])
     assert held(cache, "a", "b", "c") == [True, True, True]
-    cache.forget_absent(ROOT, [key("a"), key("c")])  # b deleted from the root
+    command(cache, ROOT, [key("a"), key("c")])  # b deleted from the root
     assert held(cache, "a", "b", "c") == [True, False, True]
     assert not Path(f"{cache._entry(key('b'))}.checks").exists()
     assert cache.load(key("a"), "other", (Path(ROOT), tmp_path / "r", "diagnose.readers.rundir", None))[1] == []
@@ -46,11 +53,11 @@ def test_the_entry_of_a_run_gone_since_the_last_command_is_removed_with_its_find
 
 def test_a_first_command_another_root_or_other_key_names_remove_nothing(tmp_path):
     cache = stored(tmp_path, "a", "b")
-    cache.forget_absent(ROOT, [key("a")])  # no record yet: nothing known to be gone
-    cache.forget_absent("/other", [key("b")])
-    cache.forget_absent(ROOT, [key("b")], variant="{'loss': 'train/loss'}")
+    command(cache, ROOT, [key("a")])  # no record yet: nothing known to be gone
+    command(cache, "/other", [key("b")])
+    command(cache, ROOT, [key("b")], variant="{'loss': 'train/loss'}")
     assert held(cache, "a", "b") == [True, True]
-    cache.forget_absent(ROOT, [])
+    command(cache, ROOT, [])
     assert held(cache, "a", "b") == [False, True]
 
 
@@ -58,10 +65,15 @@ def test_a_damaged_record_removes_no_file_but_entries_and_is_replaced(tmp_path):
     cache = stored(tmp_path, "a")
     outside = tmp_path / "precious"
     outside.write_text("keep")
-    cache.forget_absent(ROOT, [key("a")])
+    command(cache, ROOT, [key("a")])
     (record,) = (tmp_path / "cache" / "roots").iterdir()
-    for text in ('["../../precious", "' + "a" * 32 + '"]', "{not json", '{"a": 1}', "[1, null]"):
-        record.write_text(text)
-        cache.forget_absent(ROOT, [key("a")])
+    written = record.read_bytes()
+    header, body = written.split(b"\n", 1)
+    forged = b"../../precious\n" + body
+    whole = f"dgnroot/1 {hashlib.sha256(forged).hexdigest()}\n".encode() + forged  # its hash right: its path no place
+    for data in (b'["../../precious", "' + b"a" * 32 + b'"]', b"{not json", header + b"\n" + forged, whole,
+                 written[:-3], written.replace(b"dgnroot/1", b"dgnroot/0"), b"\xff" + written):
+        record.write_bytes(data)
+        command(cache, ROOT, [key("a")])
         assert outside.read_text() == "keep" and held(cache, "a") == [True]
-        assert record.read_text() == '["' + "a" * 32 + '"]'
+        assert record.read_bytes() == written
