@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from diagnose import cache as cache_module
 from diagnose.cache import RunCache
 from diagnose.model import Run
 
@@ -69,10 +70,11 @@ def test_a_damaged_record_removes_no_file_but_entries_and_is_replaced(tmp_path):
     (record,) = (tmp_path / "cache" / "roots").iterdir()
     written = record.read_bytes()
     header, body = written.split(b"\n", 1)
-    forged = b"../../precious\n" + body
-    whole = f"dgnroot/1 {hashlib.sha256(forged).hexdigest()}\n".encode() + forged  # its hash right: its path no place
+    names, texts = body.split(b"\n", 1)
+    forged = b"../../precious " + names + b"\n\n" + texts  # the forged name first, with no JSON
+    whole = f"{cache_module._RECORD} {zlib.crc32(forged):08x}\n".encode() + forged  # its checksum right: no place
     for data in (b'["../../precious", "' + b"a" * 32 + b'"]', b"{not json", header + b"\n" + forged, whole,
-                 written[:-3], written.replace(b"dgnroot/1", b"dgnroot/0"), b"\xff" + written):
+                 written[:-3], written.replace(cache_module._RECORD.encode(), b"dgnroot/0"), b"\xff" + written):
         record.write_bytes(data)
         command(cache, ROOT, [key("a")])
         assert outside.read_text() == "keep" and held(cache, "a") == [True]
