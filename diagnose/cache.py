@@ -43,7 +43,6 @@ import json
 import mmap
 import os
 import re
-import secrets
 import struct
 import time
 import zlib
@@ -51,7 +50,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__, instability
+from . import __version__, files, instability
 from .analyze import StudyWork
 from .errors import LogError
 from .findings import Finding, to_jsonable
@@ -80,14 +79,12 @@ UNCACHED = ("running", "interrupted")
 _TRAILER = struct.Struct("<3Q8s32s")
 _LAYOUT = b"dgnrun/4"
 _TABLES = ("steps", "evals")
-_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
 _TAIL = 4096
 # a batch this large is written from its columns' memory, not copied first: 3 MB copied into fresh memory cost
 # 1-2.5 CPU ms of page faults; below it a copy costs less than a stream writer (5 us a 1,000-row table, not 20)
 _COPIED_BELOW = 1 << 20
 # a smaller table is read, not mapped: a map and its unmap cost more than copying ~256 kB (1,000 steps: ~40 us)
 _MAPPED_FROM = 1 << 18
-_IOV_MAX = os.sysconf("SC_IOV_MAX")  # buffers a system call writes at most
 # The cache's JSON: what it writes is made here, trees without cycles, so the check for them is skipped, and no
 # spaces (a run's JSON: 28 -> 15 us CPU to write).
 _dumps = json.JSONEncoder(check_circular=False, separators=(",", ":")).encode
@@ -102,7 +99,6 @@ _ROOTS = "roots"  # a record a log root of the runs a command saw there (``RunCa
 # each split at once: reading 10,000 runs' record took ~45 ms of CPU as a line a run with a SHA-256, ~20 ms so.
 _RECORD = "dgnroot/2"
 _PLACE = re.compile(r"[0-9a-f]{32}")
-_ABANDONED = 3600  # seconds: a staging file this old was left by a killed process
 # Seconds (wall) a command spends at most removing older layouts' files, the rest left to the next: removing the
 # 722 MB of a 10,000-run root's two code versions took 2.3 s of CPU but 69 s of a busy disk.
 _TIDY_SECONDS = 1.0
@@ -143,9 +139,9 @@ def analysis_fingerprint(package: Path) -> str:
     Renderers, the probe and the command line find none (figures carry a version of their own),
     so editing them keeps the cache.
     """
-    files = sorted(f for f in _fingerprints(package, "", [])
-                   if "__pycache__/" not in f and not f.startswith(_NOT_ANALYSIS))
-    return hashlib.sha256("\0".join([__version__, *files]).encode()).hexdigest()[:16]
+    fingerprints = sorted(f for f in _fingerprints(package, "", [])
+                          if "__pycache__/" not in f and not f.startswith(_NOT_ANALYSIS))
+    return hashlib.sha256("\0".join([__version__, *fingerprints]).encode()).hexdigest()[:16]
 
 
 def checks_key(checks) -> str:
@@ -181,9 +177,9 @@ class RunCache:
             root_part = self._roots[root] = hashlib.sha256(root.encode()).hexdigest()[:16]
         path = os.path.abspath(folder)
         place = hashlib.sha256(f"{reader_name}\0{root}\0{path}".encode()).hexdigest()[:32]
-        files = _fingerprints(folder, "", [])
-        files.sort()
-        version = "\0".join([code_version(), reader_name, root, path, *files])
+        fingerprints = _fingerprints(folder, "", [])
+        fingerprints.sort()
+        version = "\0".join([code_version(), reader_name, root, path, *fingerprints])
         return f"{place}.{root_part}.{hashlib.sha256(version.encode()).hexdigest()[:32]}"
 
     def load(self, key: str, checks_key: str, source: tuple) -> tuple[Run, list[Finding], list] | None:
@@ -268,7 +264,7 @@ class RunCache:
             held = _held(entry, _version(key))
             if held:
                 # the key says which version of the run it is of: the entry's own findings need none
-                _put(_beside(entry, checks_key), [_dumps({"key": key, **checked}).encode()], self._staging)
+                files.put(_beside(entry, checks_key), [_dumps({"key": key, **checked}).encode()], self._staging)
             else:
                 self._write_run(entry, key, run, {checks_key: checked})
                 if held is not None:  # none where no entry is (``_drop``): a new run's store costs no look
@@ -316,7 +312,7 @@ class RunCache:
         if body == held:
             return
         try:
-            _put(path, [f"{_RECORD} {zlib.crc32(body):08x}\n".encode(), body], self._staging)
+            files.put(path, [f"{_RECORD} {zlib.crc32(body):08x}\n".encode(), body], self._staging)
         except OSError:
             pass
 
@@ -360,7 +356,7 @@ class RunCache:
         for section in (_ipc_stream(_record_batch(run.steps)), _ipc_stream(_record_batch(run.evals)), [text.encode()]):
             parts += section
             ends.append(sum(memoryview(part).nbytes for part in parts))
-        _put(entry, [*parts, _TRAILER.pack(*ends, _LAYOUT, _version(key).encode())], self._staging)
+        files.put(entry, [*parts, _TRAILER.pack(*ends, _LAYOUT, _version(key).encode())], self._staging)
         self._texts[key] = text
         self._fresh = True
 
@@ -376,13 +372,7 @@ class RunCache:
         ``_TIDY_SECONDS`` at most, and the marker is written once a walk removed all.
         """
         now, deadline = time.time(), time.monotonic() + _TIDY_SECONDS
-        try:
-            with os.scandir(self._staging) as found:
-                for entry in found:
-                    if entry.stat(follow_symlinks=False).st_mtime < now - _ABANDONED:
-                        _remove(entry.path)
-        except OSError:
-            pass
+        files.remove_abandoned(self._staging)
         marker = os.path.join(self.directory, _MARKER)
         try:
             if read_bytes(marker).decode() == _FOLDER_LAYOUT:
@@ -400,7 +390,7 @@ class RunCache:
                     return  # the rest at the next command
                 _clear(folder, _OLD, now)
         try:
-            _put(marker, [_FOLDER_LAYOUT.encode()], self._staging)
+            files.put(marker, [_FOLDER_LAYOUT.encode()], self._staging)
         except OSError:
             pass
 
@@ -478,19 +468,6 @@ class _Parts(list):
         pass
 
 
-def _write_all(handle: int, views: list[memoryview]) -> None:
-    """Write ``views`` (of bytes) to file descriptor ``handle``: one system call unless the kernel takes less."""
-    views = list(views)
-    first = 0
-    while first < len(views):
-        written = os.writev(handle, views[first:first + _IOV_MAX])
-        while first < len(views) and written >= views[first].nbytes:
-            written -= views[first].nbytes
-            first += 1
-        if written:
-            views[first] = views[first][written:]
-
-
 def _read_table(entry: tuple[str, str], source: tuple, name: str):
     """A cached run's ``steps`` or ``evals`` from ``entry`` (its path, the run's version).
 
@@ -534,13 +511,9 @@ def _read_table(entry: tuple[str, str], source: tuple, name: str):
 _UNKEPT: set[str] = set()
 
 
-def _read_meta(entry: str, version: str | None = None) -> dict:
-    """The JSON of an entry (of the run's ``version``, when given): what its run is, and what the checks found in it."""
-    return json.loads(_meta_text(entry, version))
-
-
 def _meta_text(entry: str, version: str | None = None) -> str:
-    """``_read_meta``'s JSON as text.
+    """The JSON of an entry (of the run's ``version``, when given), as text: what its run is, and what the checks
+    found in it.
 
     Descriptor calls, and the file's last 4 kB in one read, which mostly holds the JSON: a warm run reads
     ten thousand of them (36 -> 25 us CPU an entry, a file object and its seeks cost more than the JSON).
@@ -636,7 +609,7 @@ def _beside(entry: str, checks_key: str = "") -> str:
 def _clear(folder: str, names: re.Pattern | None = None, now: float | None = None) -> None:
     """Remove the files of ``folder`` (those ``names`` matches, or its old layout's folders' files), then it if empty.
 
-    With ``now``, a staging file (``.tmp-*``) younger than ``_ABANDONED`` may be another process's: kept.
+    With ``now``, a staging file (``.tmp-*``) younger than ``files.ABANDONED`` may be another process's: kept.
     """
     try:
         with os.scandir(folder) as found:
@@ -648,7 +621,7 @@ def _clear(folder: str, names: re.Pattern | None = None, now: float | None = Non
             continue
         try:
             if entry.name.startswith(".tmp-") and now is not None and \
-                    entry.stat(follow_symlinks=False).st_mtime >= now - _ABANDONED:
+                    entry.stat(follow_symlinks=False).st_mtime >= now - files.ABANDONED:
                 continue
             if entry.is_dir(follow_symlinks=False):
                 _clear(entry.path, _OLD_IN_ENTRY)  # an older layout's entry folder, or its staging folder
@@ -665,15 +638,8 @@ def _clear(folder: str, names: re.Pattern | None = None, now: float | None = Non
 def _drop(entry: str) -> None:
     """Remove a damaged entry and what other settings found in its run, which a store where no entry is does not
     look for (``RunCache.store``)."""
-    _remove(entry)
+    files.remove(entry)
     _clear(_beside(entry))
-
-
-def _remove(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
 
 
 class StudyCache:
@@ -723,7 +689,7 @@ class StudyCache:
         except OSError:
             return None
         except Exception:  # any damage: forget it, check the study again
-            _remove(path)
+            files.remove(path)
             return None
 
     def store(self, digest: str, work: StudyWork) -> None:
@@ -743,7 +709,7 @@ class StudyCache:
         except Exception:  # none, or damaged: replaced
             works = {}
         try:
-            _put(path, [_dumps({"runs": version, "work": {**works, self.checks_key: record}}).encode()],
+            files.put(path, [_dumps({"runs": version, "work": {**works, self.checks_key: record}}).encode()],
                  self._staging)
         except OSError:
             return  # a cache that cannot be written costs speed, never the report
@@ -789,29 +755,3 @@ def _fingerprints(folder, prefix: str, found: list[str]) -> list[str]:
 
 def _read_json(path: str):
     return json.loads(read_bytes(path).decode())  # bytes would be sniffed for their encoding first
-
-
-def _put(path: str, parts: list, staging: str) -> None:
-    """The file ``path`` made of ``parts`` (bytes-like), put in place whole by rename; its folder made if missing.
-
-    Written in folder ``staging`` first: one folder to look in for what a killed process left there.
-    """
-    staging = os.path.join(staging, f".tmp-{secrets.token_hex(8)}")
-    try:
-        handle = os.open(staging, _CREATE, 0o666)
-    except FileNotFoundError:  # a folder is made once, not asked for at each file
-        os.makedirs(os.path.dirname(staging), exist_ok=True)
-        handle = os.open(staging, _CREATE, 0o666)
-    try:
-        try:
-            _write_all(handle, [memoryview(part).cast("B") for part in parts])
-        finally:
-            os.close(handle)
-        try:
-            os.replace(staging, path)
-        except FileNotFoundError:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            os.replace(staging, path)
-    except BaseException:
-        _remove(staging)
-        raise

@@ -137,7 +137,8 @@ def test_an_entry_without_the_new_fields_is_read_again(tmp_path, make_run):
     shutil.rmtree(tmp_path / "cache" / "roots")  # the root's record holds the JSON as written: an old entry has none
     assert analyze_root(tmp_path / "logs", jobs=1, cache=RunCache(tmp_path / "cache")).document.to_dict()["runs"] == first
     [entry] = (tmp_path / "cache").glob("*/*.run")
-    assert all("instability" in checked for checked in cache_module._read_meta(str(entry))["checks"].values())
+    meta = json.loads(cache_module._meta_text(str(entry)))
+    assert all("instability" in checked for checked in meta["checks"].values())
 
 
 def document(analysis) -> str:

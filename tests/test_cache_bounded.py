@@ -18,6 +18,7 @@ from diagnose import cache as cache_module
 from diagnose.cache import RunCache
 from diagnose.checks import CHECKS
 from diagnose.checks.registry import Scope
+from diagnose.files import ABANDONED
 from diagnose.pipeline import analyze_root
 from diagnose.readers.keys import KeyMap
 
@@ -157,7 +158,7 @@ def test_files_of_older_layouts_are_removed_once_and_files_not_the_caches_kept(l
     for name in old + kept:
         (directory / name).parent.mkdir(parents=True, exist_ok=True)
         (directory / name).write_text("x")
-    hour_ago = time.time() - 2 * cache_module._ABANDONED
+    hour_ago = time.time() - 2 * ABANDONED
     os.utime(directory / "cd" / ".tmp-abandoned", (hour_ago, hour_ago))
     os.utime(directory / "cd" / ".tmp-abandoned" / "steps.arrow", (hour_ago, hour_ago))
     with pytest.MonkeyPatch.context() as patch:  # a command out of time leaves the rest, and no marker
@@ -187,7 +188,7 @@ def test_staging_files_a_killed_process_left_are_removed_and_those_being_written
     assert staging.is_dir() and not list(staging.iterdir())  # every file put in place
     (staging / ".tmp-left").write_bytes(b"half an entry")
     (staging / ".tmp-writing").write_bytes(b"half an entry")
-    hours_ago = time.time() - 2 * cache_module._ABANDONED
+    hours_ago = time.time() - 2 * ABANDONED
     os.utime(staging / ".tmp-left", (hours_ago, hours_ago))
     analyze_root(logs, jobs=1, cache=RunCache(directory))
     assert sorted(path.name for path in staging.iterdir()) == [".tmp-writing"]

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from diagnose import cache as cache_module
+from diagnose import files
 from diagnose.cache import RunCache
 from diagnose.model import Run, empty_evals
 
@@ -62,7 +63,7 @@ def assert_same_table(after: pd.DataFrame, before: pd.DataFrame) -> None:
 def test_tables_read_back_exactly(tmp_path, evals, written, monkeypatch):
     if written == "from the columns":  # as a large table is, a few buffers a system call
         monkeypatch.setattr(cache_module, "_COPIED_BELOW", 0)
-        monkeypatch.setattr(cache_module, "_IOV_MAX", 3)
+        monkeypatch.setattr(files, "_IOV_MAX", 3)
     tables = {
         "str": None,
         "str in pieces": pd.concat([sample_run(tmp_path).evals, sample_run(tmp_path).evals], ignore_index=True),
@@ -119,7 +120,7 @@ def test_an_entry_of_the_previous_layout_is_a_miss_not_misread(tmp_path):
 
     run = sample_run(tmp_path)
     cache, entry = stored(tmp_path, run)
-    meta = cache_module._read_meta(str(entry))
+    meta = json.loads(cache_module._meta_text(str(entry)))
     sink = pa.BufferOutputStream()
     ends = []
     for table in (run.steps, run.evals):
@@ -222,7 +223,7 @@ def test_a_table_reads_back_as_arrows_to_pandas_gives_it(tmp_path, monkeypatch, 
     entry = str(tmp_path / "entry")
     stream = cache_module._ipc_stream(cache_module._record_batch(table))
     end = sum(memoryview(part).nbytes for part in stream)
-    cache_module._put(entry, [*stream, cache_module._TRAILER.pack(end, end, end, cache_module._LAYOUT, b"")], str(tmp_path))
+    files.put(entry, [*stream, cache_module._TRAILER.pack(end, end, end, cache_module._LAYOUT, b"")], str(tmp_path))
     got = cache_module._read_table((entry, ""), source(tmp_path), "steps")
     batch = pa.ipc.open_stream(pa.memory_map(entry).read_buffer().slice(0, end)).read_next_batch()
     expected = batch.to_pandas(use_threads=False, split_blocks=True)

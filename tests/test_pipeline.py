@@ -82,7 +82,7 @@ def test_a_corrupt_cache_entry_is_dropped_and_the_run_read_again(root, tmp_path)
         entry.write_bytes(bytes(data))
     shutil.rmtree(tmp_path / "cache" / "roots")  # whose record would serve the runs without their entries
     assert summary(analyze_root(root, jobs=1, cache=RunCache(tmp_path / "cache"))) == first
-    assert all(cache_module._read_meta(str(entry))["format"] == "diagnose.run/1" for entry in entries)
+    assert all(json.loads(cache_module._meta_text(str(entry)))["format"] == "diagnose.run/1" for entry in entries)
 
 
 def test_a_running_run_is_never_cached(tmp_path, make_run):

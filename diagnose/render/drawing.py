@@ -26,14 +26,12 @@ and files of older layouts once (a marker file names the layout).
 from __future__ import annotations
 
 import base64
-import contextlib
 import functools
 import hashlib
 import json
 import multiprocessing
 import os
 import re
-import secrets
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -43,7 +41,7 @@ from pathlib import Path
 
 import numpy
 
-from .. import __version__
+from .. import __version__, files
 from ..analyze import Analysis
 from ..findings import Finding
 from ..model import Run, Study
@@ -64,7 +62,6 @@ _SVG_URI = "data:image/svg+xml;base64,"
 _MARKER, _FOLDER_LAYOUT = "layout", b"diagnose figures 2\n"
 _STAGING = "staging"  # every file is written here first, then renamed into place
 _ROOTS = "roots"  # a record a log root of the studies its last report had (``Painter._forget_absent``)
-_ABANDONED = 3600  # seconds: a staging file this old was left by a killed process
 _TIDY_SECONDS = 1.0  # seconds (wall) a report spends at most removing older layouts' files, the rest left to the next
 # Older layouts: a file a figure (by its slot), then a file a study named by the study alone; and their
 # ``<name>.<pid>.tmp``.
@@ -297,7 +294,7 @@ class Painter:
         present = set(names)
         for name in seen if isinstance(seen, list) else ():
             if isinstance(name, str) and name not in present:  # a damaged record names only this root's files
-                _remove(self._path(name))
+                files.remove(self._path(name))
         try:
             self._put(record, json.dumps(names).encode("utf-8"))
         except OSError:
@@ -309,14 +306,8 @@ class Painter:
         A warm report pays a look at the staging folder and one small read, the marker; the folder is walked
         when the marker is not ours, for ``_TIDY_SECONDS`` at most, and the marker written once all is removed.
         """
-        now, deadline = time.time(), time.monotonic() + _TIDY_SECONDS
-        try:
-            with os.scandir(self.cache_dir / _STAGING) as found:
-                for entry in found:
-                    if entry.stat(follow_symlinks=False).st_mtime < now - _ABANDONED:
-                        _remove(entry.path)
-        except OSError:
-            pass
+        deadline = time.monotonic() + _TIDY_SECONDS
+        files.remove_abandoned(self.cache_dir / _STAGING)
         marker = self.cache_dir / _MARKER
         try:
             if marker.read_bytes() == _FOLDER_LAYOUT:
@@ -333,36 +324,16 @@ class Painter:
         for path in old:
             if time.monotonic() > deadline:
                 return  # the rest at the next report
-            _remove(path)
+            files.remove(path)
         try:
             self._put(marker, _FOLDER_LAYOUT)
         except OSError:
             pass
 
     def _put(self, path: Path, data: bytes) -> None:
-        """The file ``path`` holding ``data``, put in place whole by rename: a reader sees the old file or the new
-        one, never half of one. Written in the staging folder first, where ``_tidy`` finds what a killed process
-        left."""
-        staging = self.cache_dir / _STAGING / f".tmp-{secrets.token_hex(8)}"
-        try:
-            try:
-                staging.write_bytes(data)
-            except FileNotFoundError:  # a folder is made once, not asked for at each file
-                staging.parent.mkdir(parents=True, exist_ok=True)
-                staging.write_bytes(data)
-            try:
-                os.replace(staging, path)
-            except FileNotFoundError:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(staging, path)
-        except BaseException:
-            _remove(staging)
-            raise
-
-
-def _remove(path) -> None:
-    with contextlib.suppress(OSError):
-        os.unlink(path)
+        """The file ``path`` holding ``data``, put in place whole (``files.put``) through the staging folder, where
+        ``_tidy`` finds what a killed process left."""
+        files.put(path, [data], self.cache_dir / _STAGING)
 
 
 def _where(finding: Finding | None) -> list | None:

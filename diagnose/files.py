@@ -1,0 +1,76 @@
+"""Files of the caches (runs, studies, figures) put in place whole, and what a killed process left removed.
+
+A file is written in a staging folder, then renamed into place: a reader sees
+the old file or the new one, never half of one, and what a process killed
+between the two left is in one folder to look in.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+
+ABANDONED = 3600  # seconds: a staging file this old was left by a killed process
+
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+_IOV_MAX = os.sysconf("SC_IOV_MAX")  # buffers a system call writes at most
+
+
+def put(path: str | os.PathLike, parts: list, staging: str | os.PathLike) -> None:
+    """The file ``path`` made of ``parts`` (bytes-like), put in place whole by rename; its folder made if missing.
+
+    Written in folder ``staging`` first: one folder to look in for what a killed process left there.
+    """
+    staging = os.path.join(staging, f".tmp-{secrets.token_hex(8)}")
+    try:
+        handle = os.open(staging, _CREATE, 0o666)
+    except FileNotFoundError:  # a folder is made once, not asked for at each file
+        os.makedirs(os.path.dirname(staging), exist_ok=True)
+        handle = os.open(staging, _CREATE, 0o666)
+    try:
+        try:
+            _write_all(handle, [memoryview(part).cast("B") for part in parts])
+        finally:
+            os.close(handle)
+        try:
+            os.replace(staging, path)
+        except FileNotFoundError:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            os.replace(staging, path)
+    except BaseException:
+        remove(staging)
+        raise
+
+
+def remove(path: str | os.PathLike) -> None:
+    """Remove a file if it is there and can be removed: a cache that cannot be tidied costs disk, never a report."""
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def remove_abandoned(staging: str | os.PathLike) -> None:
+    """Remove the files of folder ``staging`` that a killed process left (``ABANDONED`` seconds old)."""
+    now = time.time()
+    try:
+        with os.scandir(staging) as found:
+            for entry in found:
+                if entry.stat(follow_symlinks=False).st_mtime < now - ABANDONED:
+                    remove(entry.path)
+    except OSError:
+        pass
+
+
+def _write_all(handle: int, views: list[memoryview]) -> None:
+    """Write ``views`` (of bytes) to file descriptor ``handle``: one system call unless the kernel takes less."""
+    views = list(views)
+    first = 0
+    while first < len(views):
+        written = os.writev(handle, views[first:first + _IOV_MAX])
+        while first < len(views) and written >= views[first].nbytes:
+            written -= views[first].nbytes
+            first += 1
+        if written:
+            views[first] = views[first][written:]
