@@ -32,6 +32,7 @@ import jinja2
 import markupsafe
 
 from ..analyze import Analysis
+from ..checks import CHECKS
 from ..findings import Finding, Recommendation, Severity
 from ..model import Run, Study
 from . import drawing
@@ -100,9 +101,10 @@ def _e_long(text: str) -> str:
     return _e(text) if any(c in text for c in "&<>\"'") else text
 
 
-# Each severity's label, made once: a page shows thousands.
+# Each severity's label and class name, made once: a page shows thousands.
 _SEVERITY_LABELS = {severity: markupsafe.Markup(f'<span class="sev {value}">{value}</span>')
                     for severity in Severity for value in [_e(severity.value)]}
+_SEVERITY_CLASSES = {severity: _e(severity.value) for severity in Severity}
 
 
 @dataclass
@@ -117,14 +119,28 @@ class FindingView:
     see: tuple[str, str] | None = None  # (anchor, title) of a study figure that shows this finding
     note: str | None = None
     sev: markupsafe.Markup = field(init=False)  # its severity label, shown with it wherever it is
-    # its title and where, escaped once for its row in the findings table and its card
+    # its title, where, check and steps (``140–220``, or ``4``), escaped once for its row in the findings table
+    # and its card
     title_html: str = field(init=False)
     where_html: str = field(init=False)
+    check_html: str = field(init=False)
+    steps_html: str = field(init=False)
 
     def __post_init__(self) -> None:
-        self.sev = _SEVERITY_LABELS[self.finding.severity]
-        self.title_html = _e(self.finding.title)
+        finding = self.finding
+        self.sev = _SEVERITY_LABELS[finding.severity]
+        self.title_html = _e(finding.title)
         self.where_html = _e(self.where)
+        self.check_html = _CHECKS_HTML.get(finding.check) or _e(finding.check)
+        if finding.steps:  # steps_text(finding.steps, "")
+            first, last = finding.steps
+            self.steps_html = _e(f"{first}" if first == last else f"{first}–{last}")
+        else:
+            self.steps_html = ""
+
+
+# The registered checks' ids, escaped once: thousands of findings show a few checks.
+_CHECKS_HTML = {check.id: _e(check.id) for check in CHECKS}
 
 
 @dataclass
@@ -141,6 +157,10 @@ class StudyView:
     notes: list[str] = field(default_factory=list)
     command: str = ""  # ``diagnose report FOLDER``: the report of this study's folder alone
     left_out: bool = False  # its figures did not fit in the page's budget
+    name_html: str = field(init=False)  # its name escaped once, for its row, its section and its link
+
+    def __post_init__(self) -> None:
+        self.name_html = _e(self.name)
 
 
 def render(analysis: Analysis, cache_dir: Path | None = None, jobs: int | None = None,
@@ -171,10 +191,11 @@ def _parts(analysis: Analysis, cache_dir: Path | None = None, jobs: int | None =
     """
     document = analysis.document
     summaries = {s.get("study"): s for s in document.studies if isinstance(s, dict)}
-    # Keyed by identity: a Finding holds dicts, so it is not hashable.
     snippets = {}  # thousands of findings recommend a few dozen distinct changes: each one's snippet made once
-    views = {id(f): FindingView(f"f{i}", f, where(f), _snippet(f.recommendation, snippets))
-             for i, f in enumerate(document.findings, start=1)}
+    all_views = [FindingView(f"f{i}", f, where(f), _snippet(f.recommendation, snippets))
+                 for i, f in enumerate(document.findings, start=1)]
+    # Keyed by identity: a Finding holds dicts, so it is not hashable.
+    views = {id(v.finding): v for v in all_views}
     index = {id(f): i for i, f in enumerate(document.findings)}
     by_study: dict[str, list[Finding]] = {}
     for finding in document.findings:
@@ -198,8 +219,8 @@ def _parts(analysis: Analysis, cache_dir: Path | None = None, jobs: int | None =
     wanted.sort(key=lambda item: first.get(item[0].name, len(document.findings)))
     with drawing.Painter(analysis, cache_dir, jobs) as painter:
         _study_plots(painter, wanted, figure_bytes)
-        _finding_plots(painter, [views[id(f)] for f in document.findings if f.study in by_name], by_name, index)
-    orphans = [views[id(f)] for f in document.findings if f.study not in by_name]
+        _finding_plots(painter, [v for v in all_views if v.finding.study in by_name], by_name, index)
+    orphans = [v for v in all_views if v.finding.study not in by_name]
     left_out = [view for view in studies if view.left_out]  # linked one by one: 900 of 1,000 on a 10,000-run page
     severities = [f.severity for f in document.findings]
     templates = os.fspath(cache_dir / "templates") if cache_dir is not None else None
@@ -207,15 +228,15 @@ def _parts(analysis: Analysis, cache_dir: Path | None = None, jobs: int | None =
     return _environment(templates).get_template("report.html.j2").generate(
         doc=document,
         verdict=document.verdict,
-        findings=[views[id(f)] for f in document.findings],
-        **_finding_table([views[id(f)] for f in document.findings]),
+        findings=all_views,
+        **_finding_table(all_views),
         top=_top(views, document.findings),
         studies=studies,
         study_rows=_study_rows(studies),
         study_sections=_study_sections(studies, figure_mb),
         fix=_fix,
         left_out=left_out,
-        left_out_links=", ".join(f'<a href="#{_e(s.anchor)}">{_e(s.name)}</a>' for s in left_out),
+        left_out_links=", ".join(f'<a href="#{s.anchor}">{s.name_html}</a>' for s in left_out),
         nav_studies=NAV_STUDIES,
         figure_mb=figure_mb,
         orphan_cards="".join(map(_card, orphans)),
@@ -378,12 +399,9 @@ def _finding_table(views: list[FindingView]) -> dict:
 
 def _finding_rows(views: list[FindingView]) -> str:
     rows = []
-    for v in views:
-        f = v.finding
-        steps = _e(steps_text(f.steps, "")) if f.steps else ""
-        rows.append(f'<tr><td>{v.sev}</td><td><a href="#{_e(v.anchor)}">'
-                    f'{v.title_html}</a></td><td><code>{_e(f.check)}</code></td><td>{v.where_html}</td>'
-                    f'<td class="num">{steps}</td></tr>\n')
+    for v in views:  # an anchor is "f" and a number: nothing to escape
+        rows.append(f'<tr><td>{v.sev}</td><td><a href="#{v.anchor}">{v.title_html}</a></td>'
+                    f'<td><code>{v.check_html}</code></td><td>{v.where_html}</td><td class="num">{v.steps_html}</td></tr>\n')
     return "".join(rows)
 
 
@@ -401,7 +419,7 @@ def _run_rows(runs: list[dict]) -> str:
         return text
 
     for r in runs:
-        lr, momentum = r["lr"], r["momentum"]
+        lr, momentum, notes = r["lr"], r["momentum"], r["notes"]
         columns = tuple(r.get("columns") or ())
         if columns not in logged:
             logged[columns] = ", ".join(map(_e, columns))
@@ -412,17 +430,23 @@ def _run_rows(runs: list[dict]) -> str:
                     f'<td class="num">{"" if lr is None else "%g" % lr}</td>'
                     f'<td class="num">{"" if momentum is None else "%g" % momentum}</td>'
                     f'<td class="note">{config}</td><td class="note">{logged[columns]}</td>'
-                    f'<td class="note">{"; ".join(map(_e, r["notes"]))}</td></tr>\n')
+                    f'<td class="note">{"; ".join(map(_e, notes)) if notes else ""}</td></tr>\n')
     return "".join(rows)
 
 
 def _study_rows(studies: list[StudyView]) -> str:
     rows = []
+    tallies: dict[tuple, str] = {}  # a thousand studies have a few distinct tallies
     for s in studies:
         left_out = ' <span class="note">(no figures)</span>' if s.left_out else ""
-        tally = ", ".join(f'<span class="count {_e(severity)}">{_e(n)} {_e(severity)}{"s" if n != 1 else ""}</span>'
-                          for severity, n in s.tally) or '<span class="ok">none</span>'
-        rows.append(f'<tr><td><a href="#{_e(s.anchor)}">{_e(s.name)}</a>{left_out}</td><td class="num">{_e(s.runs)}</td>'
+        key = tuple(s.tally)
+        tally = tallies.get(key)
+        if tally is None:
+            tally = tallies[key] = ", ".join(
+                f'<span class="count {_e(severity)}">{_e(n)} {_e(severity)}{"s" if n != 1 else ""}</span>'
+                for severity, n in s.tally) or '<span class="ok">none</span>'
+        # an anchor is "s" and a number: nothing to escape
+        rows.append(f'<tr><td><a href="#{s.anchor}">{s.name_html}</a>{left_out}</td><td class="num">{_e(s.runs)}</td>'
                     f'<td class="num">{_e(s.best_lr)}</td><td>{_e(s.unstable)}</td><td>{tally}</td></tr>\n')
     return "".join(rows)
 
@@ -453,13 +477,13 @@ def _figure(anchor: str, plot: Plot) -> str:
 def _card(v: FindingView) -> str:
     """A finding's card in its study's section: what, where, the fix, its plot or the figure that shows it."""
     f = v.finding
-    steps = f" &middot; {_e(steps_text(f.steps))}" if f.steps else ""
+    steps = f" &middot; {'step' if f.steps[0] == f.steps[1] else 'steps'} {v.steps_html}" if f.steps else ""
     plot = _figure(f"{v.anchor}-plot", v.plot) if v.plot else ""
     see = f'<p class="note">Evidence: <a href="#{_e(v.see[0])}">{_e(v.see[1])}</a> above.</p>' if v.see else ""
     note = f'<p class="note">{_e(v.note)}</p>' if v.note else ""
-    return (f'<article class="finding {_e(f.severity.value)}" id="{_e(v.anchor)}">\n'
+    return (f'<article class="finding {_SEVERITY_CLASSES[f.severity]}" id="{v.anchor}">\n'
             f'<h4>{v.sev} {v.title_html}</h4>\n'
-            f'<p class="where"><code>{_e(f.check)}</code> &middot; {v.where_html}{steps}</p>\n<p>{_e(f.detail)}</p>\n'
+            f'<p class="where"><code>{v.check_html}</code> &middot; {v.where_html}{steps}</p>\n<p>{_e(f.detail)}</p>\n'
             f'{_fix_html(v)}\n{plot}{see}{note}</article>\n')
 
 
@@ -471,19 +495,20 @@ def _study_sections(studies: list[StudyView], figure_mb: str) -> list[str]:
     encoded back: ~18 ms).
     """
     parts = []
-    for s in studies:
-        parts.append(f'<h2 id="{_e(s.anchor)}">Study {_e(s.name)}</h2>\n'
-                     f'<p class="facts">{" · ".join(map(_e, s.facts))}</p>\n')
-        parts.extend(_figure(anchor, plot) for anchor, plot in s.plots)
+    no_figures = (f'<p class="note">No figures of this study in this page: <a href="#left-out">its {_e(figure_mb)} MB '
+                  'of figures</a> went to the studies whose findings rank first. ')
+    for s in studies:  # an anchor is "s" and a number: nothing to escape
+        parts.append(f'<h2 id="{s.anchor}">Study {s.name_html}</h2>\n<p class="facts">{_e(" · ".join(s.facts))}</p>\n')
+        if s.plots:
+            parts.extend(_figure(anchor, plot) for anchor, plot in s.plots)
         if s.left_out:
             see = (f"To see them: <code>{_e(s.command)}</code>" if s.command
                    else "To see them, run the report on the folder that holds its runs.")
-            parts.append(f'<p class="note">No figures of this study in this page: <a href="#left-out">its '
-                         f'{_e(figure_mb)} MB of figures</a> went to the studies whose findings rank first. '
-                         f'{see}</p>\n')
-        parts.extend(f'<p class="note">{_e(note)}</p>' for note in s.notes)
+            parts.append(f'{no_figures}{see}</p>\n')
+        if s.notes:
+            parts.extend(f'<p class="note">{_e(note)}</p>' for note in s.notes)
         if s.findings:
-            parts.append(f"<h3>Findings in {_e(s.name)}</h3>\n")
+            parts.append(f"<h3>Findings in {s.name_html}</h3>\n")
             parts.extend(map(_card, s.findings))
         else:
             parts.append('<p class="note">No finding in this study.</p>\n')
@@ -517,7 +542,7 @@ def _facts(summary: dict, study: Study) -> list[str]:
     for key, values in (summary.get("varying") or {}).items():
         if key in ("seed", "name"):
             continue
-        shown = ", ".join(str(v) for v in values[:8]) + (", ..." if len(values) > 8 else "")
+        shown = ", ".join(map(str, values[:8])) + (", ..." if len(values) > 8 else "")
         facts.append(f"{key}: {shown}")
     return facts
 
@@ -620,9 +645,10 @@ def _study_plots(painter: drawing.Painter, wanted: list[tuple[StudyView, Callabl
 def _command(study: Study) -> str:
     """``diagnose report FOLDER`` for the folder that holds every run of the study, or "" when none does."""
     # A Path's text is normalized, so its dirname is its parent ("." for a bare name): no Path made per run.
-    # each parent once: a study's runs mostly share one, and commonpath splits each path it is given
-    parents = list({os.path.dirname(run.source) or ".": None
-                    for run in study.runs if run.source is not None})
+    # Each parent once: a study's runs mostly share one, and commonpath splits each path it is given. dirname is
+    # called on one path a head (its text up to the last separator, all that dirname reads): ~2 us a call.
+    heads = {str(run.source).rpartition(os.sep)[0]: run.source for run in study.runs if run.source is not None}
+    parents = list({os.path.dirname(source) or ".": None for source in heads.values()})
     try:
         folder = os.path.commonpath(parents) if parents else ""
     except ValueError:  # absolute and relative paths mixed
