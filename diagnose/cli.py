@@ -178,7 +178,33 @@ _JSON = click.option(
 )
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+# Whether the command ends the process: ``main`` called in standalone mode, as the ``diagnose`` program calls it (click
+# then ends the process with sys.exit), not ``main.main`` (click's test runner) nor ``main(..., standalone_mode=False)``.
+_ENDS_PROCESS = False
+
+
+class _Program(click.Group):
+    def __call__(self, *args, **kwargs):
+        global _ENDS_PROCESS
+        _ENDS_PROCESS = kwargs.get("standalone_mode", True)
+        return super().__call__(*args, **kwargs)
+
+
+def _exit_now(code: int) -> None:
+    """When the command ends the process, end it now with ``code``, its output flushed; else return.
+
+    A warm 10,000-run report's analysis is ~250k objects: freeing them one by one as the command returned, then
+    the interpreter's teardown, took ~0.2 s of CPU after the last line was printed (a ~2.7 s command), where the
+    OS frees the process's memory at once (os._exit). Nothing else is left to do at exit by then: the worker
+    processes have ended (their pools closed, the forked keying process waited for) and the files are closed.
+    """
+    if _ENDS_PROCESS:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+@click.group(cls=_Program, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="diagnose")
 def main():
     """Check the health of PyTorch training runs from their logs.
@@ -230,6 +256,7 @@ def report(logroot: Path, output: Path | None, json_path: Path | None, markdown_
         markdown.write(analysis.document, markdown_path)
         click.echo(f"wrote {markdown_path}")
     _print_summary(analysis)
+    _exit_now(EXIT_OK)
 
 
 @main.command()
@@ -264,11 +291,11 @@ def check(logroot: Path, fail_on: str, strict: bool, json_path: Path | None, set
     if not analysis.document.runs:
         click.echo(f"error: no readable run under {logroot}", err=True)
         sys.exit(EXIT_UNREADABLE)
-    if strict and analysis.document.unreadable:
-        sys.exit(EXIT_UNREADABLE)
     threshold = Severity(fail_on).rank
     failing = [f for f in analysis.document.findings if f.severity.rank >= threshold]
-    sys.exit(EXIT_FINDINGS if failing else EXIT_OK)
+    code = EXIT_UNREADABLE if strict and analysis.document.unreadable else EXIT_FINDINGS if failing else EXIT_OK
+    _exit_now(code)
+    sys.exit(code)
 
 
 @main.command()
