@@ -1,0 +1,79 @@
+"""The runs table's rows of a study are kept by its digest for the next report (html._runs_table)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from diagnose.render import html
+
+
+def with_digests(analysis, **changed):
+    digests = {study.name: f"digest-{study.name}" for study in analysis.studies}
+    return dataclasses.replace(analysis, study_digests={**digests, **changed})
+
+
+@pytest.fixture
+def made(monkeypatch) -> list[str]:
+    """The studies whose rows were made (not read from the cache folder)."""
+    studies: list[str] = []
+    original = html._run_rows
+
+    def counting(runs):
+        studies.extend(dict.fromkeys(r["study"] for r in runs))
+        return original(runs)
+
+    monkeypatch.setattr(html, "_run_rows", counting)
+    return studies
+
+
+def rows_file(folder):
+    [path] = (folder / "rows").iterdir()
+    return path
+
+
+def test_a_second_report_with_the_same_digests_reads_the_rows(analysis, page, made, tmp_path):
+    cached = with_digests(analysis)
+    assert html.render(cached, cache_dir=tmp_path, jobs=1) == page
+    assert sorted(made) == sorted(study.name for study in analysis.studies)
+    written = rows_file(tmp_path).stat().st_mtime_ns
+    made.clear()
+    assert html.render(cached, cache_dir=tmp_path, jobs=1) == page
+    assert made == [] and rows_file(tmp_path).stat().st_mtime_ns == written  # read, not written again
+
+
+def test_no_digests_or_no_folder_no_rows_kept(analysis, page, tmp_path):
+    assert html.render(analysis, cache_dir=tmp_path, jobs=1) == page
+    assert html.render(with_digests(analysis), jobs=1) == page
+    assert not (tmp_path / "rows").exists()
+
+
+def test_a_changed_run_is_shown_as_it_is_now(analysis, page, made, tmp_path):
+    html.render(with_digests(analysis), cache_dir=tmp_path, jobs=1)
+    runs = [dict(r) for r in analysis.document.runs]
+    changed = next(r for r in runs if r["study"] == "sweep")
+    changed["config"] = {**changed["config"], "note": "<changed>"}
+    now = dataclasses.replace(analysis, document=dataclasses.replace(analysis.document, runs=runs))
+    made.clear()
+    again = html.render(with_digests(now, sweep="changed"), cache_dir=tmp_path, jobs=1)
+    assert made == ["sweep"] and "note: &lt;changed&gt;" in again
+    assert again.replace(", note: &lt;changed&gt;", "") == page
+
+
+def test_the_rows_of_a_study_gone_go_and_a_damaged_file_is_made_again(analysis, page, made, tmp_path):
+    cached = with_digests(analysis)
+    html.render(cached, cache_dir=tmp_path, jobs=1)
+    whole = rows_file(tmp_path).read_bytes()
+    without = dataclasses.replace(cached, studies=[s for s in analysis.studies if s.name != "sweep"])
+    runs = [r for r in analysis.document.runs if r["study"] != "sweep"]
+    without = dataclasses.replace(without, document=dataclasses.replace(analysis.document, runs=runs))
+    html.render(without, cache_dir=tmp_path, jobs=1)
+    assert len(rows_file(tmp_path).read_bytes()) < len(whole)
+    names = [study.name for study in analysis.studies]
+    flipped = whole[:-10] + bytes([whole[-10] ^ 1]) + whole[-9:]
+    for damage in (whole[:-10], flipped, whole.replace(b'"version": "', b'"version": "0'), b"\x00\xff", b""):
+        rows_file(tmp_path).write_bytes(damage)
+        made.clear()
+        assert html.render(cached, cache_dir=tmp_path, jobs=1) == page
+        assert sorted(made) == sorted(names) and rows_file(tmp_path).read_bytes() == whole
