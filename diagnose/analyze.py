@@ -102,6 +102,7 @@ class StudyStore(Protocol):
     """Where ``assemble`` finds a study's work done before (``cache.StudyCache``)."""
 
     def digest(self, study: Study) -> str | None: ...
+    def prepare(self, study: Study) -> None: ...  # called before the study's work is done
     def load(self, digest: str) -> StudyWork | None: ...
     def store(self, digest: str, work: StudyWork) -> None: ...
 
@@ -127,6 +128,9 @@ def assemble(root_path, checked: list[tuple[Run, list[Finding], list[Skip]]], un
             digests[study.name] = digest
         works.append(store.load(digest) if digest else None)
     todo = [index for index, work in enumerate(works) if work is None]
+    if store:
+        for index in todo:
+            store.prepare(studies[index])
     found = (work_on or _work_here)([studies[index] for index in todo], checks)
     for index, work in zip(todo, found, strict=True):
         works[index] = work

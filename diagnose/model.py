@@ -80,7 +80,8 @@ class Run:
 
         A warm report takes runs from the cache and may never need their tables
         (every study of theirs is cached too): reading one is paid only when a
-        check or a figure asks for it. ``fields`` are every other field of a run.
+        check or a figure asks for it. ``fields`` are every other field of a run,
+        and the values of cached properties already known (``facts``, ``lr``, ...).
         """
         run = cls.__new__(cls)
         run.__dict__.update(fields, _load_table=load_table)
