@@ -14,7 +14,7 @@ import pytest
 
 from diagnose import cache as cache_module
 from diagnose import instability
-from diagnose.cache import RunCache
+from diagnose.cache import RunCache, StudyCache
 from diagnose.checks import CHECKS
 from diagnose.pipeline import analyze_root
 from diagnose.readers import rundir
@@ -54,7 +54,7 @@ def test_a_cached_run_keeps_where_its_columns_came_from(tmp_path):
     assert cold.sources and warm.sources == cold.sources
 
 
-def test_a_warm_run_brings_its_instability_events_from_the_cache(tmp_path, make_run):
+def test_a_warm_run_brings_its_instability_events_from_the_cache(tmp_path, make_run, monkeypatch):
     spiky = "step,loss\n" + "".join(f"{i},{(5.0 if 300 <= i < 330 else 1.0) * (1 + 0.02 * math.sin(i))!r}\n"
                                     for i in range(600))
     make_run(tmp_path / "logs" / "s" / "spiky", steps=spiky, status="finished")
@@ -63,8 +63,13 @@ def test_a_warm_run_brings_its_instability_events_from_the_cache(tmp_path, make_
     found = instability.memoised(cold.studies[0].runs[0])
     assert found and any(events for events in found.values())
 
+    searched = []
+    search = instability.find_instability
+    monkeypatch.setattr(instability, "find_instability", lambda *args: searched.append(args) or search(*args))
     warm = analyze_root(tmp_path / "logs", jobs=1, cache=cache)
-    assert instability.memoised(warm.studies[0].runs[0]) == found
+    # made from the entry when a study's work asks (a run from ``RunCache.load_many`` keeps them as JSON until then)
+    StudyCache(cache.directory, {}, CHECKS).prepare(warm.studies[0])
+    assert instability.memoised(warm.studies[0].runs[0]) == found and searched == []
     assert warm.document.to_dict()["findings"] == cold.document.to_dict()["findings"]
 
 
