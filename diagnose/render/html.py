@@ -204,13 +204,14 @@ def _parts(analysis: Analysis, cache_dir: Path | None = None, jobs: int | None =
     by_study: dict[str, list[Finding]] = {}
     for finding in document.findings:
         by_study.setdefault(finding.study, []).append(finding)
+    kept = _StudyTexts(analysis, cache_dir)
     studies, by_name, wanted = [], {}, []
     for number, study in enumerate(analysis.studies, start=1):
         findings = by_study.get(study.name, [])
         summary = summaries.get(study.name, {})
-        view = StudyView(f"s{number}", study.name, _facts(summary, study), runs=len(study.runs),
-                         best_lr=_lr_list([summary.get("best_lr")]), unstable=_lr_list(summary.get("unstable_lrs")),
-                         tally=_tally(findings), command=_command(study))
+        texts = kept.study(study, summary)
+        view = StudyView(f"s{number}", study.name, texts.facts, runs=len(study.runs), best_lr=texts.best_lr,
+                         unstable=texts.unstable, tally=_tally(findings), command=texts.command)
         view.findings = [views[id(f)] for f in findings]
         # which figures, found for the studies that get them (~100 of a 10,000-run root's 1,000) when drawn
         wanted.append((view, functools.partial(_study_figures, study, summary, findings, index)))
@@ -245,7 +246,7 @@ def _parts(analysis: Analysis, cache_dir: Path | None = None, jobs: int | None =
         figure_mb=figure_mb,
         orphan_cards="".join(map(_card, orphans)),
         runs=document.runs,
-        run_rows=_runs_table(analysis, cache_dir),
+        run_rows=kept.rows(document.runs),
         counts={
             "studies": len(document.studies),
             "runs": len(document.runs),
@@ -409,77 +410,109 @@ def _finding_rows(views: list[FindingView]) -> str:
     return "".join(rows)
 
 
-# The cache folder's subfolders: the runs table's rows a log root (``_runs_table``), and files being written.
-_ROWS, _STAGING = "rows", "staging"
+# The cache folder's subfolders: the studies' texts a log root (``_StudyTexts``), and files being written.
+_TEXTS, _STAGING = "texts", "staging"
 
 
-def _runs_table(analysis: Analysis, cache_dir: Path | None) -> str:
-    """The runs table's rows (``_run_rows``); with a cache folder and digests, each study's kept for the next report.
+@dataclass
+class _Texts:
+    """What a study's digest stands for on the page: its facts, lrs and command, and its runs' rows."""
 
-    A study's rows show its runs' entries in the document, which its digest (``Analysis.study_digests``, of its
-    runs' cache keys) stands for: they are kept under it, with the runs' names in their order, by this module's
-    code. A warm 10,000-run page made its 10,000 rows again (~60-90 ms of CPU); it reads them (~3 MB) instead.
-    One file a log root, rewritten with the rows of its studies of now when a study's were made or one is gone;
-    a file that cannot be read costs the making, one that cannot be written nothing.
+    names: str  # its runs' names in their order, NUL-separated: the rows are in that order
+    facts: list[str]
+    best_lr: str
+    unstable: str
+    command: str
+    rows: str | None = None  # None until made or read
+
+
+class _StudyTexts:
+    """The texts of each study that its digest (``Analysis.study_digests``, of its runs' cache keys: files, reader,
+    keys, root, code version) stands for, kept in the cache folder for the next report, as the figures drawn for
+    the digest are: its facts, lrs and command, and its runs' rows in the runs table.
+
+    A warm 10,000-run page made them again with ~120-130 ms of CPU (the rows ~70, the facts and commands ~50); it
+    reads them (~3 MB) instead. They are kept with the runs' names in their order and a hash of this module. One
+    file a log root, rewritten with the texts of its studies of now when some were made or a study is gone; a
+    file that cannot be read (absent, cut, damaged, of another version) costs the making, one that cannot be
+    written nothing. Without a cache folder or digests, all are made.
     """
-    runs, digests, version = analysis.document.runs, analysis.study_digests, _rows_version()
-    if cache_dir is None or not digests or version is None:
-        return _run_rows(runs)
-    root = os.path.realpath(analysis.document.root)
-    path = cache_dir / _ROWS / f"{hashlib.sha256(f'rows of{chr(0)}{root}'.encode()).hexdigest()[:40]}.rows"
-    kept = _read_rows(path, version)
-    parts, now, seen, made = [], {}, set(), False
-    for study, group in itertools.groupby(runs, key=operator.itemgetter("study")):
-        group = list(group)
-        digest = digests.get(study)
-        if digest is None or study in seen:  # a study's runs apart in the document (never, as assembled): made
-            parts.append(_run_rows(group))
-            continue
-        seen.add(study)
-        names = "\0".join([str(r["name"]) for r in group])
-        entry = kept.get(digest)
-        if entry is None or entry[0] != names:
-            entry, made = (names, _run_rows(group)), True
-        now[digest] = entry
-        parts.append(entry[1])
-    if made or len(now) != len(kept):
-        _write_rows(path, version, now, cache_dir / _STAGING)
-    return "".join(parts)
 
+    def __init__(self, analysis: Analysis, cache_dir: Path | None):
+        self.digests = analysis.study_digests if cache_dir is not None else {}
+        self.version = _code_version() if self.digests else None
+        self.held: dict[str, _Texts] = {}
+        self.now: dict[str, _Texts] = {}  # the file's next content
+        self.made = False
+        if self.version is not None:
+            root = os.path.realpath(analysis.document.root)
+            self.path = cache_dir / _TEXTS / f"{hashlib.sha256(f'texts of{chr(0)}{root}'.encode()).hexdigest()[:40]}"
+            self.staging = cache_dir / _STAGING
+            self.held = self._read()
 
-def _read_rows(path: Path, version: str) -> dict[str, tuple[str, str]]:
-    """The studies' rows that ``_write_rows`` kept at ``path`` (digest -> runs' names, rows); none when absent,
-    of another version or damaged.
+    def study(self, study: Study, summary: dict) -> _Texts:
+        """The study's texts but its rows (``rows`` gives them), kept or made."""
+        digest = self.digests.get(study.name)
+        names = "\0".join([str(run.name) for run in study.runs]) if digest else ""
+        texts = self.held.get(digest) if digest else None
+        if texts is None or texts.names != names:  # made, and its rows with them
+            texts = _Texts(names, _facts(summary, study), _lr_list([summary.get("best_lr")]),
+                           _lr_list(summary.get("unstable_lrs")), _command(study))
+        if digest:
+            self.now[digest] = texts
+        return texts
 
-    A line of JSON (the version, the rows' CRC-32, each study's digest, names and length), then the rows: JSON
-    of the rows themselves, their quotes escaped, took ~15 ms to read.
-    """
-    try:
-        data = path.read_bytes()
-        head, _, body = data.partition(b"\n")
-        held = json.loads(head)
-        if held["version"] != version or held["crc"] != zlib.crc32(body):
+    def rows(self, runs: list[dict]) -> str:
+        """The runs table's rows (``_run_rows``), a study's kept or made; then the file written if need be."""
+        parts, seen = [], set()
+        for study, group in itertools.groupby(runs, key=operator.itemgetter("study")):
+            group = list(group)
+            texts = self.now.get(self.digests.get(study))
+            # none kept for a study without digest, or whose runs are apart in the document (never, as assembled)
+            if texts is None or study in seen or texts.names != "\0".join([str(r["name"]) for r in group]):
+                parts.append(_run_rows(group))
+                continue
+            seen.add(study)
+            if texts.rows is None:
+                texts.rows, self.made = _run_rows(group), True
+            parts.append(texts.rows)
+        if self.version is not None:
+            self.now = {digest: texts for digest, texts in self.now.items() if texts.rows is not None}
+            if self.made or self.now.keys() != self.held.keys():
+                self._write()
+        return "".join(parts)
+
+    def _read(self) -> dict[str, _Texts]:
+        """A line of JSON (the version, the rows' CRC-32, each study's digest, texts and rows' length), then the
+        rows: JSON of the rows themselves, their quotes escaped, took ~15 ms to read."""
+        try:
+            data = self.path.read_bytes()
+            head, _, body = data.partition(b"\n")
+            held = json.loads(head)
+            if held["version"] != self.version or held["crc"] != zlib.crc32(body):
+                return {}
+            text, kept, start = body.decode(), {}, 0
+            for digest, names, facts, best_lr, unstable, command, length in held["studies"]:
+                if not (isinstance(facts, list) and all(
+                        isinstance(v, str) for v in (digest, names, best_lr, unstable, command, *facts))):
+                    return {}
+                kept[digest] = _Texts(names, facts, best_lr, unstable, command, text[start:start + length])
+                start += length
+            return kept if start == len(text) else {}
+        except (OSError, ValueError, TypeError, KeyError):  # none yet, or damaged: made again and replaced
             return {}
-        text, kept, start = body.decode(), {}, 0
-        for digest, names, length in held["studies"]:
-            kept[digest] = (names, text[start:start + length])
-            start += length
-        return kept if start == len(text) else {}
-    except (OSError, ValueError, TypeError, KeyError):  # none yet, or damaged: made again and replaced
-        return {}
 
-
-def _write_rows(path: Path, version: str, rows: dict[str, tuple[str, str]], staging: Path) -> None:
-    body = "".join(text for _, text in rows.values()).encode()
-    head = {"version": version, "crc": zlib.crc32(body),
-            "studies": [[digest, names, len(text)] for digest, (names, text) in rows.items()]}
-    with contextlib.suppress(OSError):
-        files.put(path, [json.dumps(head).encode(), b"\n", body], staging)
+    def _write(self) -> None:
+        body = "".join(texts.rows for texts in self.now.values()).encode()
+        head = {"version": self.version, "crc": zlib.crc32(body), "studies": [
+            [digest, t.names, t.facts, t.best_lr, t.unstable, t.command, len(t.rows)] for digest, t in self.now.items()]}
+        with contextlib.suppress(OSError):
+            files.put(self.path, [json.dumps(head).encode(), b"\n", body], self.staging)
 
 
 @functools.cache
-def _rows_version() -> str | None:
-    """What the rows kept by ``_runs_table`` depend on besides the runs: this module's code (None: unread)."""
+def _code_version() -> str | None:
+    """What the texts kept by ``_StudyTexts`` depend on besides a study's digest: this module's code (None: unread)."""
     try:
         return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
     except OSError:
