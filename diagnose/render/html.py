@@ -6,7 +6,8 @@ runs are unstable, what lr* is, where an onset lies all come from the checks
 to draw (within a page's budget of figure bytes, the studies with the most
 severe findings first) and lays them out; ``drawing`` draws them (in worker
 processes on big reports, or not at all when a cache folder holds them from an
-earlier report of the same data). Everything from a log is escaped: by jinja2's
+earlier report of the same data); the same folder keeps a study's facts, command
+and runs' rows by its digest (``_StudyTexts``). Everything from a log is escaped: by jinja2's
 autoescape in the template, by ``_e`` (the same escaping) in the big tables and the
 study sections built here, by ``svg`` inside the figures. Figures are inline SVG images; a
 Content-Security-Policy forbids every request, so the file opens offline and
