@@ -27,7 +27,8 @@ from ..model import Run
 from . import csvlog, hf, lightning, rundir, tensorboard, textlog
 from .keys import DEFAULT_KEYS, KeyMap
 
-# Sniffing order: the native format first, then the most specific file names.
+# Sniffing order: the native format first (``visit`` asks it before listing a folder), then the most specific file
+# names.
 READERS = (rundir, hf, lightning, tensorboard, csvlog, textlog)
 
 
@@ -85,24 +86,74 @@ def discover(root: Path, keys: KeyMap = DEFAULT_KEYS) -> list[tuple[Path, object
 
     ``keys`` lets a CSV or text log whose loss has an unusual name be found at all.
     Folders are visited as ``os.walk`` would (by name, depth first, hidden ones and
-    links to folders left out), but a folder is listed only when no reader claims it:
-    a run's own folder is never listed (10,000 run folders: 0.30 -> 0.24 s of CPU).
+    links to folders left out), but the walk does not go below a folder a reader claims.
     """
+    return walk([(Path(root), None)], keys)
+
+
+def walk(start: list[tuple[Path, object | None]], keys: KeyMap = DEFAULT_KEYS) -> list[tuple[Path, object]]:
+    """``start``'s folders with their readers, in order, each folder without one (None) replaced by ``discover``
+    of it."""
     found = []
-    pending = [Path(root)]
+    pending = start[::-1]
     while pending:
-        folder = pending.pop()
-        reader = next((r for r in READERS if _sniff(r, folder, keys)), None)
-        if reader is not None:
-            found.append((folder, reader))
-            continue
-        try:
-            with os.scandir(folder) as entries:
-                names = [e.name for e in entries if not e.name.startswith(".") and _is_real_folder(e)]
-        except OSError:  # vanished or unreadable: as os.walk, not an error
-            continue
-        pending.extend(folder / name for name in sorted(names, reverse=True))
+        folder, reader = pending.pop()
+        if reader is None:
+            claimed = visit(folder, keys)
+            if isinstance(claimed, list):
+                pending.extend([(sub, None) for sub in reversed(claimed)])
+                continue
+            reader = claimed
+        found.append((folder, reader))
     return found
+
+
+def frontier(root: Path, keys: KeyMap = DEFAULT_KEYS, wanted: int = 1) -> list[tuple[Path, object | None]]:
+    """The start of ``discover(root)`` breadth first: folders below ``root`` (in ``discover``'s order) each with its
+    reader, or None where it is still to be walked, once ``wanted`` are or none is. ``walk`` of it is ``discover``."""
+    found: list[tuple[Path, object | None]] = [(Path(root), None)]
+    while 0 < sum(reader is None for _, reader in found) < wanted:
+        level = []
+        for folder, reader in found:
+            claimed = visit(folder, keys) if reader is None else reader
+            if isinstance(claimed, list):
+                level.extend([(sub, None) for sub in claimed])
+            else:
+                level.append((folder, claimed))
+        found = level
+    return found
+
+
+def visit(folder: Path, keys: KeyMap = DEFAULT_KEYS) -> object | list[Path]:
+    """The reader that claims ``folder``, else its subfolders by name (hidden ones and links to folders left out).
+
+    A run's folder is claimed by the first reader's one stat (the native run file). Any other folder is listed
+    once: the other readers are asked only when it holds a file or a ``checkpoint-N`` entry, for none claims a
+    folder but by its files or those of its checkpoints (a folder of studies: one listing, not six; 10,000 runs
+    in 1,000 studies are found with 0.16-0.19 s of CPU, not 0.32-0.37 s).
+    """
+    native = READERS[0]
+    if native.sniff(folder):
+        return native
+    try:
+        with os.scandir(folder) as listed:
+            entries = list(listed)
+    except OSError:  # vanished or unreadable: as os.walk, not an error, yet its files may still be readable
+        entries = None
+    if entries is None or any(map(_may_be_claimed, entries)):
+        reader = next((r for r in READERS[1:] if _sniff(r, folder, keys)), None)
+        if reader is not None:
+            return reader
+    names = [e.name for e in entries or () if not e.name.startswith(".") and _is_real_folder(e)]
+    names.sort()
+    return [folder / name for name in names]
+
+
+def _may_be_claimed(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_file() or hf.CHECKPOINT.fullmatch(entry.name) is not None
+    except OSError:
+        return True
 
 
 def _is_real_folder(entry: os.DirEntry) -> bool:
