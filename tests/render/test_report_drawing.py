@@ -119,6 +119,23 @@ def test_damaged_entries_are_drawn_again_and_replaced(analysis, page, draws, tmp
     assert [json.loads(path.read_text()) for path in paths[:2]] == files[:2]
 
 
+def test_a_changed_letter_of_a_kept_figure_is_caught_and_drawn_again(analysis, page, draws, tmp_path):
+    cached = with_digests(analysis)
+    html.render(cached, cache_dir=tmp_path, jobs=1)
+    path = max(tmp_path.glob("*.json"), key=lambda path: len(path.read_bytes()))
+    kept = json.loads(path.read_text())
+    slot = next(slot for slot, entry in kept.items() if entry["plot"] is not None)
+    uri = kept[slot]["plot"]["uri"]
+    middle = len(uri) // 2
+    # still base64, still an SVG's first and last bytes: only the checksum tells
+    kept[slot]["plot"]["uri"] = uri[:middle] + ("A" if uri[middle] != "A" else "B") + uri[middle + 1:]
+    path.write_text(json.dumps(kept))
+    before = len(draws)
+    assert html.render(cached, cache_dir=tmp_path, jobs=1) == page
+    assert len(draws) - before == 1
+    assert json.loads(path.read_text())[slot]["plot"]["uri"] == uri
+
+
 def test_a_cache_that_cannot_be_written_never_fails_the_report(analysis, page, tmp_path):
     blocked = tmp_path / "a-file"
     blocked.write_text("not a folder")
