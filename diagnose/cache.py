@@ -130,11 +130,11 @@ def _events(stored: dict) -> dict:
 
 
 # A run from ``load_many`` keeps its entry's instability events as their JSON until its study's work or a store asks
-# for them (``_settle``): a warm command whose studies are all cached never does (10,000 runs: ~40 ms of CPU).
+# for them (``settle``): a warm command whose studies are all cached never does (10,000 runs: ~40 ms of CPU).
 _EVENTS = "_cached_instability"
 
 
-def _settle(run: Run) -> None:
+def settle(run: Run) -> None:
     """Give ``run`` the instability events of its entry that ``load_many`` kept as their JSON, if any."""
     stored = run.__dict__.pop(_EVENTS, None)
     if stored is None:
@@ -303,7 +303,7 @@ class RunCache:
         if run.status in UNCACHED:
             return False
         entry = self._entry(key)
-        _settle(run)
+        settle(run)
         checked = {
             "findings": [_finding_record(f) for f in findings],
             "skipped": skipped,
@@ -765,7 +765,7 @@ class StudyCache:
         """Before ``study``'s work is done: its runs from ``RunCache.load_many`` get their entries' instability
         events."""
         for run in study.runs:
-            _settle(run)
+            settle(run)
 
     def load(self, digest: str) -> StudyWork | None:
         path, version = self._files.get(digest, (None, None))

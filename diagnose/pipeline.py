@@ -33,7 +33,7 @@ from pathlib import Path
 
 from . import sweep
 from .analyze import Analysis, Skip, StudyWork, assemble, check_target, group_studies, study_work
-from .cache import RunCache, StudyCache, checks_key
+from .cache import RunCache, StudyCache, checks_key, settle
 from .checks import BY_ID, CHECKS, Check, Scope
 from .findings import Finding
 from .model import Run, Study
@@ -122,6 +122,9 @@ def analyze_root(
 
     runs = [run for run, _, _, _ in outcomes if isinstance(run, Run)]
     renamed = set(map(id, disambiguate(root, runs)))
+    for run in runs:
+        if id(run) in renamed:  # checked again below: a cached run's instability events from its entry, not searched
+            settle(run)
     checked = [
         (run, *check_target(run, run_checks)) if id(run) in renamed else (run, findings, skipped)
         for run, findings, skipped, _ in outcomes
@@ -296,12 +299,8 @@ def _forked(work: Callable[[], list[str]]) -> Callable[[], list[str] | None]:
 def _cached(root: Path, folders: list[tuple[Path, str]], run_keys: list[str], checked_with: str, cache: RunCache,
             keys: KeyMap) -> dict[int, Checked]:
     """The folders (by index) whose run and run-level findings the cache holds."""
-    found = {}
-    for index, ((folder, reader_name), key) in enumerate(zip(folders, run_keys)):
-        hit = cache.load(key, checked_with, (root, folder, reader_name, keys))
-        if hit and hit[1] is not None:
-            found[index] = (*hit, key)
-    return found
+    hits = cache.load_many(run_keys, checked_with, [(root, folder, reader_name, keys) for folder, reader_name in folders])
+    return {index: (*hit, key) for index, (hit, key) in enumerate(zip(hits, run_keys)) if hit and hit[1] is not None}
 
 
 def _reader_id(reader_name: str, keys: KeyMap) -> str:

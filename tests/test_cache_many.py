@@ -50,7 +50,7 @@ def same_loads(many, one) -> None:
         assert {k: v for k, v in vars(run).items() if not k.startswith("_")} == \
             {k: v for k, v in vars(expected).items() if not k.startswith("_")}
         assert findings == expected_findings and skipped == expected_skipped
-        cache_module._settle(run)
+        cache_module.settle(run)
         assert instability.memoised(run) == instability.memoised(expected)
         events += instability.memoised(run).values()
     assert any(events)  # runs with events among them
@@ -152,3 +152,19 @@ def test_a_store_of_a_run_from_load_many_keeps_its_events(warm):
         expected, _, _ = RunCache(directory).load(key, checks_key(RUN_CHECKS), source)
         assert instability.memoised(stored) == instability.memoised(expected)
     assert any(instability.memoised(run) for run, _, _ in loaded)
+
+
+def test_a_warm_run_renamed_for_a_namesake_is_checked_again_without_searching_its_events(warm, monkeypatch):
+    logs, directory = warm
+    # a copied folder: two runs named alike in one study, named by their folders (readers.disambiguate)
+    shutil.copytree(logs / "healthy" / "warmup-cosine-lr0.1", logs / "healthy" / "copy")
+    fresh = analyze_root(logs, jobs=1)
+    analyze_root(logs, jobs=1, cache=RunCache(directory))  # the copy's entry stored; the record names both
+    searched = []
+    run_loss = instability.run_loss
+    monkeypatch.setattr(instability, "run_loss", lambda run: searched.append(run.name) or run_loss(run))
+    warm_again = analyze_root(logs, jobs=1, cache=RunCache(directory))
+    assert warm_again.document.findings == fresh.document.findings
+    renamed = {"healthy/copy", "healthy/warmup-cosine-lr0.1"}
+    assert renamed <= {run["name"] for run in warm_again.document.runs}
+    assert not renamed & set(searched)  # checked again with the events of their entries
