@@ -18,6 +18,7 @@ from diagnose.cache import RunCache, StudyCache
 from diagnose.checks import CHECKS
 from diagnose.pipeline import analyze_root
 from diagnose.readers import rundir
+from comparable import document
 
 REPO = Path(__file__).resolve().parent.parent
 HEALTHY = "step,loss,grad_norm\n" + "".join(f"{i},{1 / (1 + i)!r},1\n" for i in range(100))
@@ -144,13 +145,6 @@ def test_an_entry_without_the_new_fields_is_read_again(tmp_path, make_run):
     [entry] = (tmp_path / "cache").glob("*/*.run")
     meta = json.loads(cache_module._meta_text(str(entry)))
     assert all("instability" in checked for checked in meta["checks"].values())
-
-
-def document(analysis) -> str:
-    """The findings document as written, but for the time it was made."""
-    data = analysis.document.to_dict()
-    del data["generated"]
-    return json.dumps(data, indent=2, allow_nan=False)
 
 
 @pytest.fixture

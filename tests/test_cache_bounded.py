@@ -21,15 +21,10 @@ from diagnose.checks.registry import Scope
 from diagnose.files import ABANDONED
 from diagnose.pipeline import analyze_root
 from diagnose.readers.keys import KeyMap
+from comparable import document
 
 REPO = Path(__file__).resolve().parent.parent
 TUNED = tuple(c.configured({"start_factor": "100"}) if c.id == "divergence" else c for c in CHECKS)
-
-
-def document(analysis) -> str:
-    data = analysis.document.to_dict()
-    del data["generated"]
-    return json.dumps(data, indent=2, allow_nan=False)
 
 
 def files(cache: Path) -> set[str]:

@@ -17,15 +17,10 @@ from diagnose import pipeline
 from diagnose.cache import RunCache
 from diagnose.checks import CHECKS
 from diagnose.pipeline import analyze_root
+from comparable import document
 
 REPO = Path(__file__).resolve().parent.parent
 TUNED = tuple(c.configured({"start_factor": "100"}) if c.id == "divergence" else c for c in CHECKS)
-
-
-def document(analysis) -> str:
-    data = analysis.document.to_dict()
-    del data["generated"]
-    return json.dumps(data, indent=2, allow_nan=False)
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from diagnose import cache as cache_module
 from diagnose import instability, pipeline
 from diagnose.cache import RunCache
 from diagnose.pipeline import analyze_root
+from comparable import document
 
 REPO = Path(__file__).resolve().parent.parent
 DIVERGED = "step,loss,grad_norm\n" + "".join(f"{i},{'inf' if i > 50 else 1.0},1\n" for i in range(100))
@@ -111,12 +112,6 @@ def _write_root():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.write_root
-
-
-def document(analysis) -> str:
-    data = analysis.document.to_dict()
-    del data["generated"]
-    return json.dumps(data, indent=2, allow_nan=False)
 
 
 @pytest.mark.parametrize("source", ["samples", "generated"])
