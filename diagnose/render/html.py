@@ -124,12 +124,10 @@ class FindingView:
     see: tuple[str, str] | None = None  # (anchor, title) of a study figure that shows this finding
     note: str | None = None
     sev: markupsafe.Markup = field(init=False)  # its severity label, shown with it wherever it is
-    # its title, where, check and steps (``140–220``, or ``4``), escaped once for its row in the findings table
-    # and its card
+    # its title, where and check, escaped once for its row in the findings table and its card
     title_html: str = field(init=False)
     where_html: str = field(init=False)
     check_html: str = field(init=False)
-    steps_html: str = field(init=False)
 
     def __post_init__(self) -> None:
         finding = self.finding
@@ -137,11 +135,6 @@ class FindingView:
         self.title_html = _e(finding.title)
         self.where_html = _e(self.where)
         self.check_html = _CHECKS_HTML.get(finding.check) or _e(finding.check)
-        if finding.steps:  # steps_text(finding.steps, "")
-            first, last = finding.steps
-            self.steps_html = _e(f"{first}" if first == last else f"{first}–{last}")
-        else:
-            self.steps_html = ""
 
 
 # The registered checks' ids, escaped once: thousands of findings show a few checks.
@@ -406,8 +399,9 @@ def _finding_table(views: list[FindingView]) -> dict:
 def _finding_rows(views: list[FindingView]) -> str:
     rows = []
     for v in views:  # an anchor is "f" and a number: nothing to escape
+        steps = _e(steps_text(v.finding.steps, "")) if v.finding.steps else ""
         rows.append(f'<tr><td>{v.sev}</td><td><a href="#{v.anchor}">{v.title_html}</a></td>'
-                    f'<td><code>{v.check_html}</code></td><td>{v.where_html}</td><td class="num">{v.steps_html}</td></tr>\n')
+                    f'<td><code>{v.check_html}</code></td><td>{v.where_html}</td><td class="num">{steps}</td></tr>\n')
     return "".join(rows)
 
 
@@ -592,7 +586,7 @@ def _figure(anchor: str, plot: Plot) -> str:
 def _card(v: FindingView) -> str:
     """A finding's card in its study's section: what, where, the fix, its plot or the figure that shows it."""
     f = v.finding
-    steps = f" &middot; {'step' if f.steps[0] == f.steps[1] else 'steps'} {v.steps_html}" if f.steps else ""
+    steps = f" &middot; {_e(steps_text(f.steps))}" if f.steps else ""
     plot = _figure(f"{v.anchor}-plot", v.plot) if v.plot else ""
     see = f'<p class="note">Evidence: <a href="#{_e(v.see[0])}">{_e(v.see[1])}</a> above.</p>' if v.see else ""
     note = f'<p class="note">{_e(v.note)}</p>' if v.note else ""
@@ -760,10 +754,9 @@ def _study_plots(painter: drawing.Painter, wanted: list[tuple[StudyView, Callabl
 def _command(study: Study) -> str:
     """``diagnose report FOLDER`` for the folder that holds every run of the study, or "" when none does."""
     # A Path's text is normalized, so its dirname is its parent ("." for a bare name): no Path made per run.
-    # Each parent once: a study's runs mostly share one, and commonpath splits each path it is given. dirname is
-    # called on one path a head (its text up to the last separator, all that dirname reads): ~2 us a call.
-    heads = {str(run.source).rpartition(os.sep)[0]: run.source for run in study.runs if run.source is not None}
-    parents = list({os.path.dirname(source) or ".": None for source in heads.values()})
+    # each parent once: a study's runs mostly share one, and commonpath splits each path it is given
+    parents = list({os.path.dirname(run.source) or ".": None
+                    for run in study.runs if run.source is not None})
     try:
         folder = os.path.commonpath(parents) if parents else ""
     except ValueError:  # absolute and relative paths mixed
