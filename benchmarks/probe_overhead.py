@@ -56,6 +56,9 @@ def mlp():
     return model, x, y, torch.nn.functional.cross_entropy
 
 
+MODELS = {"transformer": transformer, "mlp": mlp}
+
+
 class Trainer:
     """One model in training; ``step()`` runs one update, with the probe when it has one."""
 
@@ -168,12 +171,15 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--model", action="append", choices=sorted(MODELS),
+                        help="Only this model (repeatable); default: all")
     parser.add_argument("--null", action="store_true",
                         help="A/A run: neither copy has the probe, to see the noise floor of the step-time ratio")
     options = parser.parse_args()
     torch.set_num_threads(options.threads)
     with tempfile.TemporaryDirectory() as logdir:
-        for name, build in (("transformer", transformer), ("mlp", mlp)):
+        for name in options.model or MODELS:
+            build = MODELS[name]
             result = measure(name, build, options.steps, options.repeats, logdir, options.null)
             low, high = result["overhead_interval_pct"]
             print(
