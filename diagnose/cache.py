@@ -14,7 +14,10 @@ Runs still ``running`` are never cached: their status depends on the clock.
 Entries of runs deleted from a log root are removed by the next command on
 it that gives its runs' keys to ``forget_absent``. The same record of the root
 keeps each run's key with its entry's JSON, so that a re-run takes the runs
-whose key is unchanged from one file instead of opening every entry.
+whose key is unchanged from one file instead of opening every entry. A log
+root deleted whole is forgotten by the next command on any root: its record
+says its root in its first line, and a root no longer there loses its entries,
+its studies' files and its record (``RunCache._forget_gone_roots``).
 An entry is one file, replaced whole by rename: the run's two tables as Arrow
 IPC streams (never pickles, read only when something asks for them), then its
 JSON: what the run is, and what the checks found in it with the run's
@@ -23,9 +26,9 @@ re-run need not find them again. Findings of other check settings go in a
 folder beside it, emptied when a new version of the run is stored.
 
 The study-level work (``analyze.StudyWork``: the study checks' findings, the
-study summary) is cached too, one file a study of a root, valid for a digest of
-its runs' keys: a warm report whose studies did not change reads no run's
-tables.
+study summary) is cached too, one file a study in a folder a root, valid for a
+digest of its runs' keys: a warm report whose studies did not change reads no
+run's tables.
 
 Files are put in place by rename from a staging folder; the first key asked of
 a ``RunCache`` removes staging files a killed process left, and files of older
@@ -91,19 +94,24 @@ _dumps = json.JSONEncoder(check_circular=False, separators=(",", ":")).encode
 
 # The layout of the cache folder, in its marker file: another (or none) means files of older layouts may be there.
 # A new layout (or new names of entries) takes a new marker, and ``_OLD`` the names this one leaves.
-_MARKER, _FOLDER_LAYOUT = "layout", "diagnose cache 3\n"
+_MARKER, _FOLDER_LAYOUT = "layout", "diagnose cache 4\n"
 _STAGING = "staging"  # every file is written here first, then renamed into place
 _ROOTS = "roots"  # a record a log root of the runs a command saw there (``RunCache.forget_absent``)
-# A root's record: this tag and a CRC-32 of the rest; the runs' keys on one line; then a line a run, the JSON of its
-# entry if known. The checksum: a damaged record, or a part of one, is never read as runs. Keys and texts apart,
-# each split at once: reading 10,000 runs' record took ~45 ms of CPU as a line a run with a SHA-256, ~20 ms so.
-_RECORD = "dgnroot/2"
+_STUDIES = "studies"  # a folder a log root (its part of the runs' keys) of its studies' files (``StudyCache``)
+# A root's record: this tag, a CRC-32 of the rest and the JSON of its root and key names' variant, which the record's
+# name is a hash of (a damaged line names no root: ``_recorded_root``); the runs' keys on one line; then a line a
+# run, the JSON of its entry if known. The checksum: a damaged record, or a part of one, is never read as runs. Keys
+# and texts apart, each split at once: reading 10,000 runs' record took ~45 ms of CPU as a line a run with a
+# SHA-256, ~20 ms so.
+_RECORD = "dgnroot/3"
 _PLACE = re.compile(r"[0-9a-f]{32}")
-# Seconds (wall) a command spends at most removing older layouts' files, the rest left to the next: removing the
-# 722 MB of a 10,000-run root's two code versions took 2.3 s of CPU but 69 s of a busy disk.
+# Seconds (wall) a command spends at most removing older layouts' files and gone roots' (``RunCache._tidy``), the
+# rest left to the next: removing the 722 MB of a 10,000-run root's two code versions took 2.3 s of CPU but 69 s of
+# a busy disk.
 _TIDY_SECONDS = 1.0
-# What older layouts kept in a shard folder (a run's key of 64 hex digits; the study digest's too): never read now.
-_OLD = re.compile(r"[0-9a-f]{64}(\.run(\.checks-[0-9a-f]{16}\.json)?|\.json)?|\.tmp-.*")
+# What older layouts kept in a shard folder (a run's key of 64 hex digits; the study digest's too; a study's file
+# before a root had a folder of them): never read now.
+_OLD = re.compile(r"[0-9a-f]{64}(\.run(\.checks-[0-9a-f]{16}\.json)?|\.json)?|[0-9a-f]{32}\.json|\.tmp-.*")
 _OLD_IN_ENTRY = re.compile(r"(steps|evals)\.arrow|meta\.json|checks-[0-9a-f]{16}\.json|\.tmp-.*")
 
 
@@ -182,7 +190,8 @@ class RunCache:
         # or written to entries by this command (``record``)
         self._recorded: dict[str, str] = {}
         self._texts: dict[str, str] = {}
-        self._record: tuple[str, memoryview] | None = None  # the root's record: its path, and its body as read
+        # the root's record: its path, its root's JSON (``_owner``), and its body as read
+        self._record: tuple[str, str, memoryview | None] | None = None
         self._fresh = False  # whether ``_texts`` may differ from the record's JSON
 
     def key(self, folder: Path, reader_name: str, root: str) -> str:
@@ -196,8 +205,8 @@ class RunCache:
         """
         root_part = self._roots.get(root)
         if root_part is None:
-            self._tidy()  # once a command (and log root): at its first key
-            root_part = self._roots[root] = hashlib.sha256(root.encode()).hexdigest()[:16]
+            self._tidy(root)  # once a command (and log root): at its first key
+            root_part = self._roots[root] = _root_part(root)
         path = os.path.abspath(folder)
         place = hashlib.sha256(f"{reader_name}\0{root}\0{path}".encode()).hexdigest()[:32]
         fingerprints = _fingerprints(folder, "", [])
@@ -339,10 +348,9 @@ class RunCache:
         takes a run's from it when its key is the run's now (10,000 runs: one file read, not 10,000 entries).
         ``record`` writes the record anew once the runs are loaded or stored.
         """
-        name = hashlib.sha256(f"{root}\0{variant}".encode()).hexdigest()[:32]
-        path = os.path.join(self.directory, _ROOTS, f"{name}.json")
-        self._recorded, body = _read_record(path)
-        self._record = path, body
+        path, owner = os.path.join(self.directory, _ROOTS, _record_name(root, variant)), _owner(root, variant)
+        self._recorded, body = _read_record(path, owner)
+        self._record = path, owner, body
         # each key's place (``_key_parts``), split here: 20,000 calls cost ~5 ms
         places = {key.partition(".")[0] for key in keys}
         for place in {key.partition(".")[0] for key in self._recorded}.difference(places):
@@ -355,7 +363,7 @@ class RunCache:
         reads its entry). Unchanged, it is not written."""
         if self._record is None:
             return
-        path, held = self._record
+        path, owner, held = self._record
         if not (self._fresh or _UNKEPT) and keys == list(self._recorded):
             return  # each run's line as read: not even built (10,000 runs: ~40 ms)
         texts = self._texts
@@ -366,7 +374,7 @@ class RunCache:
         if body == held:
             return
         try:
-            files.put(path, [f"{_RECORD} {zlib.crc32(body):08x}\n".encode(), body], self._staging)
+            files.put(path, [f"{_RECORD} {zlib.crc32(body):08x} {owner}\n".encode(), body], self._staging)
         except OSError:
             pass
 
@@ -419,22 +427,26 @@ class RunCache:
         place = _key_parts(key)[0]
         return f"{self._entries}{place[:2]}{os.sep}{place}.run"
 
-    def _tidy(self) -> None:
-        """Remove what this code never reads: staging files a killed process left, and (once) older layouts.
+    def _tidy(self, root: str) -> None:
+        """Remove what this code never reads: staging files a killed process left, what the cache holds for log roots
+        that no longer exist (but ``root``, this command's), and (once) older layouts.
 
-        Cheap enough for every command: the staging folder holds only files being written, and the marker
-        is one small read; the walk of older layouts' shard folders happens when the marker is not ours, for
-        ``_TIDY_SECONDS`` at most, and the marker is written once a walk removed all.
+        Cheap enough for every command: the staging folder holds only files being written, the marker is one small
+        read, and the roots' records are listed and their first lines read (``_forget_gone_roots``). What takes
+        longer stops after ``_TIDY_SECONDS``, the rest left to the next command: the walk of older layouts' shard
+        folders, done when the marker is not ours and the marker written once a walk removed all, and the removal
+        of a gone root's entries.
         """
         now, deadline = time.time(), time.monotonic() + _TIDY_SECONDS
         files.remove_abandoned(self._staging)
         marker = os.path.join(self.directory, _MARKER)
         try:
-            if read_bytes(marker).decode() == _FOLDER_LAYOUT:
-                return
+            upgrading = read_bytes(marker).decode() != _FOLDER_LAYOUT
         except (OSError, UnicodeDecodeError):
-            pass
-        for shards in (self.directory, self.directory / "studies"):
+            upgrading = True
+        if not self._forget_gone_roots(root, deadline, upgrading) or not upgrading:
+            return
+        for shards in (self.directory, self.directory / _STUDIES):
             try:
                 folders = [entry.path for entry in os.scandir(shards)
                            if len(entry.name) == 2 and entry.is_dir(follow_symlinks=False)]
@@ -448,6 +460,50 @@ class RunCache:
             files.put(marker, [_FOLDER_LAYOUT.encode()], self._staging)
         except OSError:
             pass
+
+    def _forget_gone_roots(self, root: str, deadline: float, upgrading: bool) -> bool:
+        """Remove what the cache holds for each log root but ``root`` that no longer exists: the entries its record
+        names, its studies' files, then the record. False when ``deadline`` (monotonic) came first: the record of a
+        root not done is left, and the next command goes on.
+
+        A record says its root in its first line, read alone (a 10,000-run record is ~9 MB, read only when its root
+        is gone), and only a line the record's name verifies counts: a record damaged there, or of an older layout,
+        removes nothing (``upgrading``: records of older layouts are removed, their roots' next command writes them
+        anew). A record damaged below that line names no entry: its root's studies' folder and itself go, which
+        its root names. A root on a drive not mounted now looks gone: its runs are read again when it is back, never
+        misread; and an entry removed under another process is a miss there.
+        """
+        folder = os.path.join(self.directory, _ROOTS)
+        try:
+            with os.scandir(folder) as found:
+                records = [(entry.path, entry.name) for entry in found]
+        except OSError:
+            return True
+        for path, name in records:
+            if time.monotonic() > deadline:
+                return False
+            line = files.first_line(path)
+            said = _recorded_root(line)
+            if said is None:
+                if upgrading and not (line or b"").startswith(f"{_RECORD} ".encode()):
+                    files.remove(path)
+                continue
+            gone, variant, owner = said
+            # verified only when gone (~3 us a record): a line that says a root that exists removes nothing anyway
+            if gone == root or os.path.lexists(gone) or (_record_name(gone, variant), _owner(gone, variant)) != (
+                    name, owner):
+                continue
+            keys, body = _read_record(path, owner)
+            part = _root_part(gone)
+            for key in keys if body is not None else ():
+                if time.monotonic() > deadline:
+                    return False
+                place, key_root, _ = _key_parts(key)
+                if key_root == part and _PLACE.fullmatch(place):  # a key of another root's is never its entry
+                    _drop(self._entry(place))
+            _clear(os.path.join(self.directory, _STUDIES, part))
+            files.remove(path)
+        return True
 
 
 def _record_batch(frame):
@@ -588,9 +644,39 @@ def _meta_text(entry: str, version: str | None = None) -> str:
     return text.decode()  # a str to json.loads: bytes would be sniffed for their encoding first
 
 
-def _read_record(path: str) -> tuple[dict[str, str], memoryview | None]:
-    """A root's record (``RunCache.forget_absent``): key -> that version's JSON ("": a run seen, not kept), and its
-    body; none when there is no record, or it is damaged or of another layout.
+def _root_part(root: str) -> str:
+    """A log root's (real path) part of its runs' keys, which names its studies' folder."""
+    return hashlib.sha256(root.encode()).hexdigest()[:16]
+
+
+def _record_name(root: str, variant: str) -> str:
+    """The file name of the record of log root ``root`` read with key names ``variant`` (``RunCache.forget_absent``)."""
+    return f"{hashlib.sha256(f'{root}{chr(0)}{variant}'.encode()).hexdigest()[:32]}.json"
+
+
+def _owner(root: str, variant: str) -> str:
+    """The JSON of a root and variant in its record's first line: ASCII, no newline, whatever the path holds."""
+    return _dumps([root, variant])
+
+
+def _recorded_root(line: bytes | None) -> tuple[str, str, str] | None:
+    """The log root, key names' variant and their JSON that a record's first ``line`` says; None when it says none
+    (damaged, of another layout). They are the record's when its name is theirs (``_record_name``) and the JSON
+    as written (``_owner``)."""
+    try:
+        tag, _, owner = line.decode().split(" ", 2)
+        root, variant = json.loads(owner)
+        if tag == _RECORD and type(root) is type(variant) is str:
+            return root, variant, owner
+    except (AttributeError, ValueError, TypeError):  # no line, not three parts, not JSON of two strings
+        pass
+    return None
+
+
+def _read_record(path: str, owner: str) -> tuple[dict[str, str], memoryview | None]:
+    """A root's record (``RunCache.forget_absent``) of the root and variant ``owner`` (``_owner``): key -> that
+    version's JSON ("": a run seen, not kept), and its body; none when there is no record, or it is damaged or of
+    another layout.
 
     The body is read as a view and split once: each copy of 10,000 runs' ~9 MB costs ~2,000 fresh pages, ~8 ms of
     CPU in a command that touches them once.
@@ -599,7 +685,7 @@ def _read_record(path: str) -> tuple[dict[str, str], memoryview | None]:
         data = read_bytes(path)
         start = data.find(b"\n") + 1
         body = memoryview(data)[start:]
-        if not start or data[:start - 1] != f"{_RECORD} {zlib.crc32(body):08x}".encode():
+        if not start or data[:start - 1] != f"{_RECORD} {zlib.crc32(body):08x} {owner}".encode():
             return {}, None
         keys, *texts = str(body, "utf-8").split("\n")
         if not keys:  # no runs
@@ -730,13 +816,13 @@ def _drop(entry: str) -> None:
 class StudyCache:
     """``analyze.StudyWork`` of each study, by a digest of its runs' cache keys and every check's settings.
 
-    One file a study of a root (named by the root's part of its runs' keys and the study's name) holds the
-    study's work for its runs' current keys (under each check settings' key): another version of a run, or of
+    One file a study (in the folder named by the root's part of its runs' keys, named by it and the study's name:
+    a root deleted whole takes the folder with it, ``RunCache._forget_gone_roots``) holds the study's work for its runs' current keys (under each check settings' key): another version of a run, or of
     the code, is a miss, and the store that follows replaces the file.
     """
 
     def __init__(self, directory: Path, run_keys: dict[int, str], checks):
-        self.directory = Path(directory) / "studies"
+        self.directory = Path(directory) / _STUDIES
         self._staging = os.path.join(directory, _STAGING)
         self.run_keys = run_keys  # id(run) -> its RunCache key
         self.checks_key = checks_key(checks)
@@ -755,10 +841,10 @@ class StudyCache:
         # JSONs a study cost ~20 ms more for 1,000 studies
         runs = _dumps([study.name, sorted(runs)])
         digest = hashlib.sha256(f"{self.checks_key}\0{runs}".encode()).hexdigest()
-        roots = " ".join(sorted(roots))
+        roots = "-".join(sorted(roots))  # one root's part: a command's runs are of one root
         place = hashlib.sha256(f"{roots}\0{study.name}".encode()).hexdigest()[:32]
         version = hashlib.sha256(f"{code_version()}\0{runs}".encode()).hexdigest()
-        self._files[digest] = (f"{self.directory}{os.sep}{place[:2]}{os.sep}{place}.json", version)
+        self._files[digest] = (f"{self.directory}{os.sep}{roots}{os.sep}{place}.json", version)
         return digest
 
     def prepare(self, study: Study) -> None:

@@ -2,7 +2,9 @@
 
 A file is written in a staging folder, then renamed into place: a reader sees
 the old file or the new one, never half of one, and what a process killed
-between the two left is in one folder to look in.
+between the two left is in one folder to look in. A cache's record of a log
+root says which root in its first line (``first_line``), read without the rest
+of the record, so that a command can tell cheaply which roots are gone.
 """
 
 from __future__ import annotations
@@ -13,6 +15,9 @@ import time
 
 ABANDONED = 3600  # seconds: a staging file this old was left by a killed process
 
+# Bytes ``first_line`` reads at first, then at most: a root's JSON (6 characters a byte at worst) of a path of
+# 4,096 bytes fits in the second; a longer line is read as none, which removes nothing.
+_LINE, _LONGEST_LINE = 4096, 1 << 16
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
 _IOV_MAX = os.sysconf("SC_IOV_MAX")  # buffers a system call writes at most
 
@@ -61,6 +66,26 @@ def remove_abandoned(staging: str | os.PathLike) -> None:
                     remove(entry.path)
     except OSError:
         pass
+
+
+def first_line(path: str | os.PathLike) -> bytes | None:
+    """The first line of file ``path``, without its newline and the rest of the file (a root's record of 10,000
+    runs is ~9 MB); None when it cannot be read or holds no newline in its first ``_LONGEST_LINE`` bytes."""
+    try:
+        handle = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        data = os.pread(handle, _LINE, 0)
+        end = data.find(b"\n")
+        if end < 0 and len(data) == _LINE:
+            data = os.pread(handle, _LONGEST_LINE, 0)
+            end = data.find(b"\n")
+    except OSError:
+        return None
+    finally:
+        os.close(handle)
+    return data[:end] if end >= 0 else None
 
 
 def _write_all(handle: int, views: list[memoryview]) -> None:

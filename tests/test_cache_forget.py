@@ -72,7 +72,8 @@ def test_a_damaged_record_removes_no_file_but_entries_and_is_replaced(tmp_path):
     header, body = written.split(b"\n", 1)
     names, texts = body.split(b"\n", 1)
     forged = b"../../precious " + names + b"\n\n" + texts  # the forged name first, with no JSON
-    whole = f"{cache_module._RECORD} {zlib.crc32(forged):08x}\n".encode() + forged  # its checksum right: no place
+    owner = header.split(b" ", 2)[2]  # the root's JSON, as written
+    whole = f"{cache_module._RECORD} {zlib.crc32(forged):08x} ".encode() + owner + b"\n" + forged  # checksum right
     for data in (b'["../../precious", "' + b"a" * 32 + b'"]', b"{not json", header + b"\n" + forged, whole,
                  written[:-3], written.replace(cache_module._RECORD.encode(), b"dgnroot/0"), b"\xff" + written):
         record.write_bytes(data)

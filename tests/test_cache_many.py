@@ -82,7 +82,8 @@ def test_load_many_gives_the_runs_load_gives_without_opening_an_entry(warm, open
 def test_a_record_line_not_as_written_costs_its_entry_a_look_never_a_wrong_run(warm, opened, damage):
     logs, directory = warm
     (record,) = (directory / "roots").iterdir()
-    keys, texts = record.read_bytes().split(b"\n", 1)[1].split(b"\n", 1)
+    header, body = record.read_bytes().split(b"\n", 1)
+    keys, texts = body.split(b"\n", 1)
     lines = texts.split(b"\n")
     if damage == "a line not JSON":
         lines[1] = lines[1].replace(b'{"name"', b'{"name', 1)
@@ -91,7 +92,8 @@ def test_a_record_line_not_as_written_costs_its_entry_a_look_never_a_wrong_run(w
     else:
         lines[1] = b"[" + lines[1] + b"]"
     body = keys + b"\n" + b"\n".join(lines)
-    record.write_bytes(f"{cache_module._RECORD} {zlib.crc32(body):08x}\n".encode() + body)  # its checksum as written
+    owner = header.split(b" ", 2)[2]  # the root's JSON, as written
+    record.write_bytes(f"{cache_module._RECORD} {zlib.crc32(body):08x} ".encode() + owner + b"\n" + body)
     cache, keys, sources = opened_cache(logs, directory)
     many = cache.load_many(keys, checks_key(RUN_CHECKS), sources)
     damaged = 2 if damage == "two lines one JSON" else 1

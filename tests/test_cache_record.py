@@ -119,7 +119,8 @@ def test_a_damaged_record_is_ignored(logs, tmp_path, opened, damage):
         data = data.replace(cache_module._RECORD.encode(), b"dgnroot/0", 1)
     else:  # its checksum as written, but not JSON: never written so, a line of it is asked of the entry
         body = body.replace(b'{"name"', b'{"name', 1)
-        data = f"{cache_module._RECORD} {zlib.crc32(body):08x}\n".encode() + body
+        owner = header.split(b" ", 2)[2]  # the root's JSON, as written
+        data = f"{cache_module._RECORD} {zlib.crc32(body):08x} ".encode() + owner + b"\n" + body
     record.write_bytes(data)
     opened.clear()
     assert document(analyze_root(logs, jobs=1, cache=RunCache(tmp_path / "cache"))) == cold

@@ -18,7 +18,10 @@ The cache stays the size of the figures the last reports showed, as the run
 cache does (``diagnose.cache``): a study's file is named by its log root (real
 path) and the study, and rewritten with the entries that report asked for; a
 record a root of the studies its last report had removes the files of those
-gone since. Files are written in a staging folder and renamed into place: the
+gone since. The record says its root in its first line: the end of a report
+on any root removes the files of each root that no longer exists, its
+studies' figures, its page texts (``texts_path``, kept by ``html``) and its
+record. Files are written in a staging folder and renamed into place: the
 end of a report removes staging files a killed process left (an hour old),
 and files of older layouts once (a marker file names the layout).
 """
@@ -59,13 +62,23 @@ _SVG_URI = "data:image/svg+xml;base64,"
 
 # The layout of the figures folder, in its marker file: another (or none) means files of older layouts, which
 # ``_OLD`` names, may be there. A new layout (or new names of files) takes a new marker.
-_MARKER, _FOLDER_LAYOUT = "layout", b"diagnose figures 2\n"
+_MARKER, _FOLDER_LAYOUT = "layout", b"diagnose figures 3\n"
 _STAGING = "staging"  # every file is written here first, then renamed into place
 _ROOTS = "roots"  # a record a log root of the studies its last report had (``Painter._forget_absent``)
+# A root's record: this tag and the JSON of its root (which the record's name is a hash of: a damaged line names no
+# root), then the JSON of its studies' names.
+_RECORD = "dgnfigures/1"
+_TEXTS = "texts"  # the page texts a log root (``texts_path``)
 _TIDY_SECONDS = 1.0  # seconds (wall) a report spends at most removing older layouts' files, the rest left to the next
 # Older layouts: a file a figure (by its slot), then a file a study named by the study alone; and their
 # ``<name>.<pid>.tmp``.
 _OLD = re.compile(r"[0-9a-f]{40}(\.[0-9]+\.tmp|\.json)")
+
+
+def texts_path(cache_dir: Path, root: str) -> Path:
+    """The file in which ``html`` keeps the page texts of log root ``root`` (real path): named here, where the files
+    of a root that no longer exists are removed (``Painter._forget_gone_roots``)."""
+    return cache_dir / _TEXTS / hashlib.sha256(f"texts of\0{root}".encode()).hexdigest()[:40]
 
 
 @dataclass(frozen=True)
@@ -227,7 +240,7 @@ class Painter:
         return spec.study, _hash(slot), _hash(content)
 
     def _path(self, study: str) -> Path:
-        return self.cache_dir / f"{_hash(['figures of', self.root, study])}.study.json"
+        return _study_path(self.cache_dir, self.root, study)
 
     def _entries(self, study: str) -> dict:
         """The entries of the study's file, read once; none when it is absent or cannot be read."""
@@ -287,9 +300,11 @@ class Painter:
     def _forget_absent(self) -> None:
         """Remove the files of studies gone from the root since its last report, by that report's record."""
         names = sorted(self.inputs.studies)
-        record = self.cache_dir / _ROOTS / f"{_hash(['studies of', self.root])}.json"
+        record = self.cache_dir / _ROOTS / _record_name(self.root)
+        header = _header(self.root)
         try:
-            seen = json.loads(record.read_bytes())
+            head, _, rest = record.read_bytes().partition(b"\n")
+            seen = json.loads(rest) if head == header else []  # another root's line: damaged
         except (OSError, ValueError):  # none yet, or damaged: replaced
             seen = []
         if seen == names:
@@ -299,24 +314,65 @@ class Painter:
             if isinstance(name, str) and name not in present:  # a damaged record names only this root's files
                 files.remove(self._path(name))
         try:
-            self._put(record, json.dumps(names).encode("utf-8"))
+            self._put(record, header + b"\n" + json.dumps(names).encode("utf-8"))
         except OSError:
             pass
 
-    def _tidy(self) -> None:
-        """Remove what this code never reads: staging files a killed process left, and (once) older layouts.
+    def _forget_gone_roots(self, deadline: float, upgrading: bool) -> bool:
+        """Remove the files of each log root but this report's that no longer exists: its studies' figures, its page
+        texts, then its record. False when ``deadline`` (monotonic) came first: the rest is the next report's.
 
-        A warm report pays a look at the staging folder and one small read, the marker; the folder is walked
-        when the marker is not ours, for ``_TIDY_SECONDS`` at most, and the marker written once all is removed.
+        A record says its root in its first line, which only counts when the record's name is that root's: a
+        record damaged there, or of an older layout, removes nothing (``upgrading``: records of older layouts
+        are removed, their roots' next report writes them anew); one damaged below names no study. A root on a
+        drive not mounted now looks gone: its figures are drawn again when it is back, never shown wrong.
+        """
+        folder = self.cache_dir / _ROOTS
+        try:
+            with os.scandir(folder) as found:
+                records = [(entry.path, entry.name) for entry in found]
+        except OSError:
+            return True
+        for path, name in records:
+            if time.monotonic() > deadline:
+                return False
+            line = files.first_line(path)
+            root = _recorded_root(line)
+            if root is None:
+                if upgrading and not (line or b"").startswith(f"{_RECORD} ".encode()):
+                    files.remove(path)
+                continue
+            # verified only when gone: a line that says a root that exists removes nothing anyway
+            if root == self.root or os.path.lexists(root) or _record_name(root) != name:
+                continue
+            try:
+                names = json.loads(Path(path).read_bytes().partition(b"\n")[2])
+            except (OSError, ValueError):
+                names = None
+            for study in names if isinstance(names, list) else ():
+                if isinstance(study, str):  # a damaged record names only this root's files
+                    files.remove(_study_path(self.cache_dir, root, study))
+            files.remove(texts_path(self.cache_dir, root))
+            files.remove(path)
+        return True
+
+    def _tidy(self) -> None:
+        """Remove what this code never reads: staging files a killed process left, the files of log roots that no
+        longer exist, and (once) older layouts.
+
+        A warm report pays a look at the staging folder, one small read, the marker, and a listing of the roots'
+        records with each one's first line; the folder is walked when the marker is not ours, and the marker
+        written once all is removed. Removing stops after ``_TIDY_SECONDS``, the rest left to the next report.
         """
         deadline = time.monotonic() + _TIDY_SECONDS
         files.remove_abandoned(self.cache_dir / _STAGING)
         marker = self.cache_dir / _MARKER
         try:
-            if marker.read_bytes() == _FOLDER_LAYOUT:
-                return
+            upgrading = marker.read_bytes() != _FOLDER_LAYOUT
         except OSError:
-            pass
+            upgrading = True
+        if not self._forget_gone_roots(deadline, upgrading) or not upgrading:
+            return
         try:
             with os.scandir(self.cache_dir) as found:
                 old = [entry.path for entry in found if _OLD.fullmatch(entry.name)]
@@ -337,6 +393,33 @@ class Painter:
         """The file ``path`` holding ``data``, put in place whole (``files.put``) through the staging folder, where
         ``_tidy`` finds what a killed process left."""
         files.put(path, [data], self.cache_dir / _STAGING)
+
+
+def _study_path(cache_dir: Path, root: str, study: str) -> Path:
+    """The file of the figures of ``study`` of log root ``root`` (real path)."""
+    return cache_dir / f"{_hash(['figures of', root, study])}.study.json"
+
+
+def _record_name(root: str) -> str:
+    """The file name of the record of log root ``root``'s studies (``Painter._forget_absent``)."""
+    return f"{_hash(['studies of', root])}.json"
+
+
+def _header(root: str) -> bytes:
+    """The first line of log root ``root``'s record: JSON writes the path in ASCII, without a newline."""
+    return f"{_RECORD} {json.dumps(root)}".encode()
+
+
+def _recorded_root(line: bytes | None) -> str | None:
+    """The log root a record's first ``line`` says; None when it says none (damaged, of another layout). It is the
+    record's when the record's name is its (``_record_name``)."""
+    try:
+        root = json.loads(line.partition(b" ")[2])
+        if type(root) is str and _header(root) == line:
+            return root
+    except (AttributeError, ValueError):  # no line, not JSON
+        pass
+    return None
 
 
 def _where(finding: Finding | None) -> list | None:

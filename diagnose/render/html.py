@@ -405,8 +405,7 @@ def _finding_rows(views: list[FindingView]) -> str:
     return "".join(rows)
 
 
-# The cache folder's subfolders: the studies' texts a log root (``_StudyTexts``), and files being written.
-_TEXTS, _STAGING = "texts", "staging"
+_STAGING = "staging"  # the cache folder's subfolder of files being written
 
 
 @dataclass
@@ -428,9 +427,10 @@ class _StudyTexts:
 
     A warm 10,000-run page made them again with ~120-130 ms of CPU (the rows ~70, the facts and commands ~50); it
     reads them (~3 MB) instead. They are kept with the runs' names in their order and a hash of this module. One
-    file a log root, rewritten with the texts of its studies of now when some were made or a study is gone; a
-    file that cannot be read (absent, cut, damaged, of another version) costs the making, one that cannot be
-    written nothing. Without a cache folder or digests, all are made.
+    file a log root (``drawing.texts_path``, which goes with the root's figures once the root no longer exists),
+    rewritten with the texts of its studies of now when some were made or a study is gone; a file that cannot be
+    read (absent, cut, damaged, of another version) costs the making, one that cannot be written nothing. Without
+    a cache folder or digests, all are made.
     """
 
     def __init__(self, analysis: Analysis, cache_dir: Path | None):
@@ -440,8 +440,7 @@ class _StudyTexts:
         self.now: dict[str, _Texts] = {}  # the file's next content
         self.made = False
         if self.version is not None:
-            root = os.path.realpath(analysis.document.root)
-            self.path = cache_dir / _TEXTS / f"{hashlib.sha256(f'texts of{chr(0)}{root}'.encode()).hexdigest()[:40]}"
+            self.path = drawing.texts_path(cache_dir, os.path.realpath(analysis.document.root))
             self.staging = cache_dir / _STAGING
             self.held = self._read()
 

@@ -219,6 +219,7 @@ def test_files_of_older_layouts_go_once(analysis, page, draws, tmp_path, monkeyp
 
 def test_same_named_studies_of_two_roots_keep_their_own_figures(analysis, page, draws, tmp_path):
     """Their digests differ (their runs' keys do): in one file each would replace the other's figures."""
+    (tmp_path / "another root").mkdir()  # a root that exists: one that does not loses its figures at any report
     here = with_digests(analysis)
     elsewhere = dataclasses.replace(
         analysis, document=dataclasses.replace(analysis.document, root=str(tmp_path / "another root")),
