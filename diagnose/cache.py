@@ -473,20 +473,11 @@ class RunCache:
         its root names. A root on a drive not mounted now looks gone: its runs are read again when it is back, never
         misread; and an entry removed under another process is a miss there.
         """
-        folder = os.path.join(self.directory, _ROOTS)
-        try:
-            with os.scandir(folder) as found:
-                records = [(entry.path, entry.name) for entry in found]
-        except OSError:
-            return True
-        for path, name in records:
+        for path, name, line in files.records(os.path.join(self.directory, _ROOTS), _RECORD, upgrading):
             if time.monotonic() > deadline:
                 return False
-            line = files.first_line(path)
             said = _recorded_root(line)
-            if said is None:
-                if upgrading and not (line or b"").startswith(f"{_RECORD} ".encode()):
-                    files.remove(path)
+            if said is None:  # damaged: names no root
                 continue
             gone, variant, owner = said
             # verified only when gone (~3 us a record): a line that says a root that exists removes nothing anyway
@@ -659,7 +650,7 @@ def _owner(root: str, variant: str) -> str:
     return _dumps([root, variant])
 
 
-def _recorded_root(line: bytes | None) -> tuple[str, str, str] | None:
+def _recorded_root(line: bytes) -> tuple[str, str, str] | None:
     """The log root, key names' variant and their JSON that a record's first ``line`` says; None when it says none
     (damaged, of another layout). They are the record's when its name is theirs (``_record_name``) and the JSON
     as written (``_owner``)."""
@@ -668,7 +659,7 @@ def _recorded_root(line: bytes | None) -> tuple[str, str, str] | None:
         root, variant = json.loads(owner)
         if tag == _RECORD and type(root) is type(variant) is str:
             return root, variant, owner
-    except (AttributeError, ValueError, TypeError):  # no line, not three parts, not JSON of two strings
+    except (ValueError, TypeError):  # not three parts, not JSON of two strings
         pass
     return None
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import secrets
 import time
+from collections.abc import Iterator
 
 ABANDONED = 3600  # seconds: a staging file this old was left by a killed process
 
@@ -86,6 +87,22 @@ def first_line(path: str | os.PathLike) -> bytes | None:
     finally:
         os.close(handle)
     return data[:end] if end >= 0 else None
+
+
+def records(folder: str | os.PathLike, tag: str, upgrading: bool) -> Iterator[tuple[str, str, bytes]]:
+    """Each file of ``folder`` (a cache's records of log roots) whose first line begins with ``tag``: its path, name
+    and that line. ``upgrading``: any other file (an older layout's record) is removed; else it is left alone."""
+    try:
+        with os.scandir(folder) as found:
+            listed = [(entry.path, entry.name) for entry in found]
+    except OSError:
+        return
+    for path, name in listed:
+        line = first_line(path)
+        if line is not None and line.startswith(f"{tag} ".encode()):
+            yield path, name, line
+        elif upgrading:
+            remove(path)
 
 
 def _write_all(handle: int, views: list[memoryview]) -> None:

@@ -327,20 +327,11 @@ class Painter:
         are removed, their roots' next report writes them anew); one damaged below names no study. A root on a
         drive not mounted now looks gone: its figures are drawn again when it is back, never shown wrong.
         """
-        folder = self.cache_dir / _ROOTS
-        try:
-            with os.scandir(folder) as found:
-                records = [(entry.path, entry.name) for entry in found]
-        except OSError:
-            return True
-        for path, name in records:
+        for path, name, line in files.records(self.cache_dir / _ROOTS, _RECORD, upgrading):
             if time.monotonic() > deadline:
                 return False
-            line = files.first_line(path)
             root = _recorded_root(line)
-            if root is None:
-                if upgrading and not (line or b"").startswith(f"{_RECORD} ".encode()):
-                    files.remove(path)
+            if root is None:  # damaged: names no root
                 continue
             # verified only when gone: a line that says a root that exists removes nothing anyway
             if root == self.root or os.path.lexists(root) or _record_name(root) != name:
@@ -410,14 +401,14 @@ def _header(root: str) -> bytes:
     return f"{_RECORD} {json.dumps(root)}".encode()
 
 
-def _recorded_root(line: bytes | None) -> str | None:
+def _recorded_root(line: bytes) -> str | None:
     """The log root a record's first ``line`` says; None when it says none (damaged, of another layout). It is the
     record's when the record's name is its (``_record_name``)."""
     try:
         root = json.loads(line.partition(b" ")[2])
         if type(root) is str and _header(root) == line:
             return root
-    except (AttributeError, ValueError):  # no line, not JSON
+    except ValueError:  # not JSON
         pass
     return None
 
