@@ -369,6 +369,8 @@ class RunCache:
         texts = self._texts
         if _UNKEPT:
             texts = {key: text for key, text in texts.items() if self._entry(key) not in _UNKEPT}
+            # left out now: once stored again, a later command of this process keeps their lines
+            _UNKEPT.difference_update([self._entry(key) for key in keys])
         lines = "\n".join([texts.get(key, "") for key in keys])
         body = f"{' '.join(keys)}\n{lines}".encode()
         if body == held:
@@ -608,8 +610,8 @@ def _read_table(entry: tuple[str, str], source: tuple, name: str):
     return getattr(run, name)
 
 
-# The entries whose tables were not there when read (a root's record served their run): the record this process
-# writes then leaves their JSON out, so that the next command asks the entry, and stores the run again.
+# The entries whose tables were not there when read (a root's record served their run): the next record written
+# leaves their JSON out, so that the next command asks the entry, and stores the run again.
 _UNKEPT: set[str] = set()
 
 

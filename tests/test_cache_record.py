@@ -145,6 +145,10 @@ def test_an_entry_gone_under_its_record_gives_the_tables_of_the_files_and_is_sto
     analyze_root(logs, jobs=1, cache=RunCache(tmp_path / "cache"))  # asks the entries, reads the runs again
     assert sorted(path for path in opened if not path.endswith(".run")) == [str(run) for run in runs_of(logs)]
     assert all(json.loads(cache_module._meta_text(str(entry))) for entry in (tmp_path / "cache").glob("*/*.run"))
+    opened.clear()
+    # stored again, they are the record's again (also in this process, which saw their entries damaged)
+    assert document(analyze_root(logs, jobs=1, cache=RunCache(tmp_path / "cache"))) == document(fresh)
+    assert opened == []
 
 
 def test_two_commands_on_one_root_last_writer_wins_and_stale_lines_are_misses(logs, tmp_path, monkeypatch):
