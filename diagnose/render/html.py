@@ -477,13 +477,17 @@ class _StudyTexts:
         return "".join(parts)
 
     def _read(self) -> dict[str, _Texts]:
-        """A line of JSON (the version, the rows' CRC-32, each study's digest, texts and rows' length), then the
-        rows: JSON of the rows themselves, their quotes escaped, took ~15 ms to read."""
+        """A CRC-32 of the rest of the file; a line of JSON (the version, each study's digest, texts and rows'
+        length); then the rows: JSON of the rows themselves, their quotes escaped, took ~15 ms to read. The
+        checksum covers the texts in the JSON too: a changed letter there would be shown on the page."""
         try:
             data = self.path.read_bytes()
-            head, _, body = data.partition(b"\n")
+            checksum, _, rest = data.partition(b"\n")
+            if checksum != b"%08x" % zlib.crc32(rest):
+                return {}
+            head, _, body = rest.partition(b"\n")
             held = json.loads(head)
-            if held["version"] != self.version or held["crc"] != zlib.crc32(body):
+            if held["version"] != self.version:
                 return {}
             text, kept, start = body.decode(), {}, 0
             for digest, names, facts, best_lr, unstable, command, length in held["studies"]:
@@ -497,11 +501,12 @@ class _StudyTexts:
             return {}
 
     def _write(self) -> None:
-        body = "".join(texts.rows for texts in self.now.values()).encode()
-        head = {"version": self.version, "crc": zlib.crc32(body), "studies": [
-            [digest, t.names, t.facts, t.best_lr, t.unstable, t.command, len(t.rows)] for digest, t in self.now.items()]}
+        head = json.dumps({"version": self.version, "studies": [
+            [digest, t.names, t.facts, t.best_lr, t.unstable, t.command, len(t.rows)] for digest, t in self.now.items()]})
+        rest = [head.encode(), b"\n", "".join(texts.rows for texts in self.now.values()).encode()]
+        checksum = functools.reduce(lambda crc, part: zlib.crc32(part, crc), rest, 0)
         with contextlib.suppress(OSError):
-            files.put(self.path, [json.dumps(head).encode(), b"\n", body], self.staging)
+            files.put(self.path, [b"%08x\n" % checksum, *rest], self.staging)
 
 
 @functools.cache

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
+import zlib
 
 import pytest
 
@@ -86,7 +88,13 @@ def test_the_rows_of_a_study_gone_go_and_a_damaged_file_is_made_again(analysis, 
     html.render(without, cache_dir=tmp_path, jobs=1)
     assert len(rows_file(tmp_path).read_bytes()) < len(whole)
     flipped = whole[:-10] + bytes([whole[-10] ^ 1]) + whole[-9:]
-    for damage in (whole[:-10], flipped, whole.replace(b'"version": "', b'"version": "0'), b"\x00\xff", b""):
+    # a letter of a kept fact changed: still JSON of the right shape, but not the fact
+    _, head, _ = whole.split(b"\n", 2)
+    fact = json.loads(head)["studies"][0][2][0].encode()
+    at = whole.index(fact) + re.search(rb"[a-z]", fact).start()
+    fact_changed = whole[:at] + bytes([whole[at] ^ 0x20]) + whole[at + 1:]
+    for damage in (whole[:-10], flipped, fact_changed, whole.replace(b'"version": "', b'"version": "0'), b"\x00\xff",
+                   b""):
         rows_file(tmp_path).write_bytes(damage)
         made.clear()
         assert html.render(cached, cache_dir=tmp_path, jobs=1) == page
@@ -97,11 +105,12 @@ def test_kept_texts_of_the_wrong_shape_are_made_again(analysis, page, made, tmp_
     cached = with_digests(analysis)
     html.render(cached, cache_dir=tmp_path, jobs=1)
     whole = rows_file(tmp_path).read_bytes()
-    head, _, body = whole.partition(b"\n")
+    _, head, body = whole.split(b"\n", 2)
     for field, wrong in ((2, "a fact"), (2, [1]), (4, None), (6, -1)):
         held = json.loads(head)
         held["studies"][0][field] = wrong
-        rows_file(tmp_path).write_bytes(json.dumps(held).encode() + b"\n" + body)
+        rest = json.dumps(held).encode() + b"\n" + body
+        rows_file(tmp_path).write_bytes(b"%08x\n" % zlib.crc32(rest) + rest)  # checksummed: only its shape is wrong
         made.clear()
         assert html.render(cached, cache_dir=tmp_path, jobs=1) == page
         assert sorted(made) == all_made(analysis) and rows_file(tmp_path).read_bytes() == whole
