@@ -75,12 +75,13 @@ def default_directory() -> Path:
 UNCACHED = ("running", "interrupted")
 
 # An entry's file is the steps table as an Arrow IPC stream (its schema, then one record batch), the evals
-# table's, the JSON, then where each of these three ends, the layout's tag and the run's version (its key's):
+# table's, the JSON, then where each of these three ends, a CRC-32 of the JSON (what a warm command shows without
+# checking the run again: a changed letter must not pass), the layout's tag and the run's version (its key's):
 # an entry of another layout is damaged, never misread, and one of another version is a miss. One file, not a
 # folder of four: storing a 1,000-step run took 1.3-2.1 CPU ms, then 0.8-0.9 (a 100k-step one 2.6-2.9 ->
 # 1.9-2.1), and a warm run opens one file a run instead of two.
-_TRAILER = struct.Struct("<3Q8s32s")
-_LAYOUT = b"dgnrun/4"
+_TRAILER = struct.Struct("<3QI8s32s")
+_LAYOUT = b"dgnrun/5"
 _TABLES = ("steps", "evals")
 _TAIL = 4096
 # a batch this large is written from its columns' memory, not copied first: 3 MB copied into fresh memory cost
@@ -296,7 +297,7 @@ class RunCache:
         checked = meta["checks"].get(checks_key)
         if checked is None:
             try:
-                checked = _read_json(_beside(entry[0], checks_key))
+                checked = _read_sealed(_beside(entry[0], checks_key))
             except FileNotFoundError:
                 return run, None, None
             if checked["key"] != key:  # left by another version of the run, or written for another
@@ -326,7 +327,8 @@ class RunCache:
             held = _held(entry, _version(key))
             if held:
                 # the key says which version of the run it is of: the entry's own findings need none
-                files.put(_beside(entry, checks_key), [_dumps({"key": key, **checked}).encode()], self._staging)
+                files.put(_beside(entry, checks_key), _sealed(_dumps({"key": key, **checked}).encode()),
+                          self._staging)
             else:
                 self._write_run(entry, key, run, {checks_key: checked})
                 if held is not None:  # none where no entry is (``_drop``): a new run's store costs no look
@@ -420,7 +422,8 @@ class RunCache:
         for section in (_ipc_stream(_record_batch(run.steps)), _ipc_stream(_record_batch(run.evals)), [text.encode()]):
             parts += section
             ends.append(sum(memoryview(part).nbytes for part in parts))
-        files.put(entry, [*parts, _TRAILER.pack(*ends, _LAYOUT, _version(key).encode())], self._staging)
+        files.put(entry, [*parts, _TRAILER.pack(*ends, zlib.crc32(parts[-1]), _LAYOUT, _version(key).encode())],
+                  self._staging)
         self._texts[key] = text
         self._fresh = True
 
@@ -634,6 +637,8 @@ def _meta_text(entry: str, version: str | None = None) -> str:
             text = os.pread(handle, ends[-1] - ends[-2], ends[-2])
     finally:
         os.close(handle)
+    if zlib.crc32(text) != _TRAILER.unpack(tail[-_TRAILER.size:])[3]:
+        raise ValueError(f"{entry}: damaged")
     return text.decode()  # a str to json.loads: bytes would be sniffed for their encoding first
 
 
@@ -729,7 +734,7 @@ def _ends(entry: str, size: int, trailer: bytes, version: str | None = None) -> 
     """
     if len(trailer) != _TRAILER.size:
         raise ValueError(f"{entry}: damaged")  # not OSError, which says the cache cannot be read
-    *ends, tag, held = _TRAILER.unpack(trailer)
+    *ends, _, tag, held = _TRAILER.unpack(trailer)
     if tag != _LAYOUT or ends != sorted(ends) or ends[-1] != size - _TRAILER.size:
         raise ValueError(f"{entry}: damaged")
     if version is not None and held.rstrip(b"\0") != version.encode():
@@ -810,8 +815,9 @@ class StudyCache:
     """``analyze.StudyWork`` of each study, by a digest of its runs' cache keys and every check's settings.
 
     One file a study (in the folder named by the root's part of its runs' keys, named by it and the study's name:
-    a root deleted whole takes the folder with it, ``RunCache._forget_gone_roots``) holds the study's work for its runs' current keys (under each check settings' key): another version of a run, or of
-    the code, is a miss, and the store that follows replaces the file.
+    a root deleted whole takes the folder with it, ``RunCache._forget_gone_roots``), under a CRC-32, holds the
+    study's work for its runs' current keys (under each check settings' key): another version of a run, or of the
+    code, is a miss, and the store that follows replaces the file.
     """
 
     def __init__(self, directory: Path, run_keys: dict[int, str], checks):
@@ -851,7 +857,7 @@ class StudyCache:
         if path is None:
             return None
         try:
-            held = _read_json(path)
+            held = _read_sealed(path)
             if held["runs"] != version or self.checks_key not in held["work"]:
                 return None  # another version of the study (the store that follows replaces it), or settings
             record = held["work"][self.checks_key]
@@ -880,12 +886,12 @@ class StudyCache:
             "cells": work.cells,
         }
         try:
-            held = _read_json(path)
+            held = _read_sealed(path)
             works = {**held["work"]} if held["runs"] == version else {}  # other settings' work on the same runs
         except Exception:  # none, or damaged: replaced
             works = {}
         try:
-            files.put(path, [_dumps({"runs": version, "work": {**works, self.checks_key: record}}).encode()],
+            files.put(path, _sealed(_dumps({"runs": version, "work": {**works, self.checks_key: record}}).encode()),
                  self._staging)
         except OSError:
             return  # a cache that cannot be written costs speed, never the report
@@ -929,5 +935,15 @@ def _fingerprints(folder, prefix: str, found: list[str]) -> list[str]:
     return found
 
 
-def _read_json(path: str):
-    return json.loads(read_bytes(path).decode())  # bytes would be sniffed for their encoding first
+def _sealed(data: bytes) -> list[bytes]:
+    """``data`` (a study's or other settings' findings, shown as they are by a warm command) after a line with its
+    CRC-32: a changed letter that leaves JSON must not pass (``_read_sealed``)."""
+    return [b"%08x\n" % zlib.crc32(data), data]
+
+
+def _read_sealed(path: str):
+    """The JSON of a file ``_sealed`` wrote; ValueError when its checksum does not hold."""
+    data = read_bytes(path)
+    if data[8:9] != b"\n" or data[:8] != b"%08x" % zlib.crc32(memoryview(data)[9:]):
+        raise ValueError(f"{path}: damaged")
+    return json.loads(data[9:].decode())  # bytes would be sniffed for their encoding first

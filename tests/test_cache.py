@@ -7,6 +7,7 @@ import math
 import os
 import pickle
 import shutil
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -134,12 +135,13 @@ def test_an_entry_without_the_new_fields_is_read_again(tmp_path, make_run):
     first = analyze_root(tmp_path / "logs", jobs=1, cache=cache).document.to_dict()["runs"]
     [entry] = (tmp_path / "cache").glob("*/*.run")
     data = entry.read_bytes()
-    *tables, _, tag, version = cache_module._TRAILER.unpack(data[-cache_module._TRAILER.size:])
+    *tables, _, _, tag, version = cache_module._TRAILER.unpack(data[-cache_module._TRAILER.size:])
     stale = json.loads(data[tables[-1]:-cache_module._TRAILER.size])
     for checked in stale["checks"].values():
         del checked["instability"]
     text = json.dumps(stale).encode()
-    entry.write_bytes(data[:tables[-1]] + text + cache_module._TRAILER.pack(*tables, tables[-1] + len(text), tag, version))
+    entry.write_bytes(data[:tables[-1]] + text + cache_module._TRAILER.pack(*tables, tables[-1] + len(text),
+                                                                            zlib.crc32(text), tag, version))
     shutil.rmtree(tmp_path / "cache" / "roots")  # the root's record holds the JSON as written: an old entry has none
     assert analyze_root(tmp_path / "logs", jobs=1, cache=RunCache(tmp_path / "cache")).document.to_dict()["runs"] == first
     [entry] = (tmp_path / "cache").glob("*/*.run")
@@ -201,10 +203,16 @@ def test_a_corrupt_study_entry_is_dropped_and_the_study_checked_again(sweeps, tm
     cold = analyze_root(sweeps, jobs=1, cache=cache)
     entries = list((tmp_path / "cache" / "studies").glob("*/*.json"))
     assert len(entries) == 2
+    whole = entries[1].read_bytes()
+    at = whole.index(b'"study":"') + len(b'"study":"')
     entries[0].write_text("{not json")
-    entries[1].write_text(json.dumps({"findings": [{"check": "divergence"}]}))  # valid JSON, wrong shape
+    entries[1].write_bytes(whole[:at] + bytes([whole[at] ^ 0x20]) + whole[at + 1:])  # the study's name: still JSON
     assert document(analyze_root(sweeps, jobs=1, cache=cache)) == document(cold)
-    assert all("summary" in work for entry in entries for work in json.loads(entry.read_text())["work"].values())
+    assert [entry.read_bytes() for entry in entries[1:]] == [whole]
+    # checksummed as written, but of the wrong shape
+    entries[1].write_bytes(b"".join(cache_module._sealed(json.dumps({"findings": [{"check": "divergence"}]}).encode())))
+    assert document(analyze_root(sweeps, jobs=1, cache=cache)) == document(cold)
+    assert all("summary" in work for entry in entries for work in json.loads(entry.read_bytes()[9:])["work"].values())
 
 
 def test_other_settings_or_other_code_never_reuse_a_study(sweeps, tmp_path, monkeypatch):
