@@ -327,7 +327,7 @@ class RunCache:
             held = _held(entry, _version(key))
             if held:
                 # the key says which version of the run it is of: the entry's own findings need none
-                files.put(_beside(entry, checks_key), _sealed(_dumps({"key": key, **checked}).encode()),
+                files.put(_beside(entry, checks_key), files.sealed([_dumps({"key": key, **checked}).encode()]),
                           self._staging)
             else:
                 self._write_run(entry, key, run, {checks_key: checked})
@@ -891,7 +891,7 @@ class StudyCache:
         except Exception:  # none, or damaged: replaced
             works = {}
         try:
-            files.put(path, _sealed(_dumps({"runs": version, "work": {**works, self.checks_key: record}}).encode()),
+            files.put(path, files.sealed([_dumps({"runs": version, "work": {**works, self.checks_key: record}}).encode()]),
                  self._staging)
         except OSError:
             return  # a cache that cannot be written costs speed, never the report
@@ -935,15 +935,10 @@ def _fingerprints(folder, prefix: str, found: list[str]) -> list[str]:
     return found
 
 
-def _sealed(data: bytes) -> list[bytes]:
-    """``data`` (a study's or other settings' findings, shown as they are by a warm command) after a line with its
-    CRC-32: a changed letter that leaves JSON must not pass (``_read_sealed``)."""
-    return [b"%08x\n" % zlib.crc32(data), data]
-
-
 def _read_sealed(path: str):
-    """The JSON of a file ``_sealed`` wrote; ValueError when its checksum does not hold."""
-    data = read_bytes(path)
-    if data[8:9] != b"\n" or data[:8] != b"%08x" % zlib.crc32(memoryview(data)[9:]):
+    """The JSON of a file written ``files.sealed`` (a study's or other settings' findings, shown as they are by a
+    warm command); ValueError when its checksum does not hold."""
+    data = files.unsealed(read_bytes(path))
+    if data is None:
         raise ValueError(f"{path}: damaged")
-    return json.loads(data[9:].decode())  # bytes would be sniffed for their encoding first
+    return json.loads(data.decode())  # bytes would be sniffed for their encoding first

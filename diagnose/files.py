@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import secrets
 import time
+import zlib
 from collections.abc import Iterator
 
 ABANDONED = 3600  # seconds: a staging file this old was left by a killed process
@@ -103,6 +104,22 @@ def records(folder: str | os.PathLike, tag: str, upgrading: bool) -> Iterator[tu
             yield path, name, line
         elif upgrading:
             remove(path)
+
+
+def sealed(parts: list) -> list:
+    """``parts`` (bytes-like) after a line holding a CRC-32 of them: what a cache shows as it is, without computing it
+    again, so that a changed letter that leaves valid JSON is damage too (``unsealed``)."""
+    checksum = 0
+    for part in parts:
+        checksum = zlib.crc32(part, checksum)
+    return [b"%08x\n" % checksum, *parts]
+
+
+def unsealed(data: bytes) -> bytes | None:
+    """What ``sealed`` put after its line, from a file's ``data``; None when the checksum does not hold."""
+    if data[8:9] != b"\n" or data[:8] != b"%08x" % zlib.crc32(memoryview(data)[9:]):
+        return None
+    return data[9:]
 
 
 def _write_all(handle: int, views: list[memoryview]) -> None:

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from diagnose import cache as cache_module
-from diagnose import instability
+from diagnose import files, instability
 from diagnose.cache import RunCache, StudyCache
 from diagnose.checks import CHECKS
 from diagnose.pipeline import analyze_root
@@ -210,7 +210,7 @@ def test_a_corrupt_study_entry_is_dropped_and_the_study_checked_again(sweeps, tm
     assert document(analyze_root(sweeps, jobs=1, cache=cache)) == document(cold)
     assert [entry.read_bytes() for entry in entries[1:]] == [whole]
     # checksummed as written, but of the wrong shape
-    entries[1].write_bytes(b"".join(cache_module._sealed(json.dumps({"findings": [{"check": "divergence"}]}).encode())))
+    entries[1].write_bytes(b"".join(files.sealed([json.dumps({"findings": [{"check": "divergence"}]}).encode()])))
     assert document(analyze_root(sweeps, jobs=1, cache=cache)) == document(cold)
     assert all("summary" in work for entry in entries for work in json.loads(entry.read_bytes()[9:])["work"].values())
 

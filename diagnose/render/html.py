@@ -27,7 +27,6 @@ import operator
 import os
 import re
 import shlex
-import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -481,9 +480,8 @@ class _StudyTexts:
         length); then the rows: JSON of the rows themselves, their quotes escaped, took ~15 ms to read. The
         checksum covers the texts in the JSON too: a changed letter there would be shown on the page."""
         try:
-            data = self.path.read_bytes()
-            checksum, _, rest = data.partition(b"\n")
-            if checksum != b"%08x" % zlib.crc32(rest):
+            rest = files.unsealed(self.path.read_bytes())
+            if rest is None:
                 return {}
             head, _, body = rest.partition(b"\n")
             held = json.loads(head)
@@ -503,10 +501,9 @@ class _StudyTexts:
     def _write(self) -> None:
         head = json.dumps({"version": self.version, "studies": [
             [digest, t.names, t.facts, t.best_lr, t.unstable, t.command, len(t.rows)] for digest, t in self.now.items()]})
-        rest = [head.encode(), b"\n", "".join(texts.rows for texts in self.now.values()).encode()]
-        checksum = functools.reduce(lambda crc, part: zlib.crc32(part, crc), rest, 0)
+        body = "".join(texts.rows for texts in self.now.values()).encode()
         with contextlib.suppress(OSError):
-            files.put(self.path, [b"%08x\n" % checksum, *rest], self.staging)
+            files.put(self.path, files.sealed([head.encode(), b"\n", body]), self.staging)
 
 
 @functools.cache

@@ -5,10 +5,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-import zlib
 
 import pytest
 
+from diagnose import files
 from diagnose.render import html
 
 
@@ -110,7 +110,7 @@ def test_kept_texts_of_the_wrong_shape_are_made_again(analysis, page, made, tmp_
         held = json.loads(head)
         held["studies"][0][field] = wrong
         rest = json.dumps(held).encode() + b"\n" + body
-        rows_file(tmp_path).write_bytes(b"%08x\n" % zlib.crc32(rest) + rest)  # checksummed: only its shape is wrong
+        rows_file(tmp_path).write_bytes(b"".join(files.sealed([rest])))  # checksummed: only its shape is wrong
         made.clear()
         assert html.render(cached, cache_dir=tmp_path, jobs=1) == page
         assert sorted(made) == all_made(analysis) and rows_file(tmp_path).read_bytes() == whole
