@@ -7,6 +7,7 @@ import numpy as np
 from ..findings import Recommendation, round_sig
 from ..instability import InstabilityConfig, InstabilityEvent, run_instability
 from ..model import Run
+from ..signal import percentile
 from . import divergence, momentum_oscillation
 
 
@@ -66,7 +67,7 @@ def clip_recommendation(run: Run, first_step: int, instability: str) -> Recommen
     norms = grad_norms_before(run, first_step)
     if norms.size < 10:
         return None
-    threshold = float(np.percentile(norms, 90))
+    threshold = float(percentile(norms, 90))
     current = run.config.get("clip_norm")
     harder = isinstance(current, (int, float)) and not isinstance(current, bool) and 0 < current <= threshold
     if harder:

@@ -45,6 +45,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import signal
 from ..findings import Finding, Recommendation, Severity, round_sig
 from ..model import Run
 from .registry import Check, Scope
@@ -95,7 +96,7 @@ def detect(run: Run, config: Config) -> list[Finding]:
     recommendation = None
     if norms is not None:
         factor = float(np.median(np.minimum(1.0, clip / norms)))
-        percentile = float(np.percentile(norms, 90))
+        percentile = float(signal.percentile(norms, 90))
         evidence.update(
             clip_norm=float(np.median(clip)),
             median_grad_norm=float(np.median(norms)),

@@ -61,6 +61,7 @@ import numpy as np
 from ..findings import Finding, Recommendation, Severity, round_sig
 from ..instability import InstabilityEvent, run_instability
 from ..model import Run, Study
+from ..signal import percentile
 from ..sweep import LrPoint, Sweep, climb, main_sweep, warmup_plan
 from .registry import Check, Scope
 
@@ -231,11 +232,11 @@ def _recommend(sweep: Sweep, point: LrPoint, runs: list[RunVerdict], config: Con
         run = verdict.run
         span = run.max_steps or (run.last_step or 0) + 1
         if start > config.early_fraction * span and run.has("grad_norm"):
-            norms = run.updates()
-            norms = norms.loc[norms["step"] < start, "grad_norm"].to_numpy(dtype=float)
+            updates = run.updates()
+            norms = run.column(updates, "grad_norm", float)[run.column(updates, "step") < start]
             norms = norms[np.isfinite(norms)]
             if norms.size >= 10:
-                threshold = round_sig(float(np.percentile(norms, config.clip_percentile)))
+                threshold = round_sig(float(percentile(norms, config.clip_percentile)))
                 return Recommendation(
                     action="clip",
                     values={"threshold": threshold, "percentile": config.clip_percentile, "lr": point.lr,
