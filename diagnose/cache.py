@@ -28,7 +28,8 @@ folder beside it, emptied when a new version of the run is stored.
 The study-level work (``analyze.StudyWork``: the study checks' findings, the
 study summary) is cached too, one file a study in a folder a root, valid for a
 digest of its runs' keys: a warm report whose studies did not change reads no
-run's tables.
+run's tables. The files of studies no longer in the root go at the end of each
+command on it (``StudyCache.forget_absent``).
 
 Files are put in place by rename from a staging folder; the first key asked of
 a ``RunCache`` removes staging files a killed process left, and files of older
@@ -811,6 +812,9 @@ def _drop(entry: str) -> None:
     _clear(_beside(entry))
 
 
+_STUDY_FILE = re.compile(r"[0-9a-f]{32}\.json")  # a study's file in its root's folder (``StudyCache.digest``)
+
+
 class StudyCache:
     """``analyze.StudyWork`` of each study, by a digest of its runs' cache keys and every check's settings.
 
@@ -873,6 +877,25 @@ class StudyCache:
         except Exception:  # any damage: forget it, check the study again
             files.remove(path)
             return None
+
+    def forget_absent(self) -> None:
+        """Remove the files of studies no longer in the root: those whose ``digest`` was not asked for.
+
+        A study gone from a root that still exists (its runs deleted or moved) leaves its file in the root's folder;
+        a study not cached now (a run still running) loses its file, which is of another version of the study.
+        One listing a root (1,000 studies: ~1 ms).
+        """
+        kept = {path for path, _ in self._files.values()}
+        for folder in {os.path.dirname(path) for path in kept}:
+            try:
+                with os.scandir(folder) as listed:
+                    names = [entry.name for entry in listed]
+            except OSError:
+                continue
+            for name in names:
+                path = f"{folder}{os.sep}{name}"
+                if _STUDY_FILE.fullmatch(name) and path not in kept:
+                    files.remove(path)
 
     def store(self, digest: str, work: StudyWork) -> None:
         path, version = self._files.get(digest, (None, None))

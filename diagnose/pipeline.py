@@ -137,6 +137,7 @@ def analyze_root(
                         functools.partial(_work_on_studies, jobs=jobs, studied=studied) if jobs > 1 else None)
     if cache:  # after the study work, which may have found an entry of the record gone (``cache._UNKEPT``)
         cache.record(run_keys)
+        studies.forget_absent()
     return analysis
 
 

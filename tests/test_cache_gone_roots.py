@@ -168,3 +168,17 @@ def test_an_upgrade_removes_older_records_and_study_files(roots, cache_dir, tmp_
     (cache_dir / "figures" / "layout").write_text("diagnose figures 2\n")
     report(b, tmp_path / "b")
     assert held(cache_dir) == of_b
+
+
+def test_a_study_deleted_from_a_root_loses_its_file(roots, cache_dir, tmp_path):
+    a, _ = roots
+    before, _ = report(a, tmp_path / "a-before")
+    studies = {name for name in held(cache_dir) if name.startswith("studies/")}
+    assert len(studies) == 2  # the sweep's and the lone run's
+    shutil.rmtree(a / "alone")
+    document, _ = report(a, tmp_path / "a-after")
+    left = {name for name in held(cache_dir) if name.startswith("studies/")}
+    assert len(left) == 1 and left < studies
+    assert [s["study"] for s in document["studies"]] == [s["study"] for s in before["studies"] if s["study"] != "alone"]
+    # the study left is served from its file: the next report reads no run's table, the same document
+    assert report(a, tmp_path / "a-again")[0] == document
