@@ -883,7 +883,7 @@ class StudyCache:
 
         A study gone from a root that still exists (its runs deleted or moved) leaves its file in the root's folder;
         a study not cached now (a run still running) loses its file, which is of another version of the study.
-        One listing a root (1,000 studies: ~1 ms).
+        One listing a root (1,000 studies: ~3 ms of CPU).
         """
         kept = {path for path, _ in self._files.values()}
         for folder in {os.path.dirname(path) for path in kept}:
