@@ -285,6 +285,10 @@ def check(logroot: Path, fail_on: str, strict: bool, json_path: Path | None, set
     """
     with _scratch(no_cache) as scratch:  # no table is read after the analysis
         analysis = _analyze(logroot, settings, use_cache=not no_cache, keys=_key_map(key_options), scratch=scratch)
+    if not no_cache:  # a log root deleted whole loses its figures and page texts too, as at a report
+        from .render import drawing  # its cache's files only: nothing is drawn
+
+        drawing.forget_gone_roots_after_check(default_directory() / "figures", os.path.realpath(analysis.document.root))
     if json_path:
         analysis.document.write_json(json_path)
     _print_summary(analysis, shown=min(Severity(fail_on), Severity.WARNING, key=lambda s: s.rank))

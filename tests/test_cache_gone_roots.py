@@ -1,5 +1,5 @@
 """A log root deleted whole is forgotten by the next command on another root: its runs' entries, its studies' files,
-its figures, its page texts and its records go (``RunCache._forget_gone_roots``, ``Painter._forget_gone_roots``);
+its figures, its page texts and its records go (``RunCache._forget_gone_roots``, ``drawing.forget_gone_roots``);
 a root that exists, and whatever a damaged record names, stay."""
 
 from __future__ import annotations
@@ -92,10 +92,19 @@ def test_a_root_deleted_whole_loses_its_files_at_a_command_on_another_root(roots
     invoke("check", b)  # a root that exists keeps its files
     assert held(cache_dir) == of_a | of_b
     shutil.rmtree(a)
-    invoke("check", b)  # the run cache's files of a go; a check does not open the figures folder
-    assert held(cache_dir) == of_b | {name for name in of_a if name.startswith("figures/")}
-    assert report(b, tmp_path / "b-after") == before  # the figures of a go with the report
+    invoke("check", b)  # all of a's files go: its runs', studies', figures and page texts
     assert held(cache_dir) == of_b
+    assert report(b, tmp_path / "b-after") == before
+    assert held(cache_dir) == of_b
+
+
+def test_a_root_deleted_whole_loses_its_figures_at_a_report_on_another_root(roots, cache_dir, tmp_path):
+    a, b = roots
+    of_a = a_reported(roots, cache_dir, tmp_path)
+    before = report(b, tmp_path / "b-before")
+    shutil.rmtree(a)
+    assert report(b, tmp_path / "b-after") == before
+    assert not held(cache_dir) & of_a  # the run cache's and the figure cache's
 
 
 def test_out_of_time_the_rest_is_the_next_commands(roots, cache_dir, tmp_path, monkeypatch):

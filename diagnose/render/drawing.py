@@ -19,11 +19,12 @@ cache does (``diagnose.cache``): a study's file is named by its log root (real
 path) and the study, and rewritten with the entries that report asked for; a
 record a root of the studies its last report had removes the files of those
 gone since. The record says its root in its first line: the end of a report
-on any root removes the files of each root that no longer exists, its
-studies' figures, its page texts (``texts_path``, kept by ``html``) and its
-record. Files are written in a staging folder and renamed into place: the
-end of a report removes staging files a killed process left (an hour old),
-and files of older layouts once (a marker file names the layout).
+or a check on any root removes the files of each root that no longer exists,
+its studies' figures, its page texts (``texts_path``, kept by ``html``) and
+its record (``forget_gone_roots``). Files are written in a staging folder
+and renamed into place: the end of a report removes staging files a killed
+process left (an hour old), and files of older layouts once (a marker file
+names the layout).
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ _OLD = re.compile(r"[0-9a-f]{40}(\.[0-9]+\.tmp|\.json)")
 
 def texts_path(cache_dir: Path, root: str) -> Path:
     """The file in which ``html`` keeps the page texts of log root ``root`` (real path): named here, where the files
-    of a root that no longer exists are removed (``Painter._forget_gone_roots``)."""
+    of a root that no longer exists are removed (``forget_gone_roots``)."""
     return cache_dir / _TEXTS / hashlib.sha256(f"texts of\0{root}".encode()).hexdigest()[:40]
 
 
@@ -318,35 +319,6 @@ class Painter:
         except OSError:
             pass
 
-    def _forget_gone_roots(self, deadline: float, upgrading: bool) -> bool:
-        """Remove the files of each log root but this report's that no longer exists: its studies' figures, its page
-        texts, then its record. False when ``deadline`` (monotonic) came first: the rest is the next report's.
-
-        A record says its root in its first line, which only counts when the record's name is that root's: a
-        record damaged there, or of an older layout, removes nothing (``upgrading``: records of older layouts
-        are removed, their roots' next report writes them anew); one damaged below names no study. A root on a
-        drive not mounted now looks gone: its figures are drawn again when it is back, never shown wrong.
-        """
-        for path, name, line in files.records(self.cache_dir / _ROOTS, _RECORD, upgrading):
-            if time.monotonic() > deadline:
-                return False
-            root = _recorded_root(line)
-            if root is None:  # damaged: names no root
-                continue
-            # verified only when gone: a line that says a root that exists removes nothing anyway
-            if root == self.root or os.path.lexists(root) or _record_name(root) != name:
-                continue
-            try:
-                names = json.loads(Path(path).read_bytes().partition(b"\n")[2])
-            except (OSError, ValueError):
-                names = None
-            for study in names if isinstance(names, list) else ():
-                if isinstance(study, str):  # a damaged record names only this root's files
-                    files.remove(_study_path(self.cache_dir, root, study))
-            files.remove(texts_path(self.cache_dir, root))
-            files.remove(path)
-        return True
-
     def _tidy(self) -> None:
         """Remove what this code never reads: staging files a killed process left, the files of log roots that no
         longer exist, and (once) older layouts.
@@ -362,7 +334,7 @@ class Painter:
             upgrading = marker.read_bytes() != _FOLDER_LAYOUT
         except OSError:
             upgrading = True
-        if not self._forget_gone_roots(deadline, upgrading) or not upgrading:
+        if not forget_gone_roots(self.cache_dir, self.root, deadline, upgrading) or not upgrading:
             return
         try:
             with os.scandir(self.cache_dir) as found:
@@ -384,6 +356,47 @@ class Painter:
         """The file ``path`` holding ``data``, put in place whole (``files.put``) through the staging folder, where
         ``_tidy`` finds what a killed process left."""
         files.put(path, [data], self.cache_dir / _STAGING)
+
+
+def forget_gone_roots(cache_dir: Path, this_root: str, deadline: float, upgrading: bool) -> bool:
+    """Remove the files of each log root but ``this_root`` that no longer exists: its studies' figures, its page
+    texts, then its record. False when ``deadline`` (monotonic) came first: the rest is the next command's.
+
+    A record says its root in its first line, which only counts when the record's name is that root's: a
+    record damaged there, or of an older layout, removes nothing (``upgrading``: records of older layouts
+    are removed, their roots' next report writes them anew); one damaged below names no study. A root on a
+    drive not mounted now looks gone: its figures are drawn again when it is back, never shown wrong.
+    """
+    for path, name, line in files.records(cache_dir / _ROOTS, _RECORD, upgrading):
+        if time.monotonic() > deadline:
+            return False
+        root = _recorded_root(line)
+        if root is None:  # damaged: names no root
+            continue
+        # verified only when gone: a line that says a root that exists removes nothing anyway
+        if root == this_root or os.path.lexists(root) or _record_name(root) != name:
+            continue
+        try:
+            names = json.loads(Path(path).read_bytes().partition(b"\n")[2])
+        except (OSError, ValueError):
+            names = None
+        for study in names if isinstance(names, list) else ():
+            if isinstance(study, str):  # a damaged record names only this root's files
+                files.remove(_study_path(cache_dir, root, study))
+        files.remove(texts_path(cache_dir, root))
+        files.remove(path)
+    return True
+
+
+def forget_gone_roots_after_check(cache_dir: Path, this_root: str) -> None:
+    """``forget_gone_roots`` for a command that draws nothing (``diagnose check``), within the time a report's tidy
+    has; older layouts are left to the next report, which knows them (``Painter._tidy``)."""
+    try:
+        current = (cache_dir / _MARKER).read_bytes() == _FOLDER_LAYOUT
+    except OSError:  # no figures folder (no report yet), or unreadable
+        return
+    if current:
+        forget_gone_roots(cache_dir, this_root, time.monotonic() + _TIDY_SECONDS, upgrading=False)
 
 
 def _study_path(cache_dir: Path, root: str, study: str) -> Path:
