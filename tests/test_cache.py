@@ -135,13 +135,14 @@ def test_an_entry_without_the_new_fields_is_read_again(tmp_path, make_run):
     first = analyze_root(tmp_path / "logs", jobs=1, cache=cache).document.to_dict()["runs"]
     [entry] = (tmp_path / "cache").glob("*/*.run")
     data = entry.read_bytes()
-    *tables, _, _, tag, version = cache_module._TRAILER.unpack(data[-cache_module._TRAILER.size:])
+    *tables, _, steps_digest, evals_digest, _, tag, version = cache_module._TRAILER.unpack(
+        data[-cache_module._TRAILER.size:])
     stale = json.loads(data[tables[-1]:-cache_module._TRAILER.size])
     for checked in stale["checks"].values():
         del checked["instability"]
     text = json.dumps(stale).encode()
-    entry.write_bytes(data[:tables[-1]] + text + cache_module._TRAILER.pack(*tables, tables[-1] + len(text),
-                                                                            zlib.crc32(text), tag, version))
+    entry.write_bytes(data[:tables[-1]] + text + cache_module._TRAILER.pack(
+        *tables, tables[-1] + len(text), steps_digest, evals_digest, zlib.crc32(text), tag, version))
     shutil.rmtree(tmp_path / "cache" / "roots")  # the root's record holds the JSON as written: an old entry has none
     assert analyze_root(tmp_path / "logs", jobs=1, cache=RunCache(tmp_path / "cache")).document.to_dict()["runs"] == first
     [entry] = (tmp_path / "cache").glob("*/*.run")
@@ -258,6 +259,26 @@ def test_a_table_damaged_after_the_entry_was_loaded_is_read_from_the_run_again(s
     assert warm.steps.equals(cold.steps) and warm.evals.equals(cold.evals)
     # only the damaged entry that was read is dropped
     assert len(list((tmp_path / "cache").glob("*/*.run"))) == 7
+
+
+@pytest.mark.parametrize("read", ["mapped", "copied"])
+@pytest.mark.parametrize("table", ["steps", "evals"])
+def test_a_changed_bit_of_a_cached_number_is_damage_and_the_run_is_read_again(tmp_path, make_run, monkeypatch,
+                                                                             table, read):
+    """A flipped bit of a loss leaves a table that reads: only the table's checksum tells it from what was stored."""
+    monkeypatch.setattr(cache_module, "_MAPPED_FROM", 0 if read == "mapped" else 1 << 40)
+    evals = "step,split,loss\n" + "".join(f"{i},valid,{2 / (1 + i)!r}\n" for i in range(0, 100, 10))
+    make_run(tmp_path / "logs" / "s" / "r", steps=HEALTHY, evals=evals, status="finished")
+    cache = RunCache(tmp_path / "cache")
+    cold = analyze_root(tmp_path / "logs", jobs=1, cache=cache).run("s", "r")
+    warm = analyze_root(tmp_path / "logs", jobs=1, cache=cache).run("s", "r")
+    [entry] = (tmp_path / "cache").glob("*/*.run")
+    data = bytearray(entry.read_bytes())
+    at = data.index(getattr(cold, table)["loss"].to_numpy()[3].tobytes())
+    data[at] ^= 1  # the last bit of the value's mantissa
+    entry.write_bytes(bytes(data))
+    assert getattr(warm, table).equals(getattr(cold, table))
+    assert not entry.exists()
 
 
 def test_editing_analysis_code_changes_the_fingerprint_and_editing_a_renderer_or_the_cli_does_not(tmp_path):

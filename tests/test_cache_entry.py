@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import xxhash
 
 from diagnose import cache as cache_module
 from diagnose import files
@@ -138,7 +139,8 @@ def test_an_entry_of_the_previous_layout_is_a_miss_not_misread(tmp_path):
 def test_an_entry_whose_trailer_does_not_fit_it_is_a_miss(tmp_path, damage):
     cache, entry = stored(tmp_path, sample_run(tmp_path))
     data = entry.read_bytes()
-    *ends, crc, tag, version = cache_module._TRAILER.unpack(data[-cache_module._TRAILER.size:])
+    *ends, steps_digest, evals_digest, crc, tag, version = cache_module._TRAILER.unpack(
+        data[-cache_module._TRAILER.size:])
     if damage == "tag":
         tag = b"dgnrun/1"
     elif damage == "order":
@@ -148,7 +150,8 @@ def test_an_entry_whose_trailer_does_not_fit_it_is_a_miss(tmp_path, damage):
     else:  # a letter of the run's JSON changed: still JSON, but not what was stored
         at = data.index(b'"name":"', ends[1]) + len(b'"name":"')
         data = data[:at] + bytes([data[at] ^ 0x20]) + data[at + 1:]
-    entry.write_bytes(data[:-cache_module._TRAILER.size] + cache_module._TRAILER.pack(*ends, crc, tag, version))
+    entry.write_bytes(data[:-cache_module._TRAILER.size]
+                      + cache_module._TRAILER.pack(*ends, steps_digest, evals_digest, crc, tag, version))
     assert cache.load(KEY, "checks", source(tmp_path)) is None
     assert not entry.exists()
 
@@ -226,7 +229,9 @@ def test_a_table_reads_back_as_arrows_to_pandas_gives_it(tmp_path, monkeypatch, 
     entry = str(tmp_path / "entry")
     stream = cache_module._ipc_stream(cache_module._record_batch(table))
     end = sum(memoryview(part).nbytes for part in stream)
-    files.put(entry, [*stream, cache_module._TRAILER.pack(end, end, end, 0, cache_module._LAYOUT, b"")], str(tmp_path))
+    digest = xxhash.xxh3_64_intdigest(b"".join(bytes(part) for part in stream))
+    files.put(entry, [*stream, cache_module._TRAILER.pack(end, end, end, digest, 0, 0, cache_module._LAYOUT, b"")],
+              str(tmp_path))
     got = cache_module._read_table((entry, ""), source(tmp_path), "steps")
     batch = pa.ipc.open_stream(pa.memory_map(entry).read_buffer().slice(0, end)).read_next_batch()
     expected = batch.to_pandas(use_threads=False, split_blocks=True)
