@@ -305,14 +305,14 @@ class Painter:
         header = _header(self.root)
         try:
             head, _, rest = record.read_bytes().partition(b"\n")
-            seen = json.loads(rest) if head == header else []  # another root's line: damaged
-        except (OSError, ValueError):  # none yet, or damaged: replaced
-            seen = []
+        except OSError:  # none yet: written below
+            head, rest = b"", b""
+        seen = _recorded_studies(rest) if head == header else []  # another root's line: damaged
         if seen == names:
             return
         present = set(names)
-        for name in seen if isinstance(seen, list) else ():
-            if isinstance(name, str) and name not in present:  # a damaged record names only this root's files
+        for name in seen:
+            if name not in present:
                 files.remove(self._path(name))
         try:
             self._put(record, header + b"\n" + json.dumps(names).encode("utf-8"))
@@ -329,11 +329,7 @@ class Painter:
         """
         deadline = time.monotonic() + _TIDY_SECONDS
         files.remove_abandoned(self.cache_dir / _STAGING)
-        marker = self.cache_dir / _MARKER
-        try:
-            upgrading = marker.read_bytes() != _FOLDER_LAYOUT
-        except OSError:
-            upgrading = True
+        upgrading = not _layout_is_current(self.cache_dir)
         if not forget_gone_roots(self.cache_dir, self.root, deadline, upgrading) or not upgrading:
             return
         try:
@@ -348,7 +344,7 @@ class Painter:
                 return  # the rest at the next report
             files.remove(path)
         try:
-            self._put(marker, _FOLDER_LAYOUT)
+            self._put(self.cache_dir / _MARKER, _FOLDER_LAYOUT)
         except OSError:
             pass
 
@@ -377,12 +373,11 @@ def forget_gone_roots(cache_dir: Path, this_root: str, deadline: float, upgradin
         if root == this_root or os.path.lexists(root) or _record_name(root) != name:
             continue
         try:
-            names = json.loads(Path(path).read_bytes().partition(b"\n")[2])
-        except (OSError, ValueError):
-            names = None
-        for study in names if isinstance(names, list) else ():
-            if isinstance(study, str):  # a damaged record names only this root's files
-                files.remove(_study_path(cache_dir, root, study))
+            studies = _recorded_studies(Path(path).read_bytes().partition(b"\n")[2])
+        except OSError:
+            studies = []
+        for study in studies:
+            files.remove(_study_path(cache_dir, root, study))
         files.remove(texts_path(cache_dir, root))
         files.remove(path)
     return True
@@ -391,12 +386,17 @@ def forget_gone_roots(cache_dir: Path, this_root: str, deadline: float, upgradin
 def forget_gone_roots_after_check(cache_dir: Path, this_root: str) -> None:
     """``forget_gone_roots`` for a command that draws nothing (``diagnose check``), within the time a report's tidy
     has; older layouts are left to the next report, which knows them (``Painter._tidy``)."""
-    try:
-        current = (cache_dir / _MARKER).read_bytes() == _FOLDER_LAYOUT
-    except OSError:  # no figures folder (no report yet), or unreadable
-        return
-    if current:
+    if _layout_is_current(cache_dir):  # (not when there is no figures folder: no report yet)
         forget_gone_roots(cache_dir, this_root, time.monotonic() + _TIDY_SECONDS, upgrading=False)
+
+
+def _layout_is_current(cache_dir: Path) -> bool:
+    """Whether the figures folder's marker names this layout; False when it names another, or is absent or
+    unreadable."""
+    try:
+        return (cache_dir / _MARKER).read_bytes() == _FOLDER_LAYOUT
+    except OSError:
+        return False
 
 
 def _study_path(cache_dir: Path, root: str, study: str) -> Path:
@@ -424,6 +424,16 @@ def _recorded_root(line: bytes) -> str | None:
     except ValueError:  # not JSON
         pass
     return None
+
+
+def _recorded_studies(body: bytes) -> list[str]:
+    """The studies a record's ``body`` (below its first line) names; none when it is damaged. Only names: a
+    damaged record names only its own root's files."""
+    try:
+        names = json.loads(body)
+    except ValueError:
+        return []
+    return [name for name in names if isinstance(name, str)] if isinstance(names, list) else []
 
 
 def _where(finding: Finding | None) -> list | None:
