@@ -22,8 +22,9 @@ An entry is one file, replaced whole by rename: the run's two tables as Arrow
 IPC streams (never pickles, read only when something asks for them, each under
 a checksum), then its JSON (under another): what the run is, and what the
 checks found in it with the run's instability events (``diagnose.instability``),
-so the study checks of a warm re-run need not find them again. Findings of other check settings go in a
-folder beside it, emptied when a new version of the run is stored.
+so the study checks of a warm re-run need not find them again. Findings of
+other check settings go in a folder beside it, emptied when a new version of
+the run is stored.
 
 The study-level work (``analyze.StudyWork``: the study checks' findings, the
 study summary) is cached too, one file a study in a folder a root, valid for a
