@@ -54,7 +54,9 @@ def corpus(tmp_path_factory) -> Corpus:
 
 
 def cases_for(check_id: str) -> tuple[list[str], list[str]]:
-    """Names of the corpus cases that expect ``check_id`` and of those that forbid it."""
+    """Names of the corpus cases that expect ``check_id`` and of those that forbid it (the calling module is skipped
+    without torch: the cases are trained with it)."""
+    pytest.importorskip("torch", reason="the corpus's runs are trained with torch")
     import corpus
 
     cases = corpus.all_cases()

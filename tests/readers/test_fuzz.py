@@ -236,9 +236,12 @@ def test_fuzz_tensorboard(scratch, event_bytes, data):
 
 
 def test_zz_fuzzing_reached_both_outcomes_of_every_reader():
-    """Runs after the fuzz tests (file order): the inputs were not all rejected, nor all accepted."""
-    if not OUTCOMES:
+    """Runs after the fuzz tests (file order): each reader's inputs were not all rejected, nor all accepted."""
+    fuzzed = {name for name, _ in OUTCOMES}  # not the readers whose fuzz test was skipped (no torch to write logs)
+    if not fuzzed:
         pytest.skip("the fuzz tests did not run in this session")
     for reader in (hf, lightning, csvlog, rundir, textlog, tensorboard):
+        if reader.__name__ not in fuzzed:
+            continue
         assert OUTCOMES.get((reader.__name__, "run"), 0) > 0, OUTCOMES
         assert OUTCOMES.get((reader.__name__, "error"), 0) > 0, OUTCOMES

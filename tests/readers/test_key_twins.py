@@ -54,9 +54,9 @@ def write_trainer_state(folder):
 
 def write_tensorboard(folder):
     pytest.importorskip("tensorboard")
-    from torch.utils.tensorboard import SummaryWriter
+    summary = pytest.importorskip("torch.utils.tensorboard", reason="the event files are written by torch's writer")
 
-    writer = SummaryWriter(log_dir=str(folder))
+    writer = summary.SummaryWriter(log_dir=str(folder))
     for step in STEPS:
         writer.add_scalar("loss", SMALL[step], step)
         writer.add_scalar("Loss", BIG[step], step)

@@ -17,14 +17,26 @@ from diagnose.findings import Finding, Recommendation, Severity
 from diagnose.readers import read_root
 from diagnose.render import html
 
-from . import tiny_runs as training
-
 GENERATED = "2026-11-22T03:00:00+00:00"
+
+
+def _training():
+    """The module that trains the runs: imported where a test needs one, so that the rest run without torch."""
+    pytest.importorskip("torch", reason="the report tests' runs are trained with torch")
+    from . import tiny_runs
+
+    return tiny_runs
 
 
 @pytest.fixture(scope="session")
 def log_root(tmp_path_factory):
-    return training.make_root(tmp_path_factory.mktemp("logs") / "logs")
+    return _training().make_root(tmp_path_factory.mktemp("logs") / "logs")
+
+
+@pytest.fixture
+def train():
+    """``tiny_runs.train``: one real run written into a folder."""
+    return _training().train
 
 
 def _final_valid(run) -> float:
@@ -75,8 +87,9 @@ def handmade(analysis: Analysis) -> Analysis:
             )
         if summary["study"] == "swarm":
             cells = []
-            for momentum in training.SWARM["momentum"]:
-                for lr in training.SWARM["lr"]:
+            swarm = _training().SWARM
+            for momentum in swarm["momentum"]:
+                for lr in swarm["lr"]:
                     runs = [r for r in studies["swarm"].runs if r.momentum == momentum and r.lr == lr]
                     finals = [float(r.steps["loss"].iloc[-20:].mean()) for r in runs]
                     cells.append({"momentum": momentum, "lr": lr, "runs": [r.name for r in runs],

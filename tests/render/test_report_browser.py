@@ -21,7 +21,6 @@ from diagnose.render import html
 
 from .browser import Browser, find_chromium
 from .many_studies import make_root
-from .tiny_runs import train
 
 CHROMIUM = find_chromium()
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH (CI installs Debian's chromium)")
@@ -94,7 +93,7 @@ def test_the_report_reads_the_same_with_javascript_off(browser, analysis, page, 
         assert finding.title in load.facts["text"]
 
 
-def test_a_script_in_a_run_name_is_shown_as_text_and_never_runs(browser, tmp_path):
+def test_a_script_in_a_run_name_is_shown_as_text_and_never_runs(browser, tmp_path, train):
     evil = "<script>alert(1)</script>"
     train(tmp_path / "logs" / "s" / "x", study="s", name=evil, lr=0.05, steps=40, eval_every=10,
           extra_config={"note": "<img src=x onerror=alert(2)>"})

@@ -22,7 +22,6 @@ from diagnose.model import Run, Study
 from diagnose.readers import read_root
 from diagnose.render import figures, html
 
-from .tiny_runs import train
 
 
 def figure_ids(text: str) -> list[str]:
@@ -96,7 +95,7 @@ def test_table_cells_escaped_as_the_template_escapes():
         assert html._e(value) == markupsafe.escape(value)
 
 
-def test_a_run_named_like_a_script_shows_as_text(tmp_path):
+def test_a_run_named_like_a_script_shows_as_text(tmp_path, train):
     evil = "<script>alert(1)</script>"
     train(tmp_path / "logs" / "a&b" / "x", study="<b>study</b>", name=evil, lr=0.05, steps=60,
           extra_config={"note": "<img src=x onerror=alert(2)>", "$\\frac{a}{$": "$\\bad$"})
