@@ -21,6 +21,7 @@ Run by hand (not a test):
     python benchmarks/analyzer_scale.py                 # 1M and 10M rows, 10k small runs
     python benchmarks/analyzer_scale.py --sizes 1M      # just one size
     python benchmarks/analyzer_scale.py --command check # `diagnose check`: the analysis without figures
+    python benchmarks/analyzer_scale.py --command read  # the analysis without checks: reading and caching
 """
 
 from __future__ import annotations
@@ -54,6 +55,16 @@ rows = 0
 for path in sorted(Path(sys.argv[1]).rglob("*.csv")):
     rows += c.read_csv(path).num_rows
 print(rows)
+"""
+
+# What the analysis costs before any check: the runs found, keyed, read into the run model (in the workers) and
+# written to the cache, and grouped into studies; no check, no document, no page.
+READ_ONLY = """
+import sys
+from pathlib import Path
+from diagnose.cache import RunCache, default_directory
+from diagnose.pipeline import analyze_root
+analyze_root(Path(sys.argv[1]), checks=(), cache=RunCache(default_directory()))
 """
 
 
@@ -127,14 +138,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
     parser.add_argument("--keep", type=Path, help="generate the roots here and keep them")
-    parser.add_argument("--command", choices=("report", "check"), default="report",
-                        help="what to time: the HTML report, or the CI gate (the same analysis, no figures)")
+    parser.add_argument("--command", choices=("report", "check", "read"), default="report",
+                        help="what to time: the HTML report, the CI gate (the same analysis, no figures), or the "
+                             "analysis without checks (reading and caching the runs)")
     args = parser.parse_args()
     compileall.compile_dir(Path(importlib.util.find_spec("diagnose").origin).parent, quiet=1)
     diagnose = [sys.executable, "-m", "diagnose.cli"]
     base = args.keep or Path(tempfile.mkdtemp(prefix="diagnose-scale-"))
     print(f"machine: {os.cpu_count()} cores; python {sys.version.split()[0]}")
-    print(f"command: diagnose {args.command}")
+    print("command: " + ("analyze_root without checks" if args.command == "read" else f"diagnose {args.command}"))
     # On a shared machine wall times follow the load: the CPU seconds (workers included) and their ratio do not.
     print(f"{'root':10} {'rows':>11} {'parse s':>8} {'report s':>9} {'ratio':>6} {'cores':>5} {'RSS MB':>7} "
           f"{'warm s':>7} {'changed s':>9} {'parse CPU':>9} {'CPU s':>6} {'CPU ratio':>9} {'load':>5}", flush=True)
@@ -153,6 +165,8 @@ def main() -> None:
             report = [*diagnose, "report", str(root), "-o", str(base / f"{name}.html")]
             if args.command == "check":
                 report = [*diagnose, "check", str(root)]
+            if args.command == "read":
+                report = [sys.executable, "-c", READ_ONLY, str(root)]
             # The fastest of three for both sides of a ratio, the parse and the cold report taken in turns: one
             # bare parse of the same files ranged 0.60-1.12 s on a quiet machine, and the machine's speed drifts.
             parses, colds = [], []
