@@ -23,7 +23,6 @@ from diagnose.readers import read_root
 from diagnose.render import figures, html
 
 
-
 def figure_ids(text: str) -> list[str]:
     return re.findall(r'<figure id="([^"]+)">', text)
 
